@@ -1,0 +1,10 @@
+//! # crcli-sys: the raw kernel interfaces of crcli
+//!
+//! The lowest layer of crcli. It wraps, safely, the Linux interfaces crcli needs that `rustix`
+//! does not offer (statmount, listmount, the new mount API where rustix lacks it, ptrace, pidfds,
+//! …) and probes once per process which of them the running kernel has.
+//!
+//! Every `unsafe` block of the workspace lives in this crate; every other crate is
+//! `#![forbid(unsafe_code)]`.
+//!
+//! Status: under construction. Nothing is exported yet.
