@@ -7,4 +7,18 @@
 //! Every `unsafe` block of the workspace lives in this crate; every other crate is
 //! `#![forbid(unsafe_code)]`.
 //!
-//! Status: under construction. Nothing is exported yet.
+//! Status: under construction.
+
+// Mount interfaces.
+pub mod features;
+pub mod listmount;
+pub mod mount;
+pub mod nsfs;
+pub mod pidfd;
+pub mod statmount;
+pub mod statx;
+
+// Process interfaces (ptrace, memory of another process, clone3).
+pub mod clone3;
+pub mod process_vm;
+pub mod ptrace;
