@@ -1,16 +1,24 @@
 //! `crcli`: the command-line front end of crcli. It parses arguments, shows progress and prints
-//! results; all logic lives in the library crates.
+//! results; all logic lives in the library crates. Each subcommand lives in its own module
+//! (`show.rs`, `dump.rs`, `restore.rs`, `check.rs`) with an `Args` struct and a `run` function.
 #![forbid(unsafe_code)]
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Checkpoint/restore for Linux processes.
 #[derive(Parser)]
 #[command(name = "crcli", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands; each one's arguments and code live in a module of its own.
+#[derive(Subcommand)]
+enum Command {}
 
 fn main() -> Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+    let cli = Cli::parse();
+    match cli.command {}
 }
