@@ -1,1 +1,319 @@
-//! Under construction: nothing here yet.
+//! `clone3(2)` with `set_tid`: create a child process, at a chosen PID where possible, that runs a
+//! Rust closure and never returns into the caller's code.
+//!
+//! The restore engine needs a fresh process at the PID the dumped process had. `clone3` (Linux 5.3)
+//! with `set_tid` (Linux 5.5) asks the kernel for that exact PID; when it cannot be had (the PID is
+//! in use, the caller lacks `CAP_SYS_ADMIN` over the PID namespace, the kernel is too old) the child
+//! is created with any PID and [`Spawned::pid_outcome`] says why the wish was not granted.
+//!
+//! The child is a copy of the caller made without `CLONE_VM` (a fork). Forking is only sound in a
+//! single-threaded process: in a multi-threaded one, locks held by other threads (the allocator's,
+//! stdio's) stay locked forever in the child. [`spawn`] therefore checks that `/proc/self/task` has
+//! exactly one entry and refuses otherwise ([`Clone3Error::MultiThreaded`]). (A Rust test harness
+//! runs tests on worker threads: such tests must re-exec a single-threaded helper.)
+//!
+//! The child can be *held*: it then blocks, before running the closure, until the parent calls
+//! [`Spawned::release`], so that the parent can `PTRACE_SEIZE` it (with `PTRACE_O_EXITKILL`) before
+//! it runs a single line of the closure. Dropping a held [`Spawned`] without releasing it makes
+//! the child exit without running the closure; so does the death of the parent.
+//!
+//! ```no_run
+//! use crcli_sys::clone3::{spawn, SpawnOptions};
+//! let child = spawn(&SpawnOptions { set_tid: Some(4242), hold: false }, || 7).unwrap();
+//! println!("child {} ({:?})", child.pid(), child.pid_outcome());
+//! ```
+use std::fmt;
+use std::os::fd::OwnedFd;
+
+/// What became of the PID the caller asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PidOutcome {
+    /// No particular PID was asked for.
+    NotRequested,
+    /// The child has the requested PID.
+    Kept,
+    /// The PID is used by another process or thread (`EEXIST`).
+    InUse,
+    /// The caller may not choose PIDs in its PID namespace (`EPERM`: needs `CAP_SYS_ADMIN`, or
+    /// `CAP_CHECKPOINT_RESTORE`, over the namespace's owning user namespace).
+    NotPermitted,
+    /// The PID is outside the namespace's valid range (`EINVAL`, e.g. above `pid_max`).
+    OutOfRange,
+    /// The kernel has no `clone3` (`ENOSYS`) or no `set_tid` in it (`E2BIG`).
+    Unsupported,
+}
+
+impl fmt::Display for PidOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PidOutcome::NotRequested => "no PID requested",
+            PidOutcome::Kept => "PID kept",
+            PidOutcome::InUse => "the PID is in use (EEXIST)",
+            PidOutcome::NotPermitted => "not permitted to choose the PID (EPERM)",
+            PidOutcome::OutOfRange => "the PID is out of range (EINVAL)",
+            PidOutcome::Unsupported => "the kernel cannot set the PID (no clone3 with set_tid)",
+        })
+    }
+}
+
+/// Errors of [`spawn`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Clone3Error {
+    /// The caller has more than one thread: forking it would not be sound.
+    #[error("clone3: refusing to fork a multi-threaded process ({threads} threads)")]
+    MultiThreaded {
+        /// How many entries /proc/self/task had.
+        threads: usize,
+    },
+    /// Counting the caller's threads failed.
+    #[error("clone3: reading /proc/self/task")]
+    CountThreads(#[source] std::io::Error),
+    /// Creating the hold pipe failed.
+    #[error("clone3: creating the hold pipe")]
+    Pipe(#[source] rustix::io::Errno),
+    /// The kernel refused to create the child.
+    #[error("clone3: creating the child")]
+    Clone(#[source] rustix::io::Errno),
+    /// Releasing a held child failed (it has probably died).
+    #[error("clone3: releasing held child {pid}")]
+    Release {
+        /// The child.
+        pid: i32,
+        /// The cause.
+        #[source]
+        source: rustix::io::Errno,
+    },
+}
+
+/// How [`spawn`] creates the child.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpawnOptions {
+    /// The PID the child should get, in the caller's PID namespace; `None` for any.
+    pub set_tid: Option<i32>,
+    /// Hold the child before the closure until [`Spawned::release`].
+    pub hold: bool,
+}
+
+/// A child created by [`spawn`]. The caller reaps it (`waitpid`); dropping this does not kill it.
+#[derive(Debug)]
+pub struct Spawned {
+    pid: i32,
+    outcome: PidOutcome,
+    gate: Option<OwnedFd>,
+}
+
+impl Spawned {
+    /// The child's PID in the caller's PID namespace.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Whether the child got the requested PID, and if not, why.
+    pub fn pid_outcome(&self) -> PidOutcome {
+        self.outcome
+    }
+
+    /// Whether the child is still held before its closure.
+    pub fn is_held(&self) -> bool {
+        self.gate.is_some()
+    }
+
+    /// Lets a held child run its closure. Does nothing for a child that is not held.
+    pub fn release(&mut self) -> Result<(), Clone3Error> {
+        if let Some(gate) = self.gate.take() {
+            let n = rustix::io::retry_on_intr(|| rustix::io::write(&gate, &[1u8])).map_err(
+                |source| Clone3Error::Release {
+                    pid: self.pid,
+                    source,
+                },
+            )?;
+            if n != 1 {
+                return Err(Clone3Error::Release {
+                    pid: self.pid,
+                    source: rustix::io::Errno::PIPE,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `struct clone_args` of `<linux/sched.h>`, up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_ARGS_SIZE_VER1`: the first size with `set_tid`.
+const CLONE_ARGS_SIZE_VER1: usize = 80;
+/// `CLONE_ARGS_SIZE_VER0`.
+const CLONE_ARGS_SIZE_VER0: usize = 64;
+
+/// `clone3(&args, size)` without `CLONE_VM` (a fork): `Ok(0)` in the child, `Ok(pid)` in the parent.
+fn raw_clone3(set_tid: Option<i32>) -> Result<i32, rustix::io::Errno> {
+    let tid: libc::pid_t = set_tid.unwrap_or(0);
+    let mut args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    let size = if set_tid.is_some() {
+        args.set_tid = &tid as *const libc::pid_t as u64;
+        args.set_tid_size = 1;
+        CLONE_ARGS_SIZE_VER1
+    } else {
+        CLONE_ARGS_SIZE_VER0
+    };
+    // SAFETY: `args` is a valid `struct clone_args` of at least `size` bytes and `tid` (pointed
+    // to by `args.set_tid`) outlives the call. Without CLONE_VM and with a zero stack the child
+    // continues on a copy of this stack, like fork(2); the caller ensured the process is
+    // single-threaded, so the child's copy of every lock is free.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, size) };
+    if ret < 0 {
+        Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ))
+    } else {
+        Ok(ret as i32)
+    }
+}
+
+/// `fork()`, for kernels without `clone3`.
+fn raw_fork() -> Result<i32, rustix::io::Errno> {
+    // SAFETY: the caller ensured the process is single-threaded, so fork(2) is sound: the child
+    // is a faithful copy with no lock held by a vanished thread.
+    let ret = unsafe { libc::fork() };
+    if ret < 0 {
+        Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ))
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Number of threads of the calling process (entries of `/proc/self/task`).
+pub fn thread_count() -> std::io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Creates a child with `clone3(2)` (with `set_tid` if `opts.set_tid` is set, Linux 5.5; falling
+/// back to any PID, then to `fork(2)` where `clone3` is missing) that runs `child` and exits with
+/// the code it returns (127 if it panics). The closure runs only in the child; this function
+/// returns only in the parent. See `man 2 clone3`.
+///
+/// Refuses to run in a multi-threaded process ([`Clone3Error::MultiThreaded`]).
+pub fn spawn<F>(opts: &SpawnOptions, child: F) -> Result<Spawned, Clone3Error>
+where
+    F: FnOnce() -> i32,
+{
+    let threads = thread_count().map_err(Clone3Error::CountThreads)?;
+    if threads != 1 {
+        return Err(Clone3Error::MultiThreaded { threads });
+    }
+    let gate = if opts.hold {
+        Some(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(Clone3Error::Pipe)?)
+    } else {
+        None
+    };
+
+    let mut outcome = PidOutcome::NotRequested;
+    let mut result = Err(rustix::io::Errno::NOSYS);
+    if let Some(pid) = opts.set_tid {
+        result = raw_clone3(Some(pid));
+        outcome = match result {
+            Ok(_) => PidOutcome::Kept,
+            Err(rustix::io::Errno::EXIST) => PidOutcome::InUse,
+            Err(rustix::io::Errno::PERM) => PidOutcome::NotPermitted,
+            Err(rustix::io::Errno::INVAL) => PidOutcome::OutOfRange,
+            Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::TOOBIG) => {
+                PidOutcome::Unsupported
+            }
+            Err(e) => return Err(Clone3Error::Clone(e)),
+        };
+    }
+    if result.is_err() {
+        result = raw_clone3(None);
+    }
+    if result == Err(rustix::io::Errno::NOSYS) {
+        result = raw_fork();
+    }
+    let pid = result.map_err(Clone3Error::Clone)?;
+    if pid == 0 {
+        // The child. Never returns.
+        let code = match gate {
+            Some((read_end, write_end)) => {
+                drop(write_end);
+                let mut byte = [0u8];
+                match rustix::io::retry_on_intr(|| rustix::io::read(&read_end, &mut byte)) {
+                    Ok(1) => {
+                        drop(read_end);
+                        run_child(child)
+                    }
+                    // The parent dropped the handle or died: do not run the closure.
+                    _ => 126,
+                }
+            }
+            None => run_child(child),
+        };
+        exit_now(code);
+    }
+    let gate = gate.map(|(read_end, write_end)| {
+        drop(read_end);
+        write_end
+    });
+    Ok(Spawned { pid, outcome, gate })
+}
+
+fn run_child<F: FnOnce() -> i32>(child: F) -> i32 {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(127)
+}
+
+/// `_exit(code)`: leave the child at once, without running the parent's atexit handlers or
+/// flushing stdio buffers that belong to the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) takes no pointers and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The test harness runs every test on a worker thread, so this process has at least two
+    // threads: spawn must refuse. (The positive cases run in a single-threaded helper process,
+    // in crates/restore/tests.)
+    #[test]
+    fn refuses_in_a_multi_threaded_process() {
+        let threads = thread_count().unwrap();
+        assert!(threads >= 2, "the test harness should have a worker thread");
+        let err = spawn(&SpawnOptions::default(), || 0).unwrap_err();
+        assert!(
+            matches!(err, Clone3Error::MultiThreaded { threads: n } if n >= 2),
+            "{err}"
+        );
+        assert!(err.to_string().contains("multi-threaded"), "{err}");
+    }
+
+    #[test]
+    fn outcome_messages_name_the_cause() {
+        assert!(PidOutcome::InUse.to_string().contains("EEXIST"));
+        assert!(PidOutcome::NotPermitted.to_string().contains("EPERM"));
+    }
+}
