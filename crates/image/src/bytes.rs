@@ -1,0 +1,318 @@
+//! Byte strings and paths as stored in an image.
+//!
+//! Linux names and paths are bytes, not UTF-8. [`OsBytes`] keeps them exact: in the binary image
+//! they are raw bytes; in the JSON view (any human-readable serde format) they are a string in
+//! which valid UTF-8 stays as is, a backslash is written `\\` and any other byte `\xNN`, so the
+//! JSON view is lossless too. [`ImagePath`] is an [`OsBytes`] that is safe to use as a path when
+//! restoring: no NUL byte, no `..` component, at most [`MAX_PATH_LEN`] bytes.
+//!
+//! Both types validate themselves when they are decoded, so a corrupt or malicious image cannot
+//! smuggle a path that escapes the directory it is applied to.
+
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The longest [`ImagePath`] accepted, in bytes (Linux `PATH_MAX`).
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// The longest [`OsBytes`] accepted, in bytes.
+pub const MAX_OS_BYTES_LEN: usize = 65536;
+
+/// Why a byte string was refused as an [`OsBytes`] or [`ImagePath`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BytesError {
+    /// The value contains a NUL byte.
+    #[error("validating {what}: contains a NUL byte")]
+    Nul {
+        /// What was being validated ("path", "name").
+        what: &'static str,
+    },
+    /// The value is longer than allowed.
+    #[error("validating {what}: {len} bytes is longer than the limit of {max}")]
+    TooLong {
+        /// What was being validated.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A path has a `..` component.
+    #[error("validating path {path:?}: contains a `..` component")]
+    DotDot {
+        /// The path, lossily converted for display.
+        path: String,
+    },
+    /// The escaped text form could not be parsed.
+    #[error("parsing escaped bytes: {0}")]
+    BadEscape(String),
+}
+
+/// A byte string from the kernel (a name, a symlink target, a mount source): no NUL byte, at most
+/// [`MAX_OS_BYTES_LEN`] bytes.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct OsBytes(Vec<u8>);
+
+impl OsBytes {
+    /// Checks `bytes` and wraps them.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, BytesError> {
+        let bytes = bytes.into();
+        check_plain("name", &bytes, MAX_OS_BYTES_LEN)?;
+        Ok(Self(bytes))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The raw bytes, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The escaped text form used by the JSON view (see the module documentation).
+    pub fn to_escaped(&self) -> String {
+        escape(&self.0)
+    }
+}
+
+impl fmt::Debug for OsBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", escape(&self.0))
+    }
+}
+
+impl fmt::Display for OsBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&escape(&self.0))
+    }
+}
+
+impl TryFrom<&str> for OsBytes {
+    type Error = BytesError;
+    fn try_from(s: &str) -> Result<Self, BytesError> {
+        Self::new(s.as_bytes())
+    }
+}
+
+/// A path stored in an image: no NUL byte, no `..` component, at most [`MAX_PATH_LEN`] bytes.
+/// Absolute (`/a/b`) and relative (`a/b`) forms are both allowed; which one a field holds is said
+/// in that field's documentation.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ImagePath(Vec<u8>);
+
+impl ImagePath {
+    /// Checks `bytes` and wraps them.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, BytesError> {
+        let bytes = bytes.into();
+        check_plain("path", &bytes, MAX_PATH_LEN)?;
+        if bytes.split(|&b| b == b'/').any(|c| c == b"..") {
+            return Err(BytesError::DotDot {
+                path: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The raw bytes, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// Whether the path starts with `/`.
+    pub fn is_absolute(&self) -> bool {
+        self.0.first() == Some(&b'/')
+    }
+
+    /// The path as a [`std::path::Path`].
+    pub fn as_path(&self) -> &std::path::Path {
+        use std::os::unix::ffi::OsStrExt;
+        std::path::Path::new(std::ffi::OsStr::from_bytes(&self.0))
+    }
+
+    /// The escaped text form used by the JSON view (see the module documentation).
+    pub fn to_escaped(&self) -> String {
+        escape(&self.0)
+    }
+}
+
+impl fmt::Debug for ImagePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", escape(&self.0))
+    }
+}
+
+impl fmt::Display for ImagePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&escape(&self.0))
+    }
+}
+
+impl TryFrom<&str> for ImagePath {
+    type Error = BytesError;
+    fn try_from(s: &str) -> Result<Self, BytesError> {
+        Self::new(s.as_bytes())
+    }
+}
+
+impl TryFrom<&std::path::Path> for ImagePath {
+    type Error = BytesError;
+    fn try_from(p: &std::path::Path) -> Result<Self, BytesError> {
+        use std::os::unix::ffi::OsStrExt;
+        Self::new(p.as_os_str().as_bytes())
+    }
+}
+
+fn check_plain(what: &'static str, bytes: &[u8], max: usize) -> Result<(), BytesError> {
+    if bytes.len() > max {
+        return Err(BytesError::TooLong {
+            what,
+            len: bytes.len(),
+            max,
+        });
+    }
+    if bytes.contains(&0) {
+        return Err(BytesError::Nul { what });
+    }
+    Ok(())
+}
+
+/// Escapes bytes for the text form: valid UTF-8 stays, `\` becomes `\\`, other bytes `\xNN`.
+pub(crate) fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`escape`].
+pub(crate) fn unescape(s: &str) -> Result<Vec<u8>, BytesError> {
+    let mut out = Vec::with_capacity(s.len());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'\\') => {
+                out.push(b'\\');
+                i += 2;
+            }
+            Some(b'x') => {
+                let hex = s.get(i + 2..i + 4).ok_or_else(|| {
+                    BytesError::BadEscape(format!("truncated \\x escape in {s:?}"))
+                })?;
+                let b = u8::from_str_radix(hex, 16)
+                    .map_err(|_| BytesError::BadEscape(format!("bad \\x escape in {s:?}")))?;
+                out.push(b);
+                i += 4;
+            }
+            _ => return Err(BytesError::BadEscape(format!("lone backslash in {s:?}"))),
+        }
+    }
+    Ok(out)
+}
+
+macro_rules! serde_bytes_type {
+    ($ty:ident, $expecting:literal) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.serialize_str(&escape(&self.0))
+                } else {
+                    s.serialize_bytes(&self.0)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<$ty, E> {
+                        $ty::new(v).map_err(E::custom)
+                    }
+                    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<$ty, E> {
+                        $ty::new(v).map_err(E::custom)
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
+                        $ty::new(unescape(v).map_err(E::custom)?).map_err(E::custom)
+                    }
+                }
+                if d.is_human_readable() {
+                    d.deserialize_str(V)
+                } else {
+                    d.deserialize_bytes(V)
+                }
+            }
+        }
+    };
+}
+
+serde_bytes_type!(OsBytes, "a byte string without NUL");
+serde_bytes_type!(ImagePath, "a path without NUL or `..` components");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_round_trips_invalid_utf8_and_backslashes() {
+        let raw = b"a\\b\xff\xfe\xc3\xa9z".to_vec();
+        let e = escape(&raw);
+        assert_eq!(e, "a\\\\b\\xff\\xfe\u{e9}z");
+        assert_eq!(unescape(&e).unwrap(), raw);
+    }
+
+    #[test]
+    fn image_path_refuses_dotdot_and_nul() {
+        assert!(matches!(
+            ImagePath::new("a/../b"),
+            Err(BytesError::DotDot { .. })
+        ));
+        assert!(matches!(
+            ImagePath::new(".."),
+            Err(BytesError::DotDot { .. })
+        ));
+        assert!(matches!(
+            ImagePath::new(b"a\0b".to_vec()),
+            Err(BytesError::Nul { .. })
+        ));
+        assert!(ImagePath::new("a/..b/c..").is_ok());
+        assert!(ImagePath::new(vec![b'a'; MAX_PATH_LEN + 1]).is_err());
+    }
+
+    #[test]
+    fn bad_escapes_are_errors() {
+        assert!(unescape("\\").is_err());
+        assert!(unescape("\\x4").is_err());
+        assert!(unescape("\\xzz").is_err());
+        assert!(unescape("\\q").is_err());
+    }
+}
