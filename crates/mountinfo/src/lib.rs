@@ -5,5 +5,28 @@
 //! attached, unmounted (`umount2(MNT_DETACH)`) or anonymous (`open_tree(OPEN_TREE_CLONE)`,
 //! `fsmount()`), with a plan to rebuild it.
 //!
-//! Status: under construction. Nothing is exported yet.
+//! Main types:
+//! - [`parse`]: the mountinfo parser ([`parse::parse_mountinfo`], [`parse::MountInfoEntry`]);
+//! - [`Mount`] and its parts ([`model`]): one mount, whatever source described it;
+//! - [`MountTable`]: the mounts of one namespace, with queries (children, parent chain, the
+//!   mount at a path, the mounts of one superblock).
+//!
+//! ```
+//! use crcli_mountinfo::MountTable;
+//!
+//! let text = b"27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+//!              22 27 0:21 / /proc rw,relatime - proc proc rw\n";
+//! let table = MountTable::from_mountinfo(text, None).unwrap();
+//! let proc_mount = table.mount_at(std::path::Path::new("/proc/self")).unwrap();
+//! assert_eq!(proc_mount.fs_type, "proc");
+//! assert_eq!(table.parent(proc_mount).unwrap().old_id, 27);
+//! ```
 #![forbid(unsafe_code)]
+
+pub mod model;
+pub mod parse;
+pub mod table;
+
+pub use model::{Atime, DevId, Mount, MountAttrs, Origin, Propagation, SbFlags};
+pub use parse::{MountInfoEntry, OptionalField, ParseError};
+pub use table::{Difference, MountTable};

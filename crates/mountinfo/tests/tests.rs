@@ -1,0 +1,5 @@
+//! Integration tests of crcli-mountinfo: the parser on hand-written lines, the model, and
+//! tables built from the real kernel of this machine (in private mount namespaces).
+
+#[path = "it/parse.rs"]
+mod parse;
