@@ -7,7 +7,14 @@
 //! Every `unsafe` block of the workspace lives in this crate; every other crate is
 //! `#![forbid(unsafe_code)]`.
 //!
-//! Status: under construction.
+//! Mount side: [`statmount`], [`listmount`], [`statx`] (mount ids), [`nsfs`] (mount namespace
+//! ids), [`mount`] (open_tree, move_mount, fsopen/fsconfig/fsmount/fspick, mount_setattr,
+//! umount2), [`pidfd`], and [`features`] (`Features::current()`). Process side: [`ptrace`],
+//! [`process_vm`], [`clone3`].
+//!
+//! Conventions: wrappers are named after the syscall; fds go in as `AsFd`/`BorrowedFd` and come
+//! out as `OwnedFd`; flags are `bitflags` types; failures are `rustix::io::Errno` (decoded in
+//! one place, `raw::syscall_result`) or, where a result is decoded, a per-module `thiserror` enum.
 
 // Mount interfaces.
 pub mod features;
@@ -15,6 +22,7 @@ pub mod listmount;
 pub mod mount;
 pub mod nsfs;
 pub mod pidfd;
+mod raw;
 pub mod statmount;
 pub mod statx;
 
