@@ -28,5 +28,6 @@ pub mod statx;
 
 // Process interfaces (ptrace, memory of another process, clone3).
 pub mod clone3;
+pub mod fdtable;
 pub mod process_vm;
 pub mod ptrace;
