@@ -31,3 +31,4 @@ pub mod clone3;
 pub mod fdtable;
 pub mod process_vm;
 pub mod ptrace;
+pub mod task;

@@ -396,3 +396,42 @@ fn process_vm_partial_and_unreadable() {
     .expect("partial read");
     assert_eq!(n, 16);
 }
+
+#[test]
+fn robust_list_rlimits_and_kcmp() {
+    let child = Sleeper::spawn();
+    let pid = child.pid();
+    // glibc registers a robust list of 24 bytes for every thread.
+    let (head, len) = crcli_sys::task::get_robust_list(pid).expect("get_robust_list");
+    assert_ne!(head, 0);
+    assert_eq!(len, 24);
+    assert_eq!(
+        crcli_sys::task::get_robust_list(i32::MAX - 1),
+        Err(rustix::io::Errno::SRCH)
+    );
+
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("nofile line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let nofile = crcli_sys::task::prlimit_get(pid, libc::RLIMIT_NOFILE).expect("prlimit");
+    assert_eq!(nofile.cur.to_string(), fields[3]);
+    assert_eq!(nofile.max.to_string(), fields[4]);
+    let stack = crcli_sys::task::prlimit_get(pid, libc::RLIMIT_CPU).expect("prlimit");
+    assert_eq!(stack.cur, u64::MAX, "RLIMIT_CPU is unlimited");
+
+    use std::os::fd::AsRawFd;
+    let me = std::process::id() as i32;
+    let a = std::fs::File::open("/proc/self/exe").expect("open");
+    let b = a.try_clone().expect("dup");
+    let c = std::fs::File::open("/proc/self/exe").expect("open");
+    let (a, b, c) = (a.as_raw_fd(), b.as_raw_fd(), c.as_raw_fd());
+    assert_eq!(crcli_sys::task::kcmp_same_file(me, me, a, b), Ok(true));
+    assert_eq!(crcli_sys::task::kcmp_same_file(me, me, a, c), Ok(false));
+    assert_eq!(
+        crcli_sys::task::kcmp_same_file(me, me, a, 100_000),
+        Err(rustix::io::Errno::BADF)
+    );
+}
