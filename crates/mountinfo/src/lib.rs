@@ -23,10 +23,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod error;
+pub mod kernel;
 pub mod model;
 pub mod parse;
 pub mod table;
 
+pub use error::Error;
 pub use model::{Atime, DevId, Mount, MountAttrs, Origin, Propagation, SbFlags};
 pub use parse::{MountInfoEntry, OptionalField, ParseError};
 pub use table::{Difference, MountTable};

@@ -164,9 +164,10 @@ pub struct Mount {
     pub fs_type: String,
     /// File system subtype, e.g. `sshfs` for `fuse.sshfs`.
     pub fs_subtype: Option<String>,
-    /// Mount source (`/dev/vda`, `tmpfs`, ...). `None` when the kernel reports none:
-    /// statmount omits it, mountinfo writes the literal `none` (a source really named `none`
-    /// is indistinguishable there and also reads as `None`).
+    /// Mount source (`/dev/vda`, `tmpfs`, ...). `None` when the kernel reports none or an
+    /// empty one: statmount then omits it, mountinfo writes the literal `none` or an empty
+    /// field (a source really named `none` is indistinguishable there and also reads as
+    /// `None`).
     pub source: Option<OsString>,
     /// Superblock flags.
     pub sb_flags: SbFlags,
@@ -248,7 +249,7 @@ impl Mount {
             sb_flags |= flag;
             opts.next();
         }
-        let source = if e.source == "none" {
+        let source = if e.source == "none" || e.source.is_empty() {
             None
         } else {
             Some(e.source.clone())

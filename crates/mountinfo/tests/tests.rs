@@ -1,5 +1,11 @@
 //! Integration tests of crcli-mountinfo: the parser on hand-written lines, the model, and
 //! tables built from the real kernel of this machine (in private mount namespaces).
 
+#[path = "it/ns.rs"]
+mod ns;
+
 #[path = "it/parse.rs"]
 mod parse;
+
+#[path = "it/kernel.rs"]
+mod kernel;

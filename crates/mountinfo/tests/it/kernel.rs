@@ -1,0 +1,269 @@
+//! Tables built from listmount+statmount and from mountinfo agree on this machine's real
+//! namespaces and on a namespace the test builds (binds, sub-root binds, shared / slave /
+//! private / unbindable, ro / nosuid / noexec, atime modes, overmounts, odd paths), and the
+//! queries answer right on that namespace.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crcli_mountinfo::kernel::Namespace;
+use crcli_mountinfo::{Atime, MountAttrs, MountTable, Origin, SbFlags};
+use crcli_sys::mount::{
+    fsconfig_create, fsmount, fsopen, mount_setattr, move_mount, FsMountFlags, FsOpenFlags,
+    MountAttr, MountAttrFlags, MountSetattrFlags, MoveMountFlags,
+};
+use rustix::fs::CWD;
+use rustix::mount::{mount, mount_bind, mount_change, MountFlags, MountPropagationFlags};
+
+use crate::ns::ns_test;
+
+fn tmpfs(source: &str, target: &Path, flags: MountFlags, data: &str) {
+    let data = std::ffi::CString::new(data).unwrap();
+    mount(source, target, "tmpfs", flags, Some(data.as_c_str()))
+        .unwrap_or_else(|e| panic!("mount tmpfs on {target:?}: {e}"));
+}
+
+fn dir(p: &Path) -> PathBuf {
+    std::fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir {p:?}: {e}"));
+    p.to_path_buf()
+}
+
+fn setattr(target: &Path, set: MountAttrFlags, clr: MountAttrFlags) {
+    mount_setattr(
+        CWD,
+        target,
+        MountSetattrFlags::empty(),
+        &MountAttr {
+            attr_set: set,
+            attr_clr: clr,
+            ..MountAttr::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("mount_setattr {target:?}: {e}"));
+}
+
+fn assert_agree(sm: &MountTable, mi: &MountTable) {
+    let diffs = sm.differences(mi);
+    assert!(diffs.is_empty(), "tables differ: {diffs:#?}");
+    assert_eq!(sm.len(), mi.len());
+    assert!(!sm.is_empty());
+}
+
+#[test]
+fn current_namespace_tables_agree() {
+    let sm = MountTable::from_listmount(None).expect("listmount+statmount of this namespace");
+    let mi = MountTable::read_mountinfo(None).expect("mountinfo of this process");
+    assert_eq!(sm.origin(), Origin::Statmount);
+    assert_eq!(mi.origin(), Origin::MountInfo);
+    assert_agree(&sm, &mi);
+    // Every mount has its unique id from statmount, none from mountinfo.
+    assert!(sm
+        .mounts()
+        .iter()
+        .all(|m| m.id.is_some() && m.ns_id.is_some()));
+    assert!(mi.mounts().iter().all(|m| m.id.is_none()));
+}
+
+#[test]
+fn every_namespace_of_this_machine_agrees() {
+    // One process per distinct mount namespace whose root is the namespace's own (mountinfo
+    // paths are relative to the process's root, statmount's to the namespace root).
+    let mut seen = std::collections::HashSet::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/mnt")) else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/root"))
+            .ok()
+            .as_deref()
+            != Some(Path::new("/"))
+            || !seen.insert(ns)
+        {
+            continue;
+        }
+        let Ok(fd) = crcli_mountinfo::kernel::open_namespace(Some(pid)) else {
+            continue; // the process exited
+        };
+        let ns_id = crcli_mountinfo::kernel::namespace_id(&fd).expect("NS_GET_MNTNS_ID");
+        // Another process may change its mounts between the two reads: retry a few times.
+        let mut last = Vec::new();
+        let agreed = (0..5).any(|_| {
+            let sm = MountTable::from_listmount(Some(ns_id)).expect("listmount by namespace id");
+            let Ok(mi) = MountTable::read_mountinfo(Some(pid)) else {
+                return true; // the process exited
+            };
+            last = sm.differences(&mi);
+            last.is_empty() && sm.len() == mi.len()
+        });
+        assert!(agreed, "namespace of pid {pid}: {last:#?}");
+        checked += 1;
+    }
+    assert!(checked >= 1);
+}
+
+ns_test! {
+    fn built_namespace_tables_agree() {
+        let t = Path::new("/tmp");
+        let src = dir(&t.join("src"));
+        tmpfs("src pool", &src, MountFlags::empty(), "size=1m,mode=750");
+        dir(&src.join("sub/deeper"));
+        std::fs::write(src.join("sub/file"), b"x").unwrap();
+
+        // Binds: whole, sub-root, of a file.
+        let bind = dir(&t.join("bind"));
+        mount_bind(&src, &bind).unwrap();
+        let subbind = dir(&t.join("subbind"));
+        mount_bind(src.join("sub"), &subbind).unwrap();
+        std::fs::write(t.join("filebind"), b"").unwrap();
+        mount_bind(src.join("sub/file"), t.join("filebind")).unwrap();
+
+        // ro / nosuid / noexec / nodev / nodiratime / nosymfollow bind.
+        let ro = dir(&t.join("ro"));
+        mount_bind(&src, &ro).unwrap();
+        setattr(
+            &ro,
+            MountAttrFlags::RDONLY
+                | MountAttrFlags::NOSUID
+                | MountAttrFlags::NOEXEC
+                | MountAttrFlags::NODEV
+                | MountAttrFlags::NODIRATIME
+                | MountAttrFlags::NOSYMFOLLOW,
+            MountAttrFlags::empty(),
+        );
+
+        // atime modes and superblock flags.
+        let noatime = dir(&t.join("noatime"));
+        tmpfs("tmpfs", &noatime, MountFlags::NOATIME, "");
+        let strict = dir(&t.join("strict"));
+        tmpfs("tmpfs", &strict, MountFlags::STRICTATIME, "");
+        let syncfs = dir(&t.join("sync"));
+        tmpfs("tmpfs", &syncfs, MountFlags::SYNCHRONOUS | MountFlags::DIRSYNC, "");
+        let rofs = dir(&t.join("rofs"));
+        tmpfs("tmpfs", &rofs, MountFlags::RDONLY, "");
+
+        // Propagation: shared with a peer, a slave of it, a slave that is also shared,
+        // private, unbindable.
+        let shared = dir(&t.join("shared"));
+        tmpfs("tmpfs", &shared, MountFlags::empty(), "");
+        mount_change(&shared, MountPropagationFlags::SHARED).unwrap();
+        let peer = dir(&t.join("peer"));
+        mount_bind(&shared, &peer).unwrap();
+        let slave = dir(&t.join("slave"));
+        mount_bind(&shared, &slave).unwrap();
+        mount_change(&slave, MountPropagationFlags::DOWNSTREAM).unwrap();
+        let slave_shared = dir(&t.join("slave-shared"));
+        mount_bind(&shared, &slave_shared).unwrap();
+        mount_change(&slave_shared, MountPropagationFlags::DOWNSTREAM).unwrap();
+        mount_change(&slave_shared, MountPropagationFlags::SHARED).unwrap();
+        let unbindable = dir(&t.join("unbindable"));
+        tmpfs("tmpfs", &unbindable, MountFlags::empty(), "");
+        mount_change(&unbindable, MountPropagationFlags::UNBINDABLE).unwrap();
+
+        // Overmount: two tmpfs on one mount point, and a mount under the lower one that the
+        // upper hides.
+        let over = dir(&t.join("over"));
+        tmpfs("lower", &over, MountFlags::empty(), "");
+        let hidden = dir(&over.join("hidden"));
+        tmpfs("hidden", &hidden, MountFlags::empty(), "");
+        tmpfs("upper", &over, MountFlags::empty(), "");
+
+        // Odd paths and sources.
+        let odd_names: [&[u8]; 5] = [
+            b"with space",
+            b"new\nline",
+            b"tab\there",
+            b"back\\slash",
+            b"\xffnot-utf8",
+        ];
+        for name in odd_names {
+            let p = dir(&t.join(OsStr::from_bytes(name)));
+            tmpfs("odd source\twith\\escapes", &p, MountFlags::empty(), "");
+        }
+        let empty_src = dir(&t.join("empty-source"));
+        tmpfs("", &empty_src, MountFlags::empty(), "");
+        // A tmpfs attached from fsmount without any source: the kernel reports none.
+        let nosrc = dir(&t.join("no-source"));
+        let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).unwrap();
+        fsconfig_create(&fs).unwrap();
+        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::NOEXEC).unwrap();
+        move_mount(&mnt, "", CWD, &nosrc, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).unwrap();
+
+        let sm = MountTable::from_listmount(None).expect("listmount+statmount");
+        let mi = MountTable::read_mountinfo(None).expect("mountinfo");
+        assert_agree(&sm, &mi);
+        let merged = MountTable::of(Namespace::Current).expect("merged table");
+        assert_eq!(merged.origin(), Origin::Both);
+        assert!(merged.differences(&sm).is_empty());
+
+        let at = |p: &Path| sm.mount_at(p).unwrap_or_else(|| panic!("no mount at {p:?}"));
+        // Binds share the superblock; the sub-root bind's root is /sub.
+        let srcm = at(&src);
+        assert_eq!(srcm.source.as_deref(), Some(OsStr::new("src pool")));
+        assert_eq!(srcm.fs_options, ["size=1024k", "mode=750"]);
+        assert_eq!(at(&subbind).root, Path::new("/sub"));
+        assert_eq!(at(&subbind.join("deeper")).root, Path::new("/sub"));
+        assert_eq!(at(&t.join("filebind")).root, Path::new("/sub/file"));
+        let sb: Vec<_> = sm.superblock_mounts(srcm.dev).iter().map(|m| m.mount_point.clone()).collect();
+        assert_eq!(sb, [src.clone(), bind.clone(), subbind.clone(), t.join("filebind"), ro.clone()]);
+        assert_eq!(
+            at(&ro).attrs,
+            MountAttrs::RDONLY
+                | MountAttrs::NOSUID
+                | MountAttrs::NOEXEC
+                | MountAttrs::NODEV
+                | MountAttrs::NODIRATIME
+                | MountAttrs::NOSYMFOLLOW
+        );
+        assert_eq!(at(&bind).attrs, MountAttrs::empty());
+        assert_eq!(at(&noatime).atime, Atime::NoAtime);
+        assert_eq!(at(&strict).atime, Atime::StrictAtime);
+        assert_eq!(at(&bind).atime, Atime::Relatime);
+        assert_eq!(at(&syncfs).sb_flags, SbFlags::SYNCHRONOUS | SbFlags::DIRSYNC);
+        assert_eq!(at(&rofs).sb_flags, SbFlags::RDONLY);
+        assert_eq!(at(&rofs).attrs, MountAttrs::RDONLY);
+
+        let (s, p, sl, ss, ub) = (at(&shared), at(&peer), at(&slave), at(&slave_shared), at(&unbindable));
+        let group = s.propagation.shared.expect("shared");
+        assert_eq!(p.propagation.shared, Some(group));
+        assert_eq!(sl.propagation.master, Some(group));
+        assert_eq!(sl.propagation.shared, None);
+        assert_eq!(ss.propagation.master, Some(group));
+        assert!(ss.propagation.shared.is_some_and(|g| g != group));
+        assert!(ub.propagation.unbindable && ub.propagation.is_private());
+        assert!(at(&bind).propagation.is_private());
+
+        // Overmount: the walk sees the upper tmpfs, whose parent is the lower one; the hidden
+        // mount is a child of the lower one and is not what the path reaches.
+        let upper = at(&over.join("hidden/x"));
+        assert_eq!(upper.source.as_deref(), Some(OsStr::new("upper")));
+        let lower = sm.parent(upper).expect("the upper mount's parent");
+        assert_eq!(lower.source.as_deref(), Some(OsStr::new("lower")));
+        assert_eq!(lower.mount_point, over);
+        let lower_children: Vec<_> = sm.children(lower).iter().map(|m| m.source.clone()).collect();
+        assert_eq!(lower_children.len(), 2);
+        assert!(lower_children.contains(&Some("hidden".into())));
+        let chain: Vec<_> = sm.parent_chain(upper).iter().map(|m| m.mount_point.clone()).collect();
+        assert_eq!(chain.first(), Some(&over));
+        assert_eq!(chain.last().map(PathBuf::as_path), Some(Path::new("/")));
+
+        for name in odd_names {
+            let p = t.join(OsStr::from_bytes(name));
+            let m = at(&p.join("inside"));
+            assert_eq!(m.mount_point, p);
+            assert_eq!(m.source.as_deref(), Some(OsStr::new("odd source\twith\\escapes")));
+        }
+        assert_eq!(at(&empty_src).source, None);
+        assert_eq!(at(&nosrc).source, None);
+        assert_eq!(at(&nosrc).attrs, MountAttrs::NOEXEC);
+        eprintln!("built namespace: {} mounts agree", sm.len());
+    }
+}
