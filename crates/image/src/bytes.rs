@@ -235,6 +235,123 @@ pub(crate) fn unescape(s: &str) -> Result<Vec<u8>, BytesError> {
     Ok(out)
 }
 
+thread_local! {
+    /// The message of the last validation failure inside a decode. postcard turns custom errors
+    /// into a bare `SerdeDeCustom`; the codec picks the message up from here.
+    static PROBLEM: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Turns a validation error into a serde error, keeping its message for [`take_problem`].
+pub(crate) fn problem<E: de::Error>(e: BytesError) -> E {
+    let msg = e.to_string();
+    PROBLEM.with(|p| *p.borrow_mut() = Some(msg.clone()));
+    E::custom(msg)
+}
+
+/// Takes the message kept by [`problem`], if any.
+pub(crate) fn take_problem() -> Option<String> {
+    PROBLEM.with(|p| p.borrow_mut().take())
+}
+
+/// Serde helpers for raw byte blobs (`Vec<u8>` fields): bytes in the binary image, a hex string
+/// in the JSON view.
+pub(crate) mod hex {
+    use super::*;
+
+    fn to_hex(b: &[u8]) -> String {
+        let mut s = String::with_capacity(b.len() * 2);
+        for x in b {
+            s.push_str(&format!("{x:02x}"));
+        }
+        s
+    }
+
+    fn from_hex(s: &str) -> Result<Vec<u8>, BytesError> {
+        if s.len() % 2 != 0 || !s.is_ascii() {
+            return Err(BytesError::BadEscape(format!(
+                "bad hex string of length {}",
+                s.len()
+            )));
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| {
+                u8::from_str_radix(&s[i..i + 2], 16)
+                    .map_err(|_| BytesError::BadEscape(format!("bad hex digits at {i}")))
+            })
+            .collect()
+    }
+
+    struct BlobVisitor;
+    impl<'de> Visitor<'de> for BlobVisitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+            from_hex(v).map_err(problem)
+        }
+    }
+
+    /// Serializes a blob.
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&to_hex(v))
+        } else {
+            s.serialize_bytes(v)
+        }
+    }
+
+    /// Deserializes a blob.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_str(BlobVisitor)
+        } else {
+            d.deserialize_byte_buf(BlobVisitor)
+        }
+    }
+
+    /// Serde helpers for a list of blobs.
+    pub mod list {
+        use super::*;
+        use serde::ser::SerializeSeq;
+
+        struct Blob<'a>(&'a [u8]);
+        impl Serialize for Blob<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                super::serialize(self.0, s)
+            }
+        }
+        struct OwnedBlob(Vec<u8>);
+        impl<'de> Deserialize<'de> for OwnedBlob {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                super::deserialize(d).map(OwnedBlob)
+            }
+        }
+
+        /// Serializes a list of blobs.
+        pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(v.len()))?;
+            for b in v {
+                seq.serialize_element(&Blob(b))?;
+            }
+            seq.end()
+        }
+
+        /// Deserializes a list of blobs.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+            let v: Vec<OwnedBlob> = Deserialize::deserialize(d)?;
+            Ok(v.into_iter().map(|b| b.0).collect())
+        }
+    }
+}
+
 macro_rules! serde_bytes_type {
     ($ty:ident, $expecting:literal) => {
         impl Serialize for $ty {
@@ -256,13 +373,13 @@ macro_rules! serde_bytes_type {
                         f.write_str($expecting)
                     }
                     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<$ty, E> {
-                        $ty::new(v).map_err(E::custom)
+                        $ty::new(v).map_err(problem)
                     }
                     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<$ty, E> {
-                        $ty::new(v).map_err(E::custom)
+                        $ty::new(v).map_err(problem)
                     }
                     fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
-                        $ty::new(unescape(v).map_err(E::custom)?).map_err(E::custom)
+                        $ty::new(unescape(v).map_err(problem)?).map_err(problem)
                     }
                 }
                 if d.is_human_readable() {

@@ -112,5 +112,6 @@ pub struct PipeEntry {
     /// The pipe's capacity (`F_GETPIPE_SZ`).
     pub capacity: u32,
     /// The bytes buffered in it, at most [`MAX_PIPE_BUFFER`].
+    #[serde(with = "crate::bytes::hex")]
     pub buffered: Vec<u8>,
 }

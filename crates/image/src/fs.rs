@@ -85,5 +85,6 @@ pub struct Xattr {
     /// Name (`user.foo`, `security.selinux`, …).
     pub name: OsBytes,
     /// Value.
+    #[serde(with = "crate::bytes::hex")]
     pub value: Vec<u8>,
 }

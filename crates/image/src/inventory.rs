@@ -32,6 +32,32 @@ pub struct Inventory {
     pub contents: Contents,
 }
 
+impl Inventory {
+    /// An inventory for a dump taken now, on this machine, of the tree rooted at `root_pid`,
+    /// relying on `features`. [`crate::ImageWriter::commit`] fills in `format_version` and
+    /// `contents`.
+    pub fn new(root_pid: u32, features: Vec<KernelFeature>) -> Self {
+        let uname = rustix::system::uname();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            format_version: crate::FORMAT_VERSION,
+            crcli_version: env!("CARGO_PKG_VERSION").to_string(),
+            dump_time: Timestamp {
+                secs: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+                nsecs: now.subsec_nanos(),
+            },
+            kernel_release: uname.release().to_string_lossy().into_owned(),
+            arch: uname.machine().to_string_lossy().into_owned(),
+            page_size: crate::PAGE_SIZE as u32,
+            features,
+            root_pid,
+            contents: Contents::default(),
+        }
+    }
+}
+
 /// The entries an image holds; [`crate::Image::open`] checks them against the files it finds.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Contents {

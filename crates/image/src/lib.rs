@@ -9,12 +9,26 @@
 #![forbid(unsafe_code)]
 
 pub mod bytes;
+pub mod codec;
 pub mod common;
+pub mod data;
+mod error;
 pub mod file;
 pub mod fs;
+mod image;
 pub mod inventory;
 pub mod mount;
+pub mod pages;
 pub mod process;
+mod validate;
+
+pub use data::DataReader;
+pub use error::{ImageError, Result};
+pub use image::{
+    fs_file_names, FsWriter, Image, ImageWriter, FILES, FILES_DATA, INVENTORY, MAX_ENTRIES,
+    MAX_FS_ENTRIES, MAX_METADATA_BYTES, MAX_PROCESSES, MOUNTS, PIPES, PROCESSES,
+};
+pub use pages::{PageChunk, PagesReader, PagesSummary, PagesWriter};
 
 pub use bytes::{BytesError, ImagePath, OsBytes};
 pub use common::{Extent, FileId, FsContentId, MountId, PagesId, PipeId, Timestamp};

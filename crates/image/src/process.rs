@@ -139,6 +139,7 @@ pub struct XState {
     /// XCR0 of the dumping CPU (the features enabled in the XSAVE area).
     pub features: u64,
     /// The XSAVE area, at most [`MAX_XSTATE_SIZE`] bytes.
+    #[serde(with = "crate::bytes::hex")]
     pub data: Vec<u8>,
 }
 
@@ -148,6 +149,7 @@ pub struct PendingSignals {
     /// Pending signals (bit `n - 1` for signal `n`).
     pub mask: u64,
     /// Queued signals in delivery order (`PTRACE_PEEKSIGINFO`), each [`SIGINFO_SIZE`] bytes.
+    #[serde(with = "crate::bytes::hex::list")]
     pub queued: Vec<Vec<u8>>,
 }
 
