@@ -406,6 +406,8 @@ fn selftest_11_mnt_ns_id_matches_nsfs() {
         let parent = rustix::process::getppid().expect("a parent");
         let host = File::open(format!("/proc/{}/ns/mnt", parent.as_raw_nonzero())).unwrap();
         assert_ne!(ns_get_mntns_id(&host).unwrap(), ns_id);
+        // setns into a namespace by fd lands on its root (the helper case 12 uses on 7.0).
+        setns_in_child(ns.as_fd(), root).expect("setns into our own namespace");
     });
 }
 
@@ -434,26 +436,39 @@ fn selftest_11_by_fd_after_detach_has_no_ns_id() {
     });
 }
 
-/// Forks a process that enters the mount namespace `ns_fd` and execs `/bin/true`.
-fn setns_and_exec_true(ns_fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+/// Forks a child that enters the mount namespace `ns_fd` (setns) and checks that its root is
+/// then the mount `expected_root`. Returns the setns errno if setns failed.
+fn setns_in_child(ns_fd: std::os::fd::BorrowedFd<'_>, expected_root: u64) -> Result<(), Errno> {
+    const MISMATCH: i32 = 200;
     let raw = ns_fd.as_raw_fd();
-    let mut cmd = Command::new("/bin/true");
-    // SAFETY: runs between fork and exec; it makes one raw syscall (setns) on an fd number that
-    // stays open in the child until exec (close-on-exec), and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            // SAFETY: `raw` is an open fd inherited from the parent, borrowed only here.
-            let fd = std::os::fd::BorrowedFd::borrow_raw(raw);
-            rustix::thread::move_into_link_name_space(
-                fd,
-                Some(rustix::thread::LinkNameSpaceType::Mount),
-            )?;
-            Ok(())
-        });
+    // SAFETY: fork in a multi-threaded process: the child only makes raw syscalls (setns,
+    // statx with a stack buffer) and `_exit`s; it allocates nothing and takes no lock.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: `raw` is an open fd inherited from the parent.
+        let code = if unsafe { libc::setns(raw, libc::CLONE_NEWNS) } != 0 {
+            // SAFETY: reads this thread's errno.
+            unsafe { *libc::__errno_location() }
+        } else {
+            match statx_mnt_id_unique(CWD, "/", AtFlags::empty()) {
+                Ok(Some(id)) if id == expected_root => 0,
+                _ => MISMATCH,
+            }
+        };
+        // SAFETY: ends the forked child without running the parent's atexit handlers.
+        unsafe { libc::_exit(code) };
     }
-    let status = cmd.status()?;
-    assert!(status.success(), "/bin/true in the new namespace: {status}");
-    Ok(())
+    let mut status = 0;
+    // SAFETY: waits for the child just forked; `status` is a live, writable int.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid, "waitpid");
+    assert!(libc::WIFEXITED(status), "setns child died: {status:#x}");
+    match libc::WEXITSTATUS(status) {
+        0 => Ok(()),
+        MISMATCH => panic!("after setns, / is not the new namespace's root mount"),
+        errno => Err(Errno::from_raw_os_error(errno)),
+    }
 }
 
 #[test]
@@ -478,7 +493,7 @@ fn selftest_12_open_tree_namespace() {
                 let root = statmount(ids[0], Some(new), StatmountMask::MNT_BASIC).unwrap();
                 let m = root.mnt.unwrap();
                 assert_ne!(m.mnt_id, m.parent_id);
-                setns_and_exec_true(fd.as_fd()).expect("setns into the new namespace");
+                setns_in_child(fd.as_fd(), ids[0]).expect("setns into the new namespace");
             }
         }
         // Fails on an unbindable mount.
@@ -494,30 +509,37 @@ fn selftest_12_open_tree_namespace() {
             .err(),
             Some(Errno::INVAL)
         );
-        // EPERM without CAP_SYS_ADMIN: a child drops to nobody and tries.
-        let mut cmd = Command::new("/bin/true");
-        // SAFETY: runs between fork and exec; only raw syscalls (setresgid, setresuid,
-        // open_tree with a short, stack-converted path), no allocation.
-        unsafe {
-            cmd.pre_exec(|| {
-                let nobody = rustix::process::Uid::from_raw(65534);
-                let nogroup = rustix::process::Gid::from_raw(65534);
-                if rustix::thread::set_thread_res_gid(nogroup, nogroup, nogroup).is_err()
-                    || rustix::thread::set_thread_res_uid(nobody, nobody, nobody).is_err()
-                {
-                    return Err(std::io::Error::from_raw_os_error(libc::ENOTRECOVERABLE));
-                }
-                match open_tree(CWD, "/", OpenTreeFlags::NAMESPACE | OpenTreeFlags::CLOEXEC) {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            });
-        }
-        let err = cmd
-            .status()
-            .expect_err("open_tree(OPEN_TREE_NAMESPACE) succeeded without CAP_SYS_ADMIN");
+        // EPERM without CAP_SYS_ADMIN.
+        let err = open_tree_as_nobody(OpenTreeFlags::NAMESPACE | OpenTreeFlags::CLOEXEC);
         assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     });
+}
+
+/// Spawns a child that drops to uid/gid 65534 (losing every capability) and calls
+/// `open_tree(AT_FDCWD, "/", flags)`; returns the errno it got as the spawn error. Fails the
+/// test if the call succeeds (the child then execs the test binary with `--list`, harmlessly).
+fn open_tree_as_nobody(flags: OpenTreeFlags) -> std::io::Error {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.arg("--list").stdout(std::process::Stdio::null());
+    // SAFETY: runs between fork and exec; only raw syscalls (setresgid, setresuid, open_tree
+    // with a short, stack-converted path), no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            let nobody = rustix::process::Uid::from_raw(65534);
+            let nogroup = rustix::process::Gid::from_raw(65534);
+            if rustix::thread::set_thread_res_gid(nogroup, nogroup, nogroup).is_err()
+                || rustix::thread::set_thread_res_uid(nobody, nobody, nobody).is_err()
+            {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOTRECOVERABLE));
+            }
+            match open_tree(CWD, "/", flags) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        });
+    }
+    cmd.status()
+        .expect_err("open_tree succeeded without CAP_SYS_ADMIN")
 }
 
 #[test]
@@ -546,6 +568,9 @@ fn selftest_12_recursive_without_clone_is_einval() {
             .err(),
             Some(Errno::INVAL)
         );
+        // Cloning needs CAP_SYS_ADMIN (the same helper checks OPEN_TREE_NAMESPACE on 7.0).
+        let err = open_tree_as_nobody(OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC);
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
     });
 }
 
@@ -908,9 +933,11 @@ fn open_tree_clone_and_move_mount_set_group() {
 #[test]
 fn pidfd_getfd_duplicates_a_childs_fd() {
     let file = tempfile_with(b"pidfd");
-    let mut child = Command::new("/bin/sleep")
-        .arg("30")
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["helper_sleeper", "--exact", "--nocapture"])
+        .env("CRCLI_SYS_TEST_CHILD", "helper_sleeper")
         .stdin(File::open(&file).unwrap())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
@@ -971,4 +998,12 @@ fn helper_reports_child_failure_and_missing_tests() {
     assert!(err.contains("failed"), "{err}");
     let err = common::run_child("no_such_test").unwrap_err();
     assert!(err.contains("did not run exactly one test"), "{err}");
+}
+
+#[test]
+fn helper_sleeper() {
+    // A live process for the pidfd tests: sleeps only when re-executed as their child.
+    if common::is_child("helper_sleeper") {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    }
 }
