@@ -6,7 +6,7 @@
 //! counts as "absent", so there are no false positives. [`Features::current`] probes on first
 //! use and caches the result for the life of the process.
 //!
-//! ```no_run
+//! ```
 //! use crcli_sys::features::{Feature, Features};
 //! let f = Features::current();
 //! println!("kernel {}", f.kernel_release());

@@ -4,7 +4,7 @@
 //! [`listmount`] is one raw call; [`Listmount`] is an iterator that pages through any number of
 //! mounts with a bounded buffer ([`PAGE`] ids per call); [`listmount_all`] collects it.
 //!
-//! ```no_run
+//! ```
 //! use crcli_sys::listmount::{listmount_all, ListmountFlags, LSMT_ROOT};
 //! let ids = listmount_all(LSMT_ROOT, None, ListmountFlags::empty())?;
 //! println!("{} mounts", ids.len());

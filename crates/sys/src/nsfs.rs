@@ -2,7 +2,7 @@
 //! `OPEN_TREE_NAMESPACE`): the namespace's 64-bit id, which statmount and listmount accept as
 //! `mnt_ns_id`, and its mount count.
 //!
-//! ```no_run
+//! ```
 //! let ns = std::fs::File::open("/proc/self/ns/mnt")?;
 //! let id = crcli_sys::nsfs::ns_get_mntns_id(&ns)?;
 //! println!("my mount namespace is {id:#x}");

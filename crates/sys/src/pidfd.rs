@@ -1,7 +1,7 @@
 //! pidfds: `pidfd_open` (an fd on a process) and `pidfd_getfd` (a duplicate of one of its fds in
 //! this process), both from rustix.
 //!
-//! ```no_run
+//! ```
 //! use crcli_sys::pidfd::{pidfd_open, pidfd_getfd, PidfdFlags};
 //! let pidfd = pidfd_open(rustix::process::getpid(), PidfdFlags::empty())?;
 //! let my_stdin = pidfd_getfd(&pidfd, 0)?;

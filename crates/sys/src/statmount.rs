@@ -8,7 +8,7 @@
 //! [`statmount_into`] + [`Statmount::parse`] are the raw two-step form, for callers that manage
 //! the buffer themselves.
 //!
-//! ```no_run
+//! ```
 //! use crcli_sys::statmount::{statmount, StatmountMask};
 //! use crcli_sys::listmount::{listmount_all, ListmountFlags, LSMT_ROOT};
 //!

@@ -5,7 +5,7 @@
 //! Both share the one `stx_mnt_id` field, so each needs its own call. A kernel that does not
 //! know the requested bit leaves it out of `stx_mask`: these functions then return `Ok(None)`.
 //!
-//! ```no_run
+//! ```
 //! use crcli_sys::statx::{statx_mnt_id_unique, statx_mnt_id};
 //! use rustix::fs::{AtFlags, CWD};
 //! let unique = statx_mnt_id_unique(CWD, "/", AtFlags::empty())?;
