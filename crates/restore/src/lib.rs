@@ -1,8 +1,305 @@
 //! # crcli-restore: the restore engine
 //!
-//! Reads and validates an image, rebuilds the mounts its files need without temporary
-//! mountpoints, recreates the processes, their files and address spaces by ptrace syscall
-//! injection, and lets them run.
+//! Reads and validates an image, recreates the process, its files and its address space by
+//! ptrace syscall injection, and lets it run. The entry point is [`restore`]; it returns a
+//! [`Restored`] process, which the caller either leaves running ([`Restored::pid`]) or waits for
+//! ([`Restored::wait`]).
 //!
-//! Status: under construction. Nothing is exported yet.
+//! How (DESIGN.md, "Restore"; RESTORE-NOTES.md):
+//! 1. The whole image is opened and checked first ([`crcli_image::Image::open`] checks the
+//!    format; this crate checks that it can be restored here: one single-threaded process,
+//!    files on attached mounts that still exist with the dumped size and mtime, sane
+//!    addresses, the kernel features the dump relied on). Nothing is created before that.
+//! 2. A child is made with `clone3(set_tid)` at the dumped PID where possible
+//!    ([`Restored::pid_outcome`] says when not), held until crcli has `PTRACE_SEIZE`d it with
+//!    `PTRACE_O_EXITKILL`; it closes crcli's fds, opens the process's files at their numbers
+//!    with their flags and positions, sets cwd, root, umask, personality and limits, and stops.
+//! 3. crcli checks the CPU's extended-state layout against the image, then rebuilds the
+//!    address space and every piece of state by injected syscalls (see the `tracer` module),
+//!    sets registers and the signal mask, and detaches.
+//! 4. On any failure the child is killed and reaped, and nothing else was created (a recreated
+//!    unlinked file is unlinked again at once).
+//!
+//! ```no_run
+//! use crcli_restore::{restore, RestoreOptions};
+//! let restored = restore("/tmp/img".as_ref(), &RestoreOptions::default()).unwrap();
+//! println!("restored pid {}", restored.pid());
+//! let status = restored.wait().unwrap();
+//! std::process::exit(status.code());
+//! ```
 #![forbid(unsafe_code)]
+
+mod child;
+mod error;
+mod plan;
+mod tracer;
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use crcli_image::{Image, KernelFeature, Process};
+use crcli_sys::clone3::{self, PidOutcome, SpawnOptions};
+use crcli_sys::features::{Feature, Features};
+use crcli_sys::ptrace::{self, PtraceOptions, Tracee, WaitStatus};
+
+pub use error::RestoreError;
+
+/// How to restore.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RestoreOptions {
+    /// `--shell-job`: the process's terminal fds (0, 1 and 2 on a tty) become crcli's own.
+    pub shell_job: bool,
+}
+
+impl RestoreOptions {
+    /// Options with `--shell-job` set as given.
+    pub fn with_shell_job(mut self, shell_job: bool) -> Self {
+        self.shell_job = shell_job;
+        self
+    }
+}
+
+/// A restored process, running (detached from crcli's ptrace) and a child of the caller.
+#[derive(Debug)]
+#[must_use = "a restored process should be waited for or its pid reported"]
+pub struct Restored {
+    pid: i32,
+    dumped_pid: u32,
+    outcome: PidOutcome,
+}
+
+/// How a restored process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell's view: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+impl Restored {
+    /// The restored process's pid (in crcli's PID namespace).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The pid the process had when it was dumped.
+    pub fn dumped_pid(&self) -> u32 {
+        self.dumped_pid
+    }
+
+    /// Whether it got its dumped pid back, and if not, why.
+    pub fn pid_outcome(&self) -> PidOutcome {
+        self.outcome
+    }
+
+    /// Waits until the process ends and returns how.
+    pub fn wait(self) -> Result<ExitStatus, RestoreError> {
+        loop {
+            let status = ptrace::waitpid(self.pid, false).map_err(RestoreError::errno(format!(
+                "waiting for restored process {}",
+                self.pid
+            )))?;
+            match status {
+                Some(WaitStatus::Exited(code)) => return Ok(ExitStatus::Exited(code)),
+                Some(WaitStatus::Signaled { signal, .. }) => {
+                    return Ok(ExitStatus::Signaled(signal))
+                }
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// Kills and reaps the child unless disarmed: a failed restore leaves no process behind.
+struct ChildGuard {
+    pid: i32,
+    armed: bool,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        while let Ok(Some(status)) = ptrace::waitpid(self.pid, false) {
+            if status.is_gone() {
+                break;
+            }
+        }
+    }
+}
+
+fn sys_feature(f: KernelFeature) -> Option<Feature> {
+    Some(match f {
+        KernelFeature::Statmount => Feature::Statmount,
+        KernelFeature::Listmount => Feature::Listmount,
+        KernelFeature::StatmountByFd => Feature::StatmountByFd,
+        KernelFeature::OpenTreeNamespace => Feature::OpenTreeNamespace,
+        KernelFeature::NewMountApi => Feature::NewMountApi,
+        KernelFeature::MountSetattr => Feature::MountSetattr,
+        KernelFeature::StatxMntIdUnique => Feature::StatxMntIdUnique,
+        KernelFeature::PidfdGetfd => Feature::PidfdGetfd,
+        _ => return None,
+    })
+}
+
+/// Checks what the inventory says against this machine.
+fn check_inventory(image: &Image) -> Result<(), RestoreError> {
+    let inv = image.inventory();
+    if inv.arch != std::env::consts::ARCH {
+        return Err(RestoreError::Unsupported(format!(
+            "the image is for {}, this machine is {}",
+            inv.arch,
+            std::env::consts::ARCH
+        )));
+    }
+    let page_size = rustix::param::page_size() as u32;
+    if inv.page_size != page_size {
+        return Err(RestoreError::Unsupported(format!(
+            "the image has {}-byte pages, this machine {page_size}",
+            inv.page_size
+        )));
+    }
+    let features = Features::current();
+    for f in &inv.features {
+        if let Some(sf) = sys_feature(*f) {
+            if !features.has(sf) {
+                return Err(RestoreError::Unsupported(format!(
+                    "the dump relied on kernel feature {} ({f:?}), which this kernel ({}) lacks",
+                    sf.name(),
+                    features.kernel_release()
+                )));
+            }
+        }
+    }
+    if inv.contents.pids.len() != 1 {
+        return Err(RestoreError::Unsupported(format!(
+            "the image holds {} processes; only single processes can be restored yet",
+            inv.contents.pids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Restores the process in image directory `dir`. On success the process runs (detached from
+/// crcli's ptrace) as a child of the caller; on failure nothing is left behind.
+///
+/// The caller must be single-threaded (the child is forked; see [`crcli_sys::clone3`]).
+pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreError> {
+    let image = Image::open(dir)?;
+    check_inventory(&image)?;
+    let pid = image.inventory().contents.pids[0];
+    let p: &Process = image.process(pid).ok_or_else(|| {
+        RestoreError::Invalid(format!(
+            "the inventory names process {pid}, which is not in the image"
+        ))
+    })?;
+    let plan = plan::plan(&image, p, opts)?;
+    tracing::debug!(
+        pid,
+        fds = plan.slots.len(),
+        vmas = p.vmas.len(),
+        "image checked"
+    );
+
+    // Validation is over: from here on, everything created is undone on failure.
+    let (report_rd, report_wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(RestoreError::errno("creating the report pipe"))?;
+    let set_tid = i32::try_from(pid).ok().filter(|&p| p > 0);
+    let mut spawned = clone3::spawn(
+        &SpawnOptions {
+            set_tid,
+            hold: true,
+        },
+        {
+            let plan = &plan;
+            move || child::run(plan, report_wr)
+        },
+    )?;
+    let child_pid = spawned.pid();
+    let mut guard = ChildGuard {
+        pid: child_pid,
+        armed: true,
+    };
+    if spawned.pid_outcome() != PidOutcome::Kept {
+        tracing::warn!(
+            dumped = pid,
+            restored = child_pid,
+            "pid not kept: {}",
+            spawned.pid_outcome()
+        );
+    }
+
+    let tracee = Tracee::seize(child_pid, PtraceOptions::EXITKILL).map_err(
+        RestoreError::ptrace(format!("seizing the new process {child_pid}")),
+    )?;
+    spawned.release()?;
+    let aux_fds = read_report(report_rd)?;
+    wait_for_self_stop(&tracee)?;
+    tracer::check_xstate(&tracee, p)?;
+    tracer::rebuild(&tracee, &image, p, &plan, &aux_fds)?;
+    tracee.detach(0).map_err(RestoreError::ptrace(format!(
+        "detaching from restored process {child_pid}"
+    )))?;
+    guard.armed = false;
+    tracing::info!(pid = child_pid, "restored");
+    Ok(Restored {
+        pid: child_pid,
+        dumped_pid: pid,
+        outcome: spawned.pid_outcome(),
+    })
+}
+
+fn read_report(rd: OwnedFd) -> Result<Vec<i32>, RestoreError> {
+    let mut file = std::fs::File::from(rd);
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(RestoreError::sys("reading the new process's report"))?;
+    child::decode_report(&bytes).map_err(RestoreError::ChildSetup)
+}
+
+fn wait_for_self_stop(t: &Tracee) -> Result<(), RestoreError> {
+    loop {
+        let status = t
+            .wait_stop()
+            .map_err(RestoreError::ptrace("waiting for the new process to stop"))?;
+        match status {
+            WaitStatus::Stopped {
+                signal: libc::SIGSTOP,
+                event: 0,
+            } => return Ok(()),
+            WaitStatus::Stopped { signal, event: 0 } => {
+                // Some other signal reached it first: keep it pending for nobody; the child
+                // stops itself next.
+                tracing::debug!(signal, "the new process got a signal before stopping");
+                t.cont(0)
+                    .map_err(RestoreError::ptrace("resuming the new process"))?;
+            }
+            WaitStatus::Stopped { .. } | WaitStatus::Continued => {
+                t.cont(0)
+                    .map_err(RestoreError::ptrace("resuming the new process"))?;
+            }
+            other => {
+                return Err(RestoreError::ChildSetup(format!(
+                    "the new process ended unexpectedly ({other})"
+                )));
+            }
+        }
+    }
+}

@@ -1,0 +1,775 @@
+//! The tracer's half: with the child stopped after its own setup, replace its address space with
+//! the dumped one and set every piece of CPU and signal state, all by injected syscalls
+//! ([`crcli_sys::ptrace::Tracee::inject_syscall`]) and ptrace requests.
+//!
+//! Order (RESTORE-NOTES.md): unregister the child's own rseq; map a scratch page holding
+//! `syscall; int3` at an address free in both layouts and inject from there; unmap the child's
+//! mappings; move vdso/vvar (via a temporary area) to where the program had them; map the
+//! dumped mappings (writable for now); stream the pages in; mprotect back; `PR_SET_MM_MAP`,
+//! `PR_SET_NAME`; close the helper fds; sigactions, sigaltstack, robust list, tid address, rseq;
+//! re-queue pending signals with everything blocked; unmap the scratch page (the last injected
+//! call); then the xstate, the normalised registers and the signal mask with ptrace.
+
+use std::io::IoSlice;
+use std::os::unix::fs::FileExt;
+
+use crcli_image::process::{
+    MADV_BIT_DONTDUMP, MADV_BIT_DONTFORK, MADV_BIT_HUGEPAGE, MADV_BIT_MERGEABLE,
+    MADV_BIT_NOHUGEPAGE, MADV_BIT_WIPEONFORK, PROT_WRITE,
+};
+use crcli_image::{Image, PagesId, Process, UserRegs, Vma, VmaBacking, MAX_CHUNK_LEN, PAGE_SIZE};
+use crcli_sys::process_vm::{self, RemoteIoVec};
+use crcli_sys::ptrace::{self, Tracee, SYSCALL_INT3};
+
+use crate::error::RestoreError;
+use crate::plan::{Plan, TASK_SIZE};
+
+/// Size of the scratch area: code at offset 0, arguments from [`ARGS`].
+const SCRATCH_LEN: u64 = 16 * PAGE_SIZE;
+/// Offset of the argument area in the scratch area.
+const ARGS: u64 = 64;
+
+const MAP_SHARED: u64 = 0x01;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_GROWSDOWN: u64 = 0x100;
+const MAP_LOCKED: u64 = 0x2000;
+const MAP_NORESERVE: u64 = 0x4000;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+const PR_SET_NAME: u64 = 15;
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_MAP: u64 = 14;
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+const SS_DISABLE: u32 = 2;
+const SS_AUTODISARM: u32 = 1 << 31;
+
+/// One line of `/proc/PID/maps`.
+#[derive(Debug, Clone)]
+pub(crate) struct MapLine {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) name: String,
+}
+
+/// Parses `/proc/PID/maps`.
+pub(crate) fn read_maps(pid: i32) -> Result<Vec<MapLine>, RestoreError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(RestoreError::sys(format!("reading /proc/{pid}/maps")))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let range = parts.next().unwrap_or("");
+        let (s, e) = range.split_once('-').unwrap_or(("", ""));
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
+            return Err(RestoreError::Invalid(format!(
+                "unparsable line in /proc/{pid}/maps: {line}"
+            )));
+        };
+        let name = parts.nth(4).unwrap_or("").to_string();
+        out.push(MapLine { start, end, name });
+    }
+    Ok(out)
+}
+
+fn is_vdso_name(name: &str) -> bool {
+    matches!(name, "[vdso]" | "[vvar]" | "[vvar_vclock]")
+}
+
+/// Finds `len` bytes free of every range in `busy`, searching downwards from below 0x7f00_0000_0000.
+fn find_free(busy: &[(u64, u64)], len: u64) -> Option<u64> {
+    let mut ranges: Vec<(u64, u64)> = busy.iter().copied().filter(|r| r.0 < TASK_SIZE).collect();
+    ranges.sort_unstable();
+    let mut candidate = 0x7e00_0000_0000u64;
+    loop {
+        if candidate < 0x1000_0000 {
+            return None;
+        }
+        match ranges
+            .iter()
+            .find(|(s, e)| candidate < *e && candidate + len > *s)
+        {
+            None => return Some(candidate),
+            Some((s, _)) => candidate = (s.saturating_sub(len)) & !(PAGE_SIZE - 1),
+        }
+    }
+}
+
+/// The tracer's working state for one child.
+pub(crate) struct Rebuild<'a> {
+    t: &'a Tracee,
+    pid: i32,
+    scratch: u64,
+    image: &'a Image,
+    p: &'a Process,
+    plan: &'a Plan,
+    aux_fds: &'a [i32],
+}
+
+impl<'a> Rebuild<'a> {
+    fn sc(
+        &self,
+        nr: i64,
+        args: [u64; 6],
+        what: impl FnOnce() -> String,
+    ) -> Result<u64, RestoreError> {
+        self.t
+            .inject_syscall_checked(nr, args)
+            .map_err(|source| RestoreError::Ptrace {
+                step: what(),
+                source,
+            })
+    }
+
+    fn poke(&self, offset: u64, bytes: &[u8]) -> Result<u64, RestoreError> {
+        let addr = self.scratch + offset;
+        if offset + bytes.len() as u64 > SCRATCH_LEN {
+            return Err(RestoreError::Invalid(
+                "argument too large for the scratch area".into(),
+            ));
+        }
+        process_vm::write_all(self.pid, addr as usize, bytes).map_err(|e| RestoreError::Sys {
+            step: "writing into the scratch area".into(),
+            source: e.into(),
+        })?;
+        Ok(addr)
+    }
+}
+
+/// Checks that this CPU's extended-state layout is the dumped one.
+pub(crate) fn check_xstate(t: &Tracee, p: &Process) -> Result<(), RestoreError> {
+    let ours = t.get_xstate().map_err(RestoreError::ptrace(
+        "reading the child's extended CPU state",
+    ))?;
+    let x = &p.threads[0].xstate;
+    let our_features = ours
+        .get(464..472)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .unwrap_or(0);
+    if ours.len() != x.data.len() || our_features != x.features {
+        return Err(RestoreError::Unsupported(format!(
+            "the image was dumped on a CPU with another extended-state layout ({} bytes, XCR0 {:#x}); this CPU has {} bytes, XCR0 {:#x}",
+            x.data.len(),
+            x.features,
+            ours.len(),
+            our_features
+        )));
+    }
+    Ok(())
+}
+
+/// Rebuilds the stopped child `t` as process `p` and leaves it stopped with its final state set.
+pub(crate) fn rebuild(
+    t: &Tracee,
+    image: &Image,
+    p: &Process,
+    plan: &Plan,
+    aux_fds: &[i32],
+) -> Result<(), RestoreError> {
+    let pid = t.pid();
+    // 1. The child stopped itself inside kill(2): the syscall instruction is at rip - 2.
+    let regs0 = t
+        .get_regs()
+        .map_err(RestoreError::ptrace("reading the child's registers"))?;
+    let word = t
+        .peek_data(regs0.rip - 2)
+        .map_err(RestoreError::ptrace("reading the child's code"))?;
+    if word.to_le_bytes()[..2] != [0x0f, 0x05] {
+        return Err(RestoreError::Invalid(format!(
+            "the child did not stop after a syscall (rip {:#x})",
+            regs0.rip
+        )));
+    }
+    t.set_syscall_site(Some(regs0.rip - 2));
+
+    // 2. Unregister the child's own rseq area before its memory goes away.
+    let rseq = t.get_rseq_configuration().map_err(RestoreError::ptrace(
+        "reading the child's rseq registration",
+    ))?;
+    if rseq.rseq_abi_pointer != 0 {
+        t.inject_syscall_checked(
+            libc::SYS_rseq,
+            [
+                rseq.rseq_abi_pointer,
+                u64::from(rseq.rseq_abi_size),
+                RSEQ_FLAG_UNREGISTER,
+                u64::from(rseq.signature),
+                0,
+                0,
+            ],
+        )
+        .map_err(RestoreError::ptrace("unregistering the child's rseq"))?;
+    }
+
+    // 3. The scratch area, free in both layouts.
+    let ours = read_maps(pid)?;
+    let mut busy: Vec<(u64, u64)> = ours.iter().map(|m| (m.start, m.end)).collect();
+    busy.extend(p.vmas.iter().map(|v| (v.start, v.end)));
+    let scratch = find_free(&busy, SCRATCH_LEN).ok_or_else(|| {
+        RestoreError::Invalid("no free address range for the scratch area".into())
+    })?;
+    let got = t
+        .inject_syscall_checked(
+            libc::SYS_mmap,
+            [
+                scratch,
+                SCRATCH_LEN,
+                7,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                u64::MAX,
+                0,
+            ],
+        )
+        .map_err(RestoreError::ptrace("mapping the scratch area"))?;
+    if got != scratch {
+        return Err(RestoreError::Invalid(format!(
+            "the scratch area landed at {got:#x}, not {scratch:#x}"
+        )));
+    }
+    let rb = Rebuild {
+        t,
+        pid,
+        scratch,
+        image,
+        p,
+        plan,
+        aux_fds,
+    };
+    rb.poke(0, &SYSCALL_INT3)?;
+    t.set_syscall_site(Some(scratch));
+
+    // 4. Unmap everything of the child but the scratch area and the vdso group.
+    for m in &ours {
+        if is_vdso_name(&m.name) || m.name == "[vsyscall]" || m.start >= TASK_SIZE {
+            continue;
+        }
+        rb.sc(
+            libc::SYS_munmap,
+            [m.start, m.end - m.start, 0, 0, 0, 0],
+            || {
+                format!(
+                    "unmapping the child's mapping {:#x}-{:#x} {}",
+                    m.start, m.end, m.name
+                )
+            },
+        )?;
+    }
+
+    // 5. vdso, vvar, vvar_vclock.
+    rb.place_vdso(&ours, &busy)?;
+
+    // 6. The dumped mappings.
+    for vma in &p.vmas {
+        rb.map_vma(vma)?;
+    }
+
+    // 7. Pages.
+    if let Some(id) = p.pages {
+        rb.write_pages(id, 0)?;
+    }
+    for vma in &p.vmas {
+        if let VmaBacking::SharedAnonymous { content, .. } = &vma.backing {
+            rb.write_pages(*content, vma.start)?;
+        }
+    }
+
+    // 8. Final protections.
+    for vma in &p.vmas {
+        if rb.mapped_writable(vma) && vma.prot & PROT_WRITE == 0 {
+            rb.sc(
+                libc::SYS_mprotect,
+                [vma.start, vma.end - vma.start, u64::from(vma.prot), 0, 0, 0],
+                || format!("protecting {:#x}-{:#x}", vma.start, vma.end),
+            )?;
+        }
+    }
+
+    // 9. mm fields and name.
+    rb.set_mm()?;
+    let mut name = p.comm.as_bytes().to_vec();
+    name.truncate(15);
+    name.push(0);
+    let addr = rb.poke(ARGS, &name)?;
+    rb.sc(libc::SYS_prctl, [PR_SET_NAME, addr, 0, 0, 0, 0], || {
+        "setting the process name".into()
+    })?;
+
+    // 10. Close the helper fds (mapped files, exe): all sit at or above high_fd.
+    rb.sc(
+        libc::SYS_close_range,
+        [plan.high_fd as u64, u64::from(u32::MAX), 0, 0, 0, 0],
+        || "closing the restore's helper fds".into(),
+    )?;
+
+    // 11. Signal dispositions and per-thread state.
+    rb.set_sigactions()?;
+    rb.set_thread_state()?;
+
+    // 12. Pending signals, with everything blocked so that none is delivered while we inject.
+    t.set_sigmask(!0)
+        .map_err(RestoreError::ptrace("blocking signals"))?;
+    rb.queue_signals()?;
+
+    // 13. The last injected call unmaps the scratch area (the trap comes before any fetch).
+    rb.sc(libc::SYS_munmap, [scratch, SCRATCH_LEN, 0, 0, 0, 0], || {
+        "unmapping the scratch area".into()
+    })?;
+    t.set_syscall_site(None);
+
+    // 14. CPU state and the signal mask.
+    let thread = &p.threads[0];
+    t.set_xstate(&thread.xstate.data)
+        .map_err(RestoreError::ptrace("setting the extended CPU state"))?;
+    let regs = final_regs(&thread.regs);
+    t.set_regs(&to_sys_regs(&regs))
+        .map_err(RestoreError::ptrace("setting the registers"))?;
+    t.set_sigmask(thread.sigmask)
+        .map_err(RestoreError::ptrace("setting the signal mask"))?;
+    Ok(())
+}
+
+/// The registers the process resumes with. A syscall interrupted by the dump (`rax` =
+/// -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND or -ERESTART_RESTARTBLOCK, `orig_rax` = its
+/// number) is made to run again from its start: `rax = orig_rax`, `rip -= 2`. For
+/// -ERESTART_RESTARTBLOCK (an interrupted `nanosleep`/`clock_nanosleep`, `poll`, …) the kernel
+/// would continue through `restart_syscall` with state (`restart_block`) that a new process
+/// does not have; running the original call again means a relative sleep starts over with its
+/// full duration (CRIU instead returns -EINTR, which ends the sleep early). `orig_rax` is always
+/// -1 so that the kernel's restart logic never touches these registers.
+pub(crate) fn final_regs(r: &UserRegs) -> UserRegs {
+    let mut r = *r;
+    if (r.orig_rax as i64) >= 0 {
+        if let -516 | -514 | -513 | -512 = r.rax as i64 {
+            r.rax = r.orig_rax;
+            r.rip -= 2;
+        }
+    }
+    r.orig_rax = u64::MAX;
+    r
+}
+
+/// Converts the image's registers to the sys crate's.
+pub(crate) fn to_sys_regs(r: &UserRegs) -> ptrace::UserRegs {
+    ptrace::UserRegs {
+        r15: r.r15,
+        r14: r.r14,
+        r13: r.r13,
+        r12: r.r12,
+        rbp: r.rbp,
+        rbx: r.rbx,
+        r11: r.r11,
+        r10: r.r10,
+        r9: r.r9,
+        r8: r.r8,
+        rax: r.rax,
+        rcx: r.rcx,
+        rdx: r.rdx,
+        rsi: r.rsi,
+        rdi: r.rdi,
+        orig_rax: r.orig_rax,
+        rip: r.rip,
+        cs: r.cs,
+        eflags: r.eflags,
+        rsp: r.rsp,
+        ss: r.ss,
+        fs_base: r.fs_base,
+        gs_base: r.gs_base,
+        ds: r.ds,
+        es: r.es,
+        fs: r.fs,
+        gs: r.gs,
+    }
+}
+
+impl Rebuild<'_> {
+    fn place_vdso(&self, ours: &[MapLine], busy: &[(u64, u64)]) -> Result<(), RestoreError> {
+        let ours: Vec<&MapLine> = ours.iter().filter(|m| is_vdso_name(&m.name)).collect();
+        let target_of = |name: &str| {
+            self.p.vmas.iter().find(|v| {
+                matches!(
+                    (&v.backing, name),
+                    (VmaBacking::Vdso, "[vdso]")
+                        | (VmaBacking::Vvar, "[vvar]")
+                        | (VmaBacking::VvarVclock, "[vvar_vclock]")
+                )
+            })
+        };
+        let targets = self
+            .p
+            .vmas
+            .iter()
+            .filter(|v| {
+                matches!(
+                    v.backing,
+                    VmaBacking::Vdso | VmaBacking::Vvar | VmaBacking::VvarVclock
+                )
+            })
+            .count();
+        if targets != ours.len() {
+            return Err(RestoreError::Unsupported(format!(
+                "the dumped process has {targets} vdso/vvar mappings, a process of this kernel has {}",
+                ours.len()
+            )));
+        }
+        let mut moves = Vec::new();
+        for m in &ours {
+            let v = target_of(&m.name).ok_or_else(|| {
+                RestoreError::Unsupported(format!(
+                    "the dumped process has no {} mapping, this kernel has one",
+                    m.name
+                ))
+            })?;
+            if v.end - v.start != m.end - m.start {
+                return Err(RestoreError::Unsupported(format!(
+                    "{} is {} bytes in the image and {} bytes on this kernel",
+                    m.name,
+                    v.end - v.start,
+                    m.end - m.start
+                )));
+            }
+            moves.push((m.start, m.end - m.start, v.start, m.name.clone()));
+        }
+        if moves.iter().all(|(from, _, to, _)| from == to) {
+            return Ok(());
+        }
+        // Through a temporary area, keeping the group's layout, so that no move lands on a
+        // mapping of the group that has not moved yet.
+        let lo = moves.iter().map(|m| m.0).min().unwrap_or(0);
+        let hi = moves.iter().map(|m| m.0 + m.1).max().unwrap_or(0);
+        let mut busy = busy.to_vec();
+        busy.push((self.scratch, self.scratch + SCRATCH_LEN));
+        let temp = find_free(&busy, hi - lo).ok_or_else(|| {
+            RestoreError::Invalid("no free address range to move the vdso through".into())
+        })?;
+        for (from, len, _, name) in &moves {
+            let to = temp + (from - lo);
+            self.sc(
+                libc::SYS_mremap,
+                [*from, *len, *len, MREMAP_MAYMOVE | MREMAP_FIXED, to, 0],
+                || format!("moving {name} from {from:#x} to {to:#x}"),
+            )?;
+        }
+        for (from, len, to, name) in &moves {
+            let at = temp + (from - lo);
+            self.sc(
+                libc::SYS_mremap,
+                [at, *len, *len, MREMAP_MAYMOVE | MREMAP_FIXED, *to, 0],
+                || format!("moving {name} to {to:#x}"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether `vma` is mapped with PROT_WRITE added (so that pages can be written into it).
+    fn mapped_writable(&self, vma: &Vma) -> bool {
+        match &vma.backing {
+            VmaBacking::Vdso | VmaBacking::Vvar | VmaBacking::VvarVclock | VmaBacking::Vsyscall => {
+                false
+            }
+            VmaBacking::File { .. } => u64::from(vma.map_flags) & MAP_SHARED == 0,
+            _ => true,
+        }
+    }
+
+    fn map_vma(&self, vma: &Vma) -> Result<(), RestoreError> {
+        let len = vma.end - vma.start;
+        let keep = u64::from(vma.map_flags) & (MAP_GROWSDOWN | MAP_NORESERVE | MAP_LOCKED);
+        let shared = u64::from(vma.map_flags) & MAP_SHARED != 0;
+        let prot = u64::from(vma.prot)
+            | if self.mapped_writable(vma) {
+                u64::from(PROT_WRITE)
+            } else {
+                0
+            };
+        let (flags, fd, offset) = match &vma.backing {
+            VmaBacking::Vdso | VmaBacking::Vvar | VmaBacking::VvarVclock | VmaBacking::Vsyscall => {
+                return Ok(())
+            }
+            VmaBacking::Anonymous | VmaBacking::Heap => {
+                (MAP_PRIVATE | MAP_ANONYMOUS | keep, u64::MAX, 0)
+            }
+            VmaBacking::Stack => (
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | keep,
+                u64::MAX,
+                0,
+            ),
+            VmaBacking::SharedAnonymous { .. } => (MAP_SHARED | MAP_ANONYMOUS | keep, u64::MAX, 0),
+            VmaBacking::File { file, offset } => {
+                let i = self.plan.aux_of_file.get(file).copied().ok_or_else(|| {
+                    RestoreError::Invalid(format!(
+                        "the mapping at {:#x}: file {file} was not opened",
+                        vma.start
+                    ))
+                })?;
+                let fd = *self.aux_fds.get(i).ok_or_else(|| {
+                    RestoreError::Invalid("the child reported too few fds".into())
+                })?;
+                (
+                    if shared { MAP_SHARED } else { MAP_PRIVATE } | keep,
+                    fd as u64,
+                    *offset,
+                )
+            }
+        };
+        let got = self.sc(
+            libc::SYS_mmap,
+            [
+                vma.start,
+                len,
+                prot,
+                flags | MAP_FIXED_NOREPLACE,
+                fd,
+                offset,
+            ],
+            || {
+                format!(
+                    "mapping {:#x}-{:#x} ({:?})",
+                    vma.start, vma.end, vma.backing
+                )
+            },
+        )?;
+        if got != vma.start {
+            return Err(RestoreError::Invalid(format!(
+                "mapping {:#x} landed at {got:#x}",
+                vma.start
+            )));
+        }
+        let advice = [
+            (MADV_BIT_DONTFORK, libc::MADV_DONTFORK),
+            (MADV_BIT_DONTDUMP, libc::MADV_DONTDUMP),
+            (MADV_BIT_HUGEPAGE, libc::MADV_HUGEPAGE),
+            (MADV_BIT_NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
+            (MADV_BIT_MERGEABLE, libc::MADV_MERGEABLE),
+            (MADV_BIT_WIPEONFORK, libc::MADV_WIPEONFORK),
+        ];
+        for (bit, advice) in advice {
+            if vma.madvise & bit != 0 {
+                self.sc(
+                    libc::SYS_madvise,
+                    [vma.start, len, advice as u64, 0, 0, 0],
+                    || format!("madvise({advice}) on {:#x}-{:#x}", vma.start, vma.end),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams page stream `id` into the child; addresses are virtual addresses, or offsets
+    /// added to `base` for a shared object's content.
+    fn write_pages(&self, id: PagesId, base: u64) -> Result<(), RestoreError> {
+        let mut reader = self.image.pages(id)?;
+        let mut buf = vec![0u8; MAX_CHUNK_LEN as usize];
+        let mut mem: Option<std::fs::File> = None;
+        while let Some(chunk) = reader.next_chunk(&mut buf)? {
+            let addr = base + chunk.addr;
+            let end = addr + chunk.len as u64;
+            // Every byte must land in a mapping the image has and that may be written.
+            let mut at = addr;
+            while at < end {
+                let vma = self
+                    .p
+                    .vmas
+                    .iter()
+                    .find(|v| v.start <= at && at < v.end)
+                    .ok_or_else(|| {
+                        RestoreError::Invalid(format!(
+                            "page stream {id} has pages at {at:#x}, outside every mapping"
+                        ))
+                    })?;
+                if !self.mapped_writable(vma) {
+                    return Err(RestoreError::Invalid(format!(
+                        "page stream {id} has pages at {at:#x}, in a mapping that is not restored from pages ({:?})",
+                        vma.backing
+                    )));
+                }
+                at = vma.end;
+            }
+            let data = &buf[..chunk.len];
+            let remote = [RemoteIoVec {
+                base: addr as usize,
+                len: chunk.len,
+            }];
+            match process_vm::process_vm_writev(self.pid, &[IoSlice::new(data)], &remote) {
+                Ok(n) if n == chunk.len => continue,
+                _ => {}
+            }
+            // Fall back to /proc/PID/mem (FOLL_FORCE).
+            if mem.is_none() {
+                mem = Some(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(format!("/proc/{}/mem", self.pid))
+                        .map_err(RestoreError::sys(format!("opening /proc/{}/mem", self.pid)))?,
+                );
+            }
+            mem.as_ref()
+                .expect("just opened")
+                .write_all_at(data, addr)
+                .map_err(RestoreError::sys(format!(
+                    "writing {} bytes at {addr:#x}",
+                    chunk.len
+                )))?;
+        }
+        Ok(())
+    }
+
+    fn set_mm(&self) -> Result<(), RestoreError> {
+        let mm = &self.p.mm;
+        let exe_fd = match self.plan.exe_aux {
+            Some(i) => *self
+                .aux_fds
+                .get(i)
+                .ok_or_else(|| RestoreError::Invalid("the child reported too few fds".into()))?,
+            None => -1,
+        };
+        if exe_fd < 0 || mm.auxv.is_empty() {
+            return Err(RestoreError::Unsupported(
+                "the image has no executable or no auxiliary vector; cannot set the memory descriptor".into(),
+            ));
+        }
+        let auxv: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_le_bytes()).collect();
+        if auxv.len() > 1024 {
+            return Err(RestoreError::Invalid(format!(
+                "auxiliary vector of {} bytes is too long",
+                auxv.len()
+            )));
+        }
+        let auxv_addr = self.poke(ARGS + 256, &auxv)?;
+        let mut map = Vec::with_capacity(104);
+        for v in [
+            mm.start_code,
+            mm.end_code,
+            mm.start_data,
+            mm.end_data,
+            mm.start_brk,
+            mm.brk,
+            mm.start_stack,
+            mm.arg_start,
+            mm.arg_end,
+            mm.env_start,
+            mm.env_end,
+            auxv_addr,
+        ] {
+            map.extend_from_slice(&v.to_le_bytes());
+        }
+        map.extend_from_slice(&(auxv.len() as u32).to_le_bytes());
+        map.extend_from_slice(&(exe_fd as u32).to_le_bytes());
+        let map_addr = self.poke(ARGS, &map)?;
+        self.sc(
+            libc::SYS_prctl,
+            [PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0, 0],
+            || "setting the memory descriptor (prctl PR_SET_MM_MAP)".into(),
+        )?;
+        Ok(())
+    }
+
+    fn set_sigactions(&self) -> Result<(), RestoreError> {
+        let mut raw = Vec::with_capacity(64 * 32);
+        for a in &self.p.sigactions {
+            for v in [a.handler, a.flags, a.restorer, a.mask] {
+                raw.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let base = self.poke(ARGS, &raw)?;
+        for sig in 1..=64u64 {
+            if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+                continue;
+            }
+            let act = base + (sig - 1) * 32;
+            self.sc(libc::SYS_rt_sigaction, [sig, act, 0, 8, 0, 0], || {
+                format!("setting the action of signal {sig}")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn set_thread_state(&self) -> Result<(), RestoreError> {
+        let th = &self.p.threads[0];
+        // sigaltstack (crcli's own, inherited by the child, is replaced either way).
+        let ss = th.sigaltstack;
+        let flags = if ss.flags & SS_DISABLE != 0 {
+            SS_DISABLE
+        } else {
+            ss.flags & SS_AUTODISARM
+        };
+        let mut raw = Vec::with_capacity(24);
+        raw.extend_from_slice(&ss.sp.to_le_bytes());
+        raw.extend_from_slice(&flags.to_le_bytes());
+        raw.extend_from_slice(&0u32.to_le_bytes());
+        raw.extend_from_slice(&ss.size.to_le_bytes());
+        let addr = self.poke(ARGS, &raw)?;
+        self.sc(libc::SYS_sigaltstack, [addr, 0, 0, 0, 0, 0], || {
+            "setting the alternate signal stack".into()
+        })?;
+        let len = if th.robust_list.len == 0 {
+            24
+        } else {
+            th.robust_list.len
+        };
+        self.sc(
+            libc::SYS_set_robust_list,
+            [th.robust_list.head, len, 0, 0, 0, 0],
+            || "setting the robust futex list".into(),
+        )?;
+        self.sc(
+            libc::SYS_set_tid_address,
+            [th.clear_child_tid, 0, 0, 0, 0, 0],
+            || "setting clear_child_tid".into(),
+        )?;
+        if let Some(r) = th.rseq {
+            self.sc(
+                libc::SYS_rseq,
+                [r.ptr, u64::from(r.len), 0, u64::from(r.sig), 0, 0],
+                || format!("registering rseq at {:#x}", r.ptr),
+            )?;
+        }
+        if th.tls.iter().any(|d| d.base_addr != 0 || d.limit != 0) {
+            return Err(RestoreError::Unsupported(
+                "32-bit TLS descriptors (set_thread_area) are not supported".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn queue_signals(&self) -> Result<(), RestoreError> {
+        let th = &self.p.threads[0];
+        let send = |info: &Vec<u8>, shared: bool| -> Result<(), RestoreError> {
+            if info.len() != 128 {
+                return Err(RestoreError::Invalid(format!(
+                    "a queued siginfo of {} bytes",
+                    info.len()
+                )));
+            }
+            let signo = u32::from_le_bytes(info[0..4].try_into().expect("4 bytes")) as u64;
+            if !(1..=64).contains(&signo) {
+                return Err(RestoreError::Invalid(format!(
+                    "a queued signal numbered {signo}"
+                )));
+            }
+            let addr = self.poke(ARGS, info)?;
+            let pid = self.pid as u64;
+            if shared {
+                self.sc(
+                    libc::SYS_rt_sigqueueinfo,
+                    [pid, signo, addr, 0, 0, 0],
+                    || format!("re-queueing signal {signo}"),
+                )?;
+            } else {
+                self.sc(
+                    libc::SYS_rt_tgsigqueueinfo,
+                    [pid, pid, signo, addr, 0, 0],
+                    || format!("re-queueing signal {signo} for the thread"),
+                )?;
+            }
+            Ok(())
+        };
+        for info in &self.p.shared_pending.queued {
+            send(info, true)?;
+        }
+        for info in &th.pending.queued {
+            send(info, false)?;
+        }
+        Ok(())
+    }
+}
