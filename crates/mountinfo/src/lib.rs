@@ -27,9 +27,11 @@ pub mod error;
 pub mod kernel;
 pub mod model;
 pub mod parse;
+pub mod resolve;
 pub mod table;
 
 pub use error::Error;
 pub use model::{Atime, DevId, Mount, MountAttrs, Origin, Propagation, SbFlags};
 pub use parse::{MountInfoEntry, OptionalField, ParseError};
+pub use resolve::{resolve_fd, AnonymousEvidence, FdFacts, LiveMount, Rebuild, Resolution};
 pub use table::{Difference, MountTable};

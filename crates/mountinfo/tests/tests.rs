@@ -9,3 +9,6 @@ mod parse;
 
 #[path = "it/kernel.rs"]
 mod kernel;
+
+#[path = "it/resolve.rs"]
+mod resolve;
