@@ -1,0 +1,163 @@
+//! crcli refusing what it cannot do: a clear message, a non-zero exit status, no panic, and the
+//! target left running untouched.
+
+use std::time::Duration;
+
+use crcli_e2e::{Crcli, CrcliRun, E2eError, Exit, Linkage, Process, Prog, Workdir, READY_TIMEOUT};
+
+fn expect_clean_failure(run: &CrcliRun, what: &str) {
+    assert!(
+        matches!(run.exit, Exit::Code(c) if c != 0),
+        "{what}: crcli must fail with an exit status, got {} (`{}`)\n{}",
+        run.exit,
+        run.command,
+        run.stderr
+    );
+    assert!(
+        !run.stderr.trim().is_empty(),
+        "{what}: crcli failed without saying why (`{}`)",
+        run.command
+    );
+    assert!(
+        !run.stderr.contains("panicked"),
+        "{what}: crcli panicked:\n{}",
+        run.stderr
+    );
+}
+
+/// State letter of /proc/PID/stat.
+fn state(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r[..1].to_string()))
+        .unwrap_or_else(|| "?".into())
+}
+
+#[test]
+#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
+fn dump_of_a_missing_pid_fails_cleanly() -> Result<(), E2eError> {
+    let crcli = Crcli::locate()?;
+    let wd = Workdir::new("missing-pid")?;
+    // Pids above pid_max (4194304 at most) cannot exist.
+    let run = crcli.dump(&wd, 99_999_999, &[])?;
+    expect_clean_failure(&run, "dump of a pid that does not exist");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
+fn restore_of_a_missing_image_fails_cleanly() -> Result<(), E2eError> {
+    let crcli = Crcli::locate()?;
+    let wd = Workdir::new("missing-image")?;
+    let img = wd.img();
+    let run = crcli.run(
+        &wd,
+        &[
+            "restore".as_ref(),
+            "-D".as_ref(),
+            img.as_os_str(),
+            "-d".as_ref(),
+        ],
+    )?;
+    expect_clean_failure(&run, "restore of a missing image");
+    Ok(())
+}
+
+/// A damaged image is refused before anything is created (the image is validated first).
+#[test]
+#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
+fn restore_of_a_damaged_image_fails_cleanly() -> Result<(), E2eError> {
+    let prog = Prog::c("counter", Linkage::Static);
+    let crcli = Crcli::locate()?;
+    let wd = Workdir::new("damaged-image")?;
+    let mut target = prog.spawn(&wd)?;
+    wd.wait_ready(&mut target, READY_TIMEOUT)?;
+    crcli.dump(&wd, target.pid(), &[])?.expect_success("dump")?;
+    // Flip one byte in the middle of every image file.
+    for entry in std::fs::read_dir(wd.img()).map_err(|e| E2eError::Unexpected(e.to_string()))? {
+        let path = entry
+            .map_err(|e| E2eError::Unexpected(e.to_string()))?
+            .path();
+        let mut bytes = std::fs::read(&path).map_err(|e| E2eError::Unexpected(e.to_string()))?;
+        let middle = bytes.len() / 2;
+        if let Some(b) = bytes.get_mut(middle) {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, bytes).map_err(|e| E2eError::Unexpected(e.to_string()))?;
+    }
+    let img = wd.img();
+    let run = crcli.run(
+        &wd,
+        &[
+            "restore".as_ref(),
+            "-D".as_ref(),
+            img.as_os_str(),
+            "-d".as_ref(),
+        ],
+    )?;
+    expect_clean_failure(&run, "restore of a damaged image");
+    std::thread::sleep(Duration::from_millis(200));
+    let count_before = std::fs::metadata(wd.file("count"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(200));
+    let count_after = std::fs::metadata(wd.file("count"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert_eq!(
+        count_before, count_after,
+        "something restored from the damaged image is counting"
+    );
+    Ok(())
+}
+
+/// A multi-threaded target is refused (this issue), and left running, not stopped.
+#[test]
+#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
+fn dump_of_a_multithreaded_process_is_refused() -> Result<(), E2eError> {
+    if crcli_e2e::in_vm() {
+        crcli_e2e::skip(
+            "dump_of_a_multithreaded_process_is_refused",
+            "no python3 in the guest",
+        );
+        return Ok(());
+    }
+    let python = Prog::python3().expect("python3 is needed on the host");
+    let crcli = Crcli::locate()?;
+    let wd = Workdir::new("threads")?;
+    let log =
+        std::fs::File::create(wd.file("log")).map_err(|e| E2eError::Unexpected(e.to_string()))?;
+    let child = std::process::Command::new(python.program())
+        .args([
+            "-c",
+            "import sys, threading, time\n\
+             threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n\
+             open(sys.argv[1] + '/ready', 'w').close()\n\
+             time.sleep(600)\n",
+        ])
+        .arg(wd.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(
+            log.try_clone()
+                .map_err(|e| E2eError::Unexpected(e.to_string()))?,
+        )
+        .stderr(log)
+        .spawn()
+        .map_err(|e| E2eError::Unexpected(format!("spawning python3: {e}")))?;
+    let mut target = crcli_e2e::Target::from_child(child);
+    wd.wait_ready(&mut target, READY_TIMEOUT)?;
+    let run = crcli.dump(&wd, target.pid(), &[])?;
+    expect_clean_failure(&run, "dump of a multi-threaded process");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        target.try_exit()?,
+        None,
+        "the refused target must keep running"
+    );
+    let st = state(target.pid());
+    assert!(
+        st == "S" || st == "R",
+        "the refused target is in state {st}, want running/sleeping"
+    );
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The end-to-end test binary of crcli (one binary, several modules):
+//! - `selfcheck`: every test program run without crcli, clean (must pass) and with each corrupt
+//!   switch (must fail with the expected message), proving the programs verify themselves;
+//! - `cycle`: the real `crcli dump` / `crcli restore` on each program, dynamic and static:
+//!   detached and foreground restore, `--leave-running`, two cycles in a row, busybox sh, python3;
+//! - `failures`: crcli refusing what it cannot do, cleanly.
+//!
+//! The `crcli` binary is found through `CRCLI_BIN` or next to the test's `deps` directory
+//! (see `crcli_e2e::crcli`): build it first with `cargo build -p crcli`.
+
+mod cycle;
+mod failures;
+mod selfcheck;
