@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let progs_src = manifest.join("progs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("progs");
     std::fs::create_dir_all(&out).expect("creating $OUT_DIR/progs");
@@ -28,15 +29,25 @@ fn main() {
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "h"))
         .collect();
-    assert!(!headers.is_empty() || sources.is_empty(), "progs/common.h missing");
+    assert!(
+        !headers.is_empty() || sources.is_empty(),
+        "progs/common.h missing"
+    );
 
     let compiler = cc::Build::new()
         .cargo_metadata(false)
         .opt_level(2)
         .debug(true)
         .get_compiler();
-    for src in sources.iter().filter(|p| p.extension().is_some_and(|e| e == "c")) {
-        let name = src.file_stem().expect("file name").to_string_lossy().into_owned();
+    for src in sources
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+    {
+        let name = src
+            .file_stem()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
         compile(&compiler, src, &out.join(&name), false);
         compile(&compiler, src, &out.join(format!("{name}-static")), true);
     }
