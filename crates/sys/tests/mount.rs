@@ -398,10 +398,17 @@ fn selftest_11_mnt_ns_id_matches_nsfs() {
         assert_eq!(own, by_id);
         let s2 = statmount(root, Some(ns_id), StatmountMask::MNT_NS_ID).unwrap();
         assert_eq!(s2.mnt_ns_id, Some(ns_id));
-        // NS_MNT_GET_INFO (6.12) agrees on id and count.
+        // NS_MNT_GET_INFO (6.12) agrees on the id, and on the count up to one hidden root: on
+        // 7.2 (seen in the VM) nr_mounts also counts the empty root mount that listmount and
+        // mountinfo hide, on 6.18 here it does not.
         let info = ns_mnt_get_info(&ns).expect("NS_MNT_GET_INFO");
         assert_eq!(info.mnt_ns_id, ns_id);
-        assert_eq!(info.nr_mounts as usize, own.len());
+        let nr = info.nr_mounts as usize;
+        assert!(
+            nr == own.len() || nr == own.len() + 1,
+            "nr_mounts {nr}, listmount {}",
+            own.len()
+        );
         // A fresh namespace has another id: the parent's (the host's) differs from ours.
         let parent = rustix::process::getppid().expect("a parent");
         let host = File::open(format!("/proc/{}/ns/mnt", parent.as_raw_nonzero())).unwrap();
