@@ -152,8 +152,9 @@ struct RawMountAttr {
 ///
 /// <https://man7.org/linux/man-pages/man2/mount_setattr.2.html>. Errors: `EINVAL` bad flags or
 /// attribute combination (e.g. two atime modes, an idmap on a mount already attached and in
-/// use), `EPERM` not permitted (locked attributes, no `CAP_SYS_ADMIN`), `EBADF` bad `dirfd` or
-/// `userns_fd`, `ENOENT` path not found, `ENOSYS` kernel before 5.12.
+/// use), `EBUSY` making a mount read-only while a file on it is open for writing, `EPERM` not
+/// permitted (locked attributes, no `CAP_SYS_ADMIN`), `EBADF` bad `dirfd` or `userns_fd`,
+/// `ENOENT` path not found, `ENOSYS` kernel before 5.12.
 pub fn mount_setattr<P: Arg>(
     dirfd: impl AsFd,
     path: P,
@@ -210,8 +211,9 @@ pub fn open_tree<P: Arg>(
 ///
 /// <https://man7.org/linux/man-pages/man2/move_mount.2.html>. Use `MOVE_MOUNT_F_EMPTY_PATH`
 /// to move the mount of `from_dirfd` itself (a mount fd from [`open_tree`] or [`fsmount`]).
-/// Errors: `EINVAL` bad flags or a source that is not a mount, `ENOENT` path not found, `ELOOP`
-/// a move into its own subtree, `EPERM` no `CAP_SYS_ADMIN`.
+/// Errors: `EINVAL` bad flags or a source that is not a mount (and, with `MOVE_MOUNT_SET_GROUP`,
+/// `from` and `to` on different superblocks: seen on 6.18), `ENOENT` path not found, `ELOOP` a move into its own subtree, `EPERM` no
+/// `CAP_SYS_ADMIN`.
 pub fn move_mount<P: Arg, Q: Arg>(
     from_dirfd: impl AsFd,
     from_path: P,

@@ -98,6 +98,9 @@ fn mnt_ns_ioctl(ns_fd: impl AsFd, req: libc::c_ulong) -> Result<(libc::c_long, M
 
 /// `ioctl(ns_fd, NS_MNT_GET_INFO, &info)`: id and mount count of a mount namespace. Linux 6.12.
 ///
+/// Seen: on 6.18 `nr_mounts` equals the number of ids listmount returns; on 7.2 it is one more
+/// (it counts the empty root mount that listmount and mountinfo hide).
+///
 /// Errors: `ENOTTY` not an nsfs fd or kernel too old, `EINVAL` not a mount namespace.
 pub fn ns_mnt_get_info(ns_fd: impl AsFd) -> Result<MntNsInfo, Errno> {
     mnt_ns_ioctl(ns_fd, NS_MNT_GET_INFO).map(|(_, info)| info)

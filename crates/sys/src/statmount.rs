@@ -509,6 +509,10 @@ fn statmount_grow(
 ///
 /// Grows the buffer as needed (see the module doc). Read [`Statmount::mask`]: a kernel fills only
 /// what it knows, and some facts do not exist for some mounts.
+///
+/// Seen on 6.18: an id below the unique-id range (e.g. 1, or an old mountinfo id) gives
+/// `EINVAL`; an id in the range that no mount has (any more) gives `ENOENT`, as does the id of
+/// a mount that was detached or never attached (statmount by id sees only attached mounts).
 pub fn statmount(
     mnt_id: u64,
     mnt_ns_id: Option<u64>,
