@@ -212,8 +212,8 @@ pub fn open_tree<P: Arg>(
 /// <https://man7.org/linux/man-pages/man2/move_mount.2.html>. Use `MOVE_MOUNT_F_EMPTY_PATH`
 /// to move the mount of `from_dirfd` itself (a mount fd from [`open_tree`] or [`fsmount`]).
 /// Errors: `EINVAL` bad flags or a source that is not a mount (and, with `MOVE_MOUNT_SET_GROUP`,
-/// `from` and `to` on different superblocks: seen on 6.18), `ENOENT` path not found, `ELOOP` a move into its own subtree, `EPERM` no
-/// `CAP_SYS_ADMIN`.
+/// `from` and `to` on different superblocks: seen on 6.18), `ENOENT` path not found, `ELOOP`
+/// a move into its own subtree, `EPERM` no `CAP_SYS_ADMIN`.
 pub fn move_mount<P: Arg, Q: Arg>(
     from_dirfd: impl AsFd,
     from_path: P,
