@@ -1014,3 +1014,84 @@ fn helper_sleeper() {
         std::thread::sleep(std::time::Duration::from_secs(30));
     }
 }
+
+#[test]
+fn idmapped_mount_via_mount_setattr_and_statmount_idmaps() {
+    in_private_mount_ns(
+        "idmapped_mount_via_mount_setattr_and_statmount_idmaps",
+        || {
+            // A user namespace mapping 0 -> 1000: a sleeping child unshares it, we write its maps.
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.args(["helper_sleeper", "--exact", "--nocapture"])
+                .env("CRCLI_SYS_TEST_CHILD", "helper_sleeper")
+                .stdout(std::process::Stdio::null());
+            // SAFETY: runs between fork and exec, in a single-threaded child that shares no fd
+            // table (what unshare_unsafe requires): one raw syscall, no allocation.
+            unsafe {
+                cmd.pre_exec(|| {
+                    rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWUSER)?;
+                    Ok(())
+                });
+            }
+            let mut child = cmd
+                .spawn()
+                .expect("spawning a child in a new user namespace");
+            let pid = child.id();
+            std::fs::write(format!("/proc/{pid}/uid_map"), "0 1000 1").unwrap();
+            std::fs::write(format!("/proc/{pid}/gid_map"), "0 2000 1").unwrap();
+            let userns = File::open(format!("/proc/{pid}/ns/user")).unwrap();
+            child.kill().unwrap();
+            child.wait().unwrap();
+
+            mkdir_p("/tmp/idsrc");
+            mkdir_p("/tmp/idmapped");
+            std::fs::write("/tmp/idsrc/owned", b"x").unwrap();
+            let clone = open_tree(
+                CWD,
+                "/tmp/idsrc",
+                OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC,
+            )
+            .unwrap();
+            mount_setattr(
+                &clone,
+                "",
+                MountSetattrFlags::AT_EMPTY_PATH,
+                &MountAttr {
+                    attr_set: MountAttrFlags::IDMAP,
+                    userns_fd: Some(userns.as_fd()),
+                    ..MountAttr::default()
+                },
+            )
+            .expect("mount_setattr MOUNT_ATTR_IDMAP on a detached clone");
+            move_mount(
+                &clone,
+                "",
+                CWD,
+                "/tmp/idmapped",
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .unwrap();
+            // The idmap is in effect: the file, 0:0 on disk, shows as 1000:2000 through it.
+            let md = std::fs::metadata("/tmp/idsrc/owned").unwrap();
+            assert_eq!((md.uid(), md.gid()), (0, 0));
+            let md = std::fs::metadata("/tmp/idmapped/owned").unwrap();
+            assert_eq!((md.uid(), md.gid()), (1000, 2000));
+
+            let s = sm(
+                unique_id("/tmp/idmapped"),
+                StatmountMask::MNT_BASIC | StatmountMask::MNT_UIDMAP | StatmountMask::MNT_GIDMAP,
+            );
+            assert!(s.mnt.unwrap().attr.contains(MountAttrFlags::IDMAP));
+            assert_eq!(s.mnt_uidmap, Some(vec!["0 1000 1".to_string()]));
+            assert_eq!(s.mnt_gidmap, Some(vec!["0 2000 1".to_string()]));
+
+            // A mount that is not idmapped: the maps are absent or empty, never made up.
+            let plain = sm(
+                unique_id("/tmp"),
+                StatmountMask::MNT_UIDMAP | StatmountMask::MNT_GIDMAP,
+            );
+            assert!(plain.mnt_uidmap.unwrap_or_default().is_empty());
+            assert!(plain.mnt_gidmap.unwrap_or_default().is_empty());
+        },
+    );
+}
