@@ -1095,3 +1095,134 @@ fn idmapped_mount_via_mount_setattr_and_statmount_idmaps() {
         },
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// UAPI.md's table "What the kernel does with unmounted and anonymous mounts", checked through
+// these wrappers (the statmount-by-fd rows need Linux 7.0).
+
+fn fd_link(fd: &impl AsRawFd) -> std::path::PathBuf {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap()
+}
+
+#[test]
+fn uapi_unmounted_and_anonymous_mounts_without_by_fd() {
+    // The rows that hold on any kernel with the new mount API.
+    in_private_mount_ns("uapi_unmounted_and_anonymous_mounts_without_by_fd", || {
+        mkdir_p("/tmp/live/sub");
+        mkdir_p("/tmp/bind");
+        std::fs::write("/tmp/live/sub/f", b"data").unwrap();
+        bind("/tmp/live/sub", "/tmp/bind");
+        let f = File::open("/tmp/bind/f").unwrap();
+        let dir = open_path("/tmp/bind");
+        assert_eq!(fd_link(&f), Path::new("/tmp/bind/f"));
+        umount2("/tmp/bind", UnmountFlags::DETACH).unwrap();
+        // Unmounted: the link is relative to the mount's root.
+        assert_eq!(fd_link(&f), Path::new("/f"));
+        // An unmounted mount cannot be cloned back from its own fd; without CLONE it can be
+        // opened.
+        assert_eq!(
+            open_tree(
+                &dir,
+                "",
+                OpenTreeFlags::CLONE | OpenTreeFlags::AT_EMPTY_PATH | OpenTreeFlags::CLOEXEC
+            )
+            .err(),
+            Some(Errno::INVAL)
+        );
+        let again = open_tree(
+            &dir,
+            "",
+            OpenTreeFlags::AT_EMPTY_PATH | OpenTreeFlags::CLOEXEC,
+        )
+        .expect("open_tree without CLONE on an unmounted mount");
+        assert_eq!(
+            fstatx_mnt_id_unique(&again).unwrap(),
+            fstatx_mnt_id_unique(&f).unwrap()
+        );
+
+        // Anonymous: a clone never attached; files through it have relative links too.
+        let clone = open_tree(
+            CWD,
+            "/tmp/live/sub",
+            OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC,
+        )
+        .unwrap();
+        let g = File::from(
+            rustix::fs::openat(&clone, "f", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .unwrap(),
+        );
+        assert_eq!(fd_link(&g), Path::new("/f"));
+        let clone_id = fstatx_mnt_id_unique(&clone).unwrap().unwrap();
+        assert_eq!(fstatx_mnt_id_unique(&g).unwrap(), Some(clone_id));
+        assert!(!listmount_all(LSMT_ROOT, None, ListmountFlags::empty())
+            .unwrap()
+            .contains(&clone_id));
+    });
+}
+
+#[test]
+fn uapi_unmounted_and_anonymous_mounts_by_fd() {
+    let name = "uapi_unmounted_and_anonymous_mounts_by_fd";
+    if !require(name, Feature::StatmountByFd) {
+        return;
+    }
+    in_private_mount_ns(name, || {
+        let mask = StatmountMask::MNT_POINT | StatmountMask::MNT_NS_ID | StatmountMask::MNT_ROOT;
+        mkdir_p("/tmp/live/sub");
+        mkdir_p("/tmp/bind");
+        std::fs::write("/tmp/live/sub/f", b"data").unwrap();
+        bind("/tmp/live/sub", "/tmp/bind");
+        let f = File::open("/tmp/bind/f").unwrap();
+        let attached = statmount_by_fd(&f, mask).unwrap();
+        assert!(attached
+            .mask
+            .contains(StatmountMask::MNT_POINT | StatmountMask::MNT_NS_ID));
+        umount2("/tmp/bind", UnmountFlags::DETACH).unwrap();
+        let unmounted = statmount_by_fd(&f, mask).unwrap();
+        assert_eq!((unmounted.mnt_point, unmounted.mnt_ns_id), (None, None));
+        assert_eq!(unmounted.mnt_root.as_deref(), Some(Path::new("/live/sub")));
+
+        // Anonymous with its mount fd open: ENOENT.
+        let clone = open_tree(
+            CWD,
+            "/tmp/live/sub",
+            OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC,
+        )
+        .unwrap();
+        let g = File::from(
+            rustix::fs::openat(&clone, "f", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .unwrap(),
+        );
+        let e = statmount_by_fd(&g, mask).unwrap_err();
+        assert_eq!(e.errno(), Some(Errno::NOENT), "{e}");
+        // After the last mount fd is closed: exactly like MNT_DETACH. This is how a restore
+        // rebuilds an unmounted bind without a temporary mountpoint (DESIGN.md).
+        drop(clone);
+        let after = statmount_by_fd(&g, mask).unwrap();
+        assert_eq!((after.mnt_point, after.mnt_ns_id), (None, None));
+        assert_eq!(after.mnt_root.as_deref(), Some(Path::new("/live/sub")));
+
+        // Same for an fsmount()ed tmpfs.
+        let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).unwrap();
+        fsconfig_create(&fs).unwrap();
+        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).unwrap();
+        let h = File::from(
+            rustix::fs::openat(
+                &mnt,
+                "new",
+                OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            statmount_by_fd(&h, mask).unwrap_err().errno(),
+            Some(Errno::NOENT)
+        );
+        drop(mnt);
+        let after = statmount_by_fd(&h, mask | StatmountMask::FS_TYPE).unwrap();
+        assert_eq!((after.mnt_point, after.mnt_ns_id), (None, None));
+        assert_eq!(after.fs_type.as_deref(), Some("tmpfs"));
+        assert_eq!(after.mnt_root.as_deref(), Some(Path::new("/")));
+    });
+}
