@@ -1,7 +1,466 @@
 //! # crcli-dump: the dump engine
 //!
-//! Freezes a process tree with ptrace, collects every piece of its state (memory, registers,
-//! signals, files and the mounts they live on) and writes an image with crcli-image.
+//! Freezes a process with ptrace, collects every piece of its state (memory, registers,
+//! signals, files and the mounts they live on) and writes an image with crcli-image. Then it
+//! kills the process (the default) or lets it run on ([`DumpOptions::leave_running`]).
 //!
-//! Status: under construction. Nothing is exported yet.
+//! The entry point is [`dump`]:
+//!
+//! ```no_run
+//! use crcli_dump::{dump, DumpOptions};
+//! # fn main() -> Result<(), crcli_dump::DumpError> {
+//! let summary = dump(1234, std::path::Path::new("/tmp/img"), &DumpOptions { leave_running: true })?;
+//! println!("{} pages, {} bytes in {:?}", summary.pages, summary.page_bytes, summary.elapsed);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## What is captured
+//!
+//! - Memory: every mapping (`/proc/PID/maps` + smaps flags) and the pages that must be saved
+//!   (see [`memory`](crate#memory)): anonymous private pages present or swapped, pages of private
+//!   file mappings that are no longer the file's, the content of shared anonymous objects.
+//!   Pages are streamed into the image in bounded batches: crcli's memory stays small.
+//! - The thread: general registers (with `fs_base`/`gs_base`), the XSAVE area
+//!   (`NT_X86_XSTATE`; its size and XCR0 are recorded for the restore to check), the signal mask,
+//!   the signals pending for the thread and for the process (raw `siginfo_t`, not consumed), the
+//!   rseq registration, the robust futex list, `clear_child_tid`, the alternate signal stack.
+//! - The process: sigactions (by injected `rt_sigaction`), cwd, root, umask, rlimits,
+//!   personality, credentials, dumpable / no_new_privs / child_subreaper / securebits, the mm
+//!   fields of `PR_SET_MM_MAP` (stat fields 26–28 and 45–51, `brk(0)`, auxv, the exe).
+//! - Files: regular files, directories, `O_PATH` fds, devices, pipes and FIFOs (with the bytes
+//!   buffered in them), files unlinked while open (with their content); every file is tied to
+//!   its mount (crcli-mountinfo).
+//!
+//! ## The registers of an interrupted syscall (contract with the restore)
+//!
+//! When the freeze interrupts a syscall, the registers are recorded exactly as the kernel shows
+//! them: `orig_rax` holds the syscall number and `rax` a `-ERESTART*` code (-512
+//! `ERESTARTSYS`, -513 `ERESTARTNOINTR`, -514 `ERESTARTNOHAND`, -516
+//! `ERESTART_RESTARTBLOCK`), with `rip` just after the `syscall` instruction. The restore
+//! normalises them (RESTORE-NOTES.md): for -512/-513/-514 `rax = orig_rax, rip -= 2`; for -516
+//! the syscall is `restart_syscall` or `-EINTR`; in every case `orig_rax = -1` before resuming.
+//!
+//! ## Failure
+//!
+//! On any failure the target is resumed untouched (borrowed code bytes, registers and signal
+//! mask are put back, the scratch page is unmapped, ptrace detaches), no image is left (the
+//! image is written into a temporary directory renamed into place only when complete), and the
+//! error says what failed. What crcli does not support yet (sockets, eventfd, epoll, timerfd,
+//! signalfd, inotify, memfd, System V shared memory, threads, child processes, files on mounts
+//! no mount table shows, …) fails the dump the same way, with a message naming the pid, the fd
+//! and the type.
 #![forbid(unsafe_code)]
+
+mod error;
+mod files;
+mod freeze;
+mod inject;
+mod memory;
+mod mounts;
+mod procfs;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crcli_image::process::{NSIG, RLIM_NLIMITS};
+use crcli_image::{
+    Creds, Fd, ImagePath, Inventory, KernelFeature, MmInfo, OsBytes, PagesId, PendingSignals,
+    Process, Rlimit, RobustList, Rseq, SigAction, SigAltStack, Thread, UserRegs, XState,
+};
+use crcli_sys::ptrace::{SigQueue, Tracee};
+use rustix::fs::OFlags;
+
+pub use error::DumpError;
+
+/// How to dump.
+#[derive(Debug, Clone, Default)]
+pub struct DumpOptions {
+    /// Let the target run on after the dump (CRIU's `--leave-running`) instead of killing it.
+    pub leave_running: bool,
+}
+
+/// What a dump wrote and how long it took.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Summary {
+    /// The dumped process.
+    pub pid: i32,
+    /// Memory mappings recorded.
+    pub vmas: usize,
+    /// Pages of memory content saved (private pages and shared anonymous objects).
+    pub pages: u64,
+    /// Bytes of memory content saved.
+    pub page_bytes: u64,
+    /// fds recorded.
+    pub fds: usize,
+    /// How long the target was frozen.
+    pub frozen: Duration,
+    /// Total wall time of the dump.
+    pub elapsed: Duration,
+    /// Whether the target was left running (else it was killed).
+    pub left_running: bool,
+}
+
+/// The page stream of the process's private memory.
+const PRIVATE_PAGES: PagesId = PagesId(1);
+
+/// Dumps process `pid` into the image directory `dir` (which must not exist yet, or be an
+/// empty directory: see `crcli_image::Image::create`).
+///
+/// The process must be single-threaded and have no children (anything else is refused before it
+/// is touched). It is frozen with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, its state is collected
+/// and written, then it is killed, or resumed with [`DumpOptions::leave_running`]. On failure it
+/// is resumed untouched and no image is left behind.
+pub fn dump(pid: i32, dir: &Path, options: &DumpOptions) -> Result<Summary, DumpError> {
+    let started = Instant::now();
+    let proc = procfs::Proc::new(pid);
+    freeze::check_target(&proc)?;
+    let frozen = freeze::Frozen::freeze(&proc)?;
+    let frozen_at = Instant::now();
+    tracing::info!("pid {pid} frozen ({})", frozen.stop);
+    let mut summary = match collect_and_write(&proc, frozen.tracee(), dir) {
+        Ok(summary) => summary,
+        // Dropping `frozen` resumes the target.
+        Err(e) => {
+            drop(frozen);
+            tracing::info!("pid {pid} resumed after a failed dump");
+            return Err(e);
+        }
+    };
+    if options.leave_running {
+        frozen.resume().map_err(|source| DumpError::AfterDump {
+            pid,
+            op: "resuming it",
+            source,
+        })?;
+    } else {
+        frozen.kill().map_err(|source| DumpError::AfterDump {
+            pid,
+            op: "killing it",
+            source,
+        })?;
+    }
+    summary.frozen = frozen_at.elapsed();
+    summary.elapsed = started.elapsed();
+    summary.left_running = options.leave_running;
+    Ok(summary)
+}
+
+fn image_err(op: impl Into<String>) -> impl FnOnce(crcli_image::ImageError) -> DumpError {
+    let op = op.into();
+    move |source| DumpError::Image { op, source }
+}
+
+fn os_bytes(what: &str, bytes: &[u8]) -> Result<OsBytes, DumpError> {
+    OsBytes::new(bytes.to_vec()).map_err(|e| DumpError::Parse {
+        what: what.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn collect_and_write(
+    proc: &procfs::Proc,
+    tracee: &Tracee,
+    dir: &Path,
+) -> Result<Summary, DumpError> {
+    let pid = proc.pid;
+    let stat = proc.stat()?;
+    let status = proc.status()?;
+
+    // What only the process can tell, first: the scratch page it needs is gone before the
+    // memory layout is read.
+    let maps_before = proc.maps()?;
+    let injected = inject::ask(tracee, &maps_before)?;
+    let thread = collect_thread(proc, tracee, &status, &injected)?;
+
+    let mut image =
+        crcli_image::Image::create(dir).map_err(image_err(format!("create {}", dir.display())))?;
+    let mut files = files::Files::new(proc)?;
+    let fds = files.dump_fds(&mut image)?;
+    let cwd = files.proc_entry(
+        "cwd",
+        OFlags::PATH | OFlags::DIRECTORY,
+        (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
+        true,
+    )?;
+    let root = files.proc_entry(
+        "root",
+        OFlags::PATH | OFlags::DIRECTORY,
+        (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
+        true,
+    )?;
+    let exe_link = proc.readlink("exe")?;
+    let exe_file = files
+        .proc_entry("exe", OFlags::PATH, libc::O_RDONLY as u32, false)
+        .ok();
+
+    let maps = proc.maps()?;
+    let vmflags = proc.smaps_vmflags()?;
+    let layout = memory::layout(proc, &maps, &vmflags, &mut files, PRIVATE_PAGES.0 + 1)?;
+
+    let mut count = memory::PageCount::default();
+    let mut pages_writer = image
+        .pages(PRIVATE_PAGES)
+        .map_err(image_err("start the page stream"))?;
+    let c = memory::dump_private(proc, &layout.private, &mut pages_writer)?;
+    pages_writer
+        .finish()
+        .map_err(image_err("finish the page stream"))?;
+    count.pages += c.pages;
+    count.bytes += c.bytes;
+    for obj in &layout.shared {
+        let mut w = image
+            .pages(obj.id)
+            .map_err(image_err("start a shared memory page stream"))?;
+        let c = memory::dump_shared(pid, obj, &mut w)?;
+        w.finish()
+            .map_err(image_err("finish a shared memory page stream"))?;
+        count.pages += c.pages;
+        count.bytes += c.bytes;
+    }
+
+    let mut rlimits = Vec::with_capacity(RLIM_NLIMITS);
+    for res in 0..RLIM_NLIMITS as u32 {
+        let l = crcli_sys::task::prlimit_get(pid, res)
+            .map_err(DumpError::sys(format!("prlimit {res} of pid {pid}")))?;
+        rlimits.push(Rlimit {
+            cur: l.cur,
+            max: l.max,
+        });
+    }
+
+    let comm = os_bytes("comm", &proc.comm()?)?;
+    let process = Process {
+        pid: pid as u32,
+        ppid: stat.ppid,
+        pgid: stat.pgrp,
+        sid: stat.session,
+        comm,
+        threads: vec![thread],
+        shared_pending: PendingSignals {
+            mask: status.shd_pnd,
+            queued: tracee
+                .peek_siginfo(SigQueue::Shared)
+                .map_err(DumpError::ptrace(format!(
+                    "read the signals pending for pid {pid}"
+                )))?
+                .into_iter()
+                .map(|s| s.0.to_vec())
+                .collect(),
+        },
+        sigactions: injected
+            .sigactions
+            .iter()
+            .map(|a| SigAction {
+                handler: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
+            })
+            .collect(),
+        creds: Creds {
+            uids: status.uids,
+            gids: status.gids,
+            groups: status.groups.clone(),
+            cap_inh: status.cap_inh,
+            cap_prm: status.cap_prm,
+            cap_eff: status.cap_eff,
+            cap_bnd: status.cap_bnd,
+            cap_amb: status.cap_amb,
+            securebits: injected.securebits,
+        },
+        cwd,
+        root,
+        umask: status.umask,
+        rlimits,
+        personality: proc.personality()?,
+        dumpable: injected.dumpable,
+        no_new_privs: status.no_new_privs,
+        child_subreaper: injected.child_subreaper,
+        exit_signal: stat.exit_signal,
+        mm: MmInfo {
+            start_code: stat.start_code,
+            end_code: stat.end_code,
+            start_data: stat.start_data,
+            end_data: stat.end_data,
+            start_brk: stat.start_brk,
+            brk: injected.brk,
+            start_stack: stat.start_stack,
+            arg_start: stat.arg_start,
+            arg_end: stat.arg_end,
+            env_start: stat.env_start,
+            env_end: stat.env_end,
+            auxv: proc.auxv()?,
+            exe_path: ImagePath::new(
+                exe_link
+                    .strip_suffix(b" (deleted)")
+                    .unwrap_or(&exe_link)
+                    .to_vec(),
+            )
+            .map_err(|e| DumpError::Parse {
+                what: format!("/proc/{pid}/exe"),
+                detail: e.to_string(),
+            })?,
+            exe_file,
+        },
+        vmas: layout.vmas,
+        pages: Some(PRIVATE_PAGES),
+        fds: fds
+            .iter()
+            .map(|f| Fd {
+                fd: f.fd as u32,
+                file: f.file,
+                cloexec: f.cloexec,
+            })
+            .collect(),
+    };
+    debug_assert_eq!(process.sigactions.len(), NSIG);
+
+    for f in &files.entries {
+        image
+            .add_file(f)
+            .map_err(image_err(format!("file entry {}", f.id)))?;
+    }
+    for p in &files.pipes {
+        image
+            .add_pipe(p)
+            .map_err(image_err(format!("pipe entry {}", p.id)))?;
+    }
+    for m in files.mounts.entries() {
+        image
+            .add_mount(m)
+            .map_err(image_err(format!("mount entry {}", m.id)))?;
+    }
+    image
+        .add_process(&process)
+        .map_err(image_err(format!("process entry of pid {pid}")))?;
+    let inventory = Inventory::new(pid as u32, features_used());
+    image.commit(inventory).map_err(image_err("commit"))?;
+    tracing::info!("pid {pid}: image written to {}", dir.display());
+
+    Ok(Summary {
+        pid,
+        vmas: process.vmas.len(),
+        pages: count.pages,
+        page_bytes: count.bytes,
+        fds: process.fds.len(),
+        frozen: Duration::ZERO,
+        elapsed: Duration::ZERO,
+        left_running: false,
+    })
+}
+
+/// The kernel features this dump relied on.
+fn features_used() -> Vec<KernelFeature> {
+    vec![
+        KernelFeature::PidfdGetfd,
+        KernelFeature::PtraceGetRseqConfiguration,
+        KernelFeature::StatxMntIdUnique,
+    ]
+}
+
+/// XCR0 as ptrace reports it: `PTRACE_GETREGSET NT_X86_XSTATE` puts the XCR0 value in the
+/// first word of the FXSAVE area's software-reserved bytes (offset 464,
+/// `USER_XSTATE_XCR0_WORD`, the layout gdb reads). Falls back to the XSAVE header's XSTATE_BV.
+fn xstate_features(xstate: &[u8]) -> u64 {
+    let word = |at: usize| u64::from_ne_bytes(xstate[at..at + 8].try_into().expect("8 bytes"));
+    if xstate.len() >= 472 && word(464) != 0 {
+        word(464)
+    } else if xstate.len() >= 520 {
+        word(512)
+    } else {
+        0
+    }
+}
+
+fn collect_thread(
+    proc: &procfs::Proc,
+    tracee: &Tracee,
+    status: &procfs::Status,
+    injected: &inject::Injected,
+) -> Result<Thread, DumpError> {
+    let pid = proc.pid;
+    let r = tracee.get_regs().map_err(DumpError::ptrace(format!(
+        "read the registers of pid {pid}"
+    )))?;
+    let xstate = tracee.get_xstate().map_err(DumpError::ptrace(format!(
+        "read the FPU state of pid {pid}"
+    )))?;
+    let sigmask = tracee.get_sigmask().map_err(DumpError::ptrace(format!(
+        "read the signal mask of pid {pid}"
+    )))?;
+    let pending = tracee
+        .peek_siginfo(SigQueue::Thread)
+        .map_err(DumpError::ptrace(format!(
+            "read the signals pending for pid {pid}"
+        )))?;
+    let rseq = match tracee.get_rseq_configuration() {
+        Ok(c) if c.rseq_abi_pointer != 0 => Some(Rseq {
+            ptr: c.rseq_abi_pointer,
+            len: c.rseq_abi_size,
+            sig: c.signature,
+        }),
+        Ok(_) => None,
+        Err(e) => {
+            return Err(DumpError::ptrace(format!(
+                "read the rseq registration of pid {pid}"
+            ))(e))
+        }
+    };
+    let (head, len) = crcli_sys::task::get_robust_list(pid)
+        .map_err(DumpError::sys(format!("get_robust_list of pid {pid}")))?;
+    let (ss_sp, ss_flags, ss_size) = injected.sigaltstack;
+    Ok(Thread {
+        tid: pid as u32,
+        comm: os_bytes("comm", &proc.comm()?)?,
+        regs: UserRegs {
+            r15: r.r15,
+            r14: r.r14,
+            r13: r.r13,
+            r12: r.r12,
+            rbp: r.rbp,
+            rbx: r.rbx,
+            r11: r.r11,
+            r10: r.r10,
+            r9: r.r9,
+            r8: r.r8,
+            rax: r.rax,
+            rcx: r.rcx,
+            rdx: r.rdx,
+            rsi: r.rsi,
+            rdi: r.rdi,
+            orig_rax: r.orig_rax,
+            rip: r.rip,
+            cs: r.cs,
+            eflags: r.eflags,
+            rsp: r.rsp,
+            ss: r.ss,
+            fs_base: r.fs_base,
+            gs_base: r.gs_base,
+            ds: r.ds,
+            es: r.es,
+            fs: r.fs,
+            gs: r.gs,
+        },
+        xstate: XState {
+            size: xstate.len() as u32,
+            features: xstate_features(&xstate),
+            data: xstate,
+        },
+        sigmask,
+        pending: PendingSignals {
+            mask: status.sig_pnd,
+            queued: pending.into_iter().map(|s| s.0.to_vec()).collect(),
+        },
+        sigaltstack: SigAltStack {
+            sp: ss_sp,
+            flags: ss_flags,
+            size: ss_size,
+        },
+        rseq,
+        robust_list: RobustList { head, len },
+        clear_child_tid: injected.clear_child_tid,
+        tls: Vec::new(),
+    })
+}

@@ -1,0 +1,204 @@
+//! What only the process itself can tell: signal dispositions, `clear_child_tid`, the
+//! alternate signal stack, a few prctl flags and the current program break, asked by syscalls
+//! injected into the stopped target.
+//!
+//! A scratch page is mapped in the target for the answers (and as the syscall site), and
+//! unmapped at the end, also on error. The first syscall (the `mmap` of the scratch page) runs at
+//! the `syscall` instruction the target is stopped after, if it was stopped in a syscall;
+//! otherwise at a borrowed word of its code, put back right after.
+
+use crcli_sys::process_vm;
+use crcli_sys::ptrace::{Tracee, UserRegs, SYSCALL_INT3};
+
+use crate::error::DumpError;
+use crate::procfs::MapEntry;
+
+/// Size of one kernel `struct sigaction` on x86_64: handler, flags, restorer, mask.
+const KSIGACTION_SIZE: usize = 32;
+/// Signals 1 to 64.
+const NSIG: usize = 64;
+/// Where the answers go in the scratch page (the syscall site is at offset 0).
+const DATA_OFFSET: u64 = 64;
+const PAGE: u64 = 4096;
+
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_GET_SECUREBITS: u64 = 27;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
+const PR_GET_TID_ADDRESS: u64 = 40;
+
+/// A signal disposition as the kernel keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct KSigAction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// What the injected syscalls told.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Injected {
+    /// Signals 1 to 64, index 0 for signal 1.
+    pub sigactions: Vec<KSigAction>,
+    pub clear_child_tid: u64,
+    /// `stack_t`: ss_sp, ss_flags, ss_size.
+    pub sigaltstack: (u64, u32, u64),
+    pub dumpable: u32,
+    pub securebits: u32,
+    pub child_subreaper: bool,
+    /// `brk(0)`: the current program break.
+    pub brk: u64,
+}
+
+fn err(pid: i32, what: &str) -> impl FnOnce(crcli_sys::ptrace::PtraceError) -> DumpError {
+    DumpError::ptrace(format!("{what} in pid {pid} (injected syscall)"))
+}
+
+/// Asks the stopped target what only it can tell. `maps` is its memory layout (to find code to
+/// borrow if it is not stopped in a syscall). Leaves no trace: the scratch page is unmapped and
+/// borrowed code bytes, registers and signal mask are put back, also on error.
+pub(crate) fn ask(tracee: &Tracee, maps: &[MapEntry]) -> Result<Injected, DumpError> {
+    let pid = tracee.pid();
+    let regs = tracee.get_regs().map_err(DumpError::ptrace(format!(
+        "read the registers of pid {pid}"
+    )))?;
+    let scratch = map_scratch(tracee, &regs, maps)?;
+    let result = ask_at(tracee, scratch);
+    // Always unmap the scratch page; the trap after munmap comes before any fetch from it.
+    let unmap = tracee.inject_syscall_checked(libc::SYS_munmap, [scratch, PAGE, 0, 0, 0, 0]);
+    tracee.set_syscall_site(None);
+    let injected = result?;
+    unmap.map_err(err(pid, "munmap of the scratch page"))?;
+    Ok(injected)
+}
+
+/// Maps the scratch page (read, write, exec; anonymous) and makes it the syscall site.
+fn map_scratch(tracee: &Tracee, regs: &UserRegs, maps: &[MapEntry]) -> Result<u64, DumpError> {
+    let pid = tracee.pid();
+    let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    let scratch = bootstrap_syscall(
+        tracee,
+        regs,
+        maps,
+        libc::SYS_mmap,
+        [0, PAGE, prot, flags, u64::MAX, 0],
+    )
+    .map_err(err(pid, "mmap of a scratch page"))?;
+    let mut word = [0xccu8; 8];
+    word[..SYSCALL_INT3.len()].copy_from_slice(&SYSCALL_INT3);
+    if let Err(e) = tracee.poke_data(scratch, u64::from_ne_bytes(word)) {
+        // Take the page away again before reporting.
+        let _ = bootstrap_syscall(
+            tracee,
+            regs,
+            maps,
+            libc::SYS_munmap,
+            [scratch, PAGE, 0, 0, 0, 0],
+        );
+        return Err(DumpError::ptrace(format!(
+            "write the syscall site into the scratch page of pid {pid}"
+        ))(e));
+    }
+    tracee.set_syscall_site(Some(scratch));
+    Ok(scratch)
+}
+
+/// Runs one syscall before a scratch page exists: at the `syscall` instruction the target is
+/// stopped after when it was stopped in a syscall, otherwise at a borrowed word of its code
+/// (put back at once, also on error).
+fn bootstrap_syscall(
+    tracee: &Tracee,
+    regs: &UserRegs,
+    maps: &[MapEntry],
+    nr: i64,
+    args: [u64; 6],
+) -> Result<u64, crcli_sys::ptrace::PtraceError> {
+    let pid = tracee.pid();
+    let in_syscall = (regs.orig_rax as i64) >= 0
+        && regs.rip >= 2
+        && tracee
+            .peek_data(regs.rip - 2)
+            .map(|w| w & 0xffff == 0x050f)
+            .unwrap_or(false);
+    if in_syscall {
+        tracee.set_syscall_site(Some(regs.rip - 2));
+        let r = tracee.inject_syscall_checked(nr, args);
+        tracee.set_syscall_site(None);
+        return r;
+    }
+    let code = maps
+        .iter()
+        .find(|m| m.exec && !m.path.starts_with(b"[") && m.end - m.start >= 8)
+        .ok_or(crcli_sys::ptrace::PtraceError::NoSyscallSite { pid, nr })?;
+    let borrow = tracee.borrow_code(code.start)?;
+    let r = tracee.inject_syscall_checked(nr, args);
+    borrow.release()?;
+    r
+}
+
+fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
+    let pid = tracee.pid();
+    let data = scratch + DATA_OFFSET;
+    let mut out = Injected::default();
+
+    for sig in 1..=NSIG as u64 {
+        let at = data + (sig - 1) * KSIGACTION_SIZE as u64;
+        tracee
+            .inject_syscall_checked(libc::SYS_rt_sigaction, [sig, 0, at, 8, 0, 0])
+            .map_err(err(pid, &format!("rt_sigaction({sig})")))?;
+    }
+    let mut buf = vec![0u8; NSIG * KSIGACTION_SIZE];
+    process_vm::read_exact(pid, data as usize, &mut buf)
+        .map_err(DumpError::sys(format!("read the sigactions of pid {pid}")))?;
+    let word =
+        |b: &[u8], i: usize| u64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    out.sigactions = buf
+        .chunks_exact(KSIGACTION_SIZE)
+        .map(|c| KSigAction {
+            handler: word(c, 0),
+            flags: word(c, 1),
+            restorer: word(c, 2),
+            mask: word(c, 3),
+        })
+        .collect();
+
+    // The answers below go after the sigactions.
+    let tid_at = data + (NSIG * KSIGACTION_SIZE) as u64;
+    let ss_at = tid_at + 8;
+    let reaper_at = ss_at + 24;
+    tracee
+        .inject_syscall_checked(libc::SYS_prctl, [PR_GET_TID_ADDRESS, tid_at, 0, 0, 0, 0])
+        .map_err(err(pid, "prctl(PR_GET_TID_ADDRESS)"))?;
+    tracee
+        .inject_syscall_checked(libc::SYS_sigaltstack, [0, ss_at, 0, 0, 0, 0])
+        .map_err(err(pid, "sigaltstack"))?;
+    tracee
+        .inject_syscall_checked(
+            libc::SYS_prctl,
+            [PR_GET_CHILD_SUBREAPER, reaper_at, 0, 0, 0, 0],
+        )
+        .map_err(err(pid, "prctl(PR_GET_CHILD_SUBREAPER)"))?;
+    out.dumpable = tracee
+        .inject_syscall_checked(libc::SYS_prctl, [PR_GET_DUMPABLE, 0, 0, 0, 0, 0])
+        .map_err(err(pid, "prctl(PR_GET_DUMPABLE)"))? as u32;
+    out.securebits = tracee
+        .inject_syscall_checked(libc::SYS_prctl, [PR_GET_SECUREBITS, 0, 0, 0, 0, 0])
+        .map_err(err(pid, "prctl(PR_GET_SECUREBITS)"))? as u32;
+    out.brk = tracee
+        .inject_syscall_checked(libc::SYS_brk, [0; 6])
+        .map_err(err(pid, "brk(0)"))?;
+
+    let mut buf = [0u8; 8 + 24 + 4];
+    process_vm::read_exact(pid, tid_at as usize, &mut buf).map_err(DumpError::sys(format!(
+        "read the injected answers of pid {pid}"
+    )))?;
+    out.clear_child_tid = u64::from_ne_bytes(buf[0..8].try_into().expect("8 bytes"));
+    out.sigaltstack = (
+        u64::from_ne_bytes(buf[8..16].try_into().expect("8 bytes")),
+        u32::from_ne_bytes(buf[16..20].try_into().expect("4 bytes")),
+        u64::from_ne_bytes(buf[24..32].try_into().expect("8 bytes")),
+    );
+    out.child_subreaper = u32::from_ne_bytes(buf[32..36].try_into().expect("4 bytes")) != 0;
+    Ok(out)
+}

@@ -1,0 +1,468 @@
+//! The target's memory: its mappings as image [`Vma`]s, and the content that must be saved,
+//! streamed into page streams.
+//!
+//! Which pages are saved, from `/proc/PID/pagemap`:
+//! - private anonymous memory (also `[heap]`, `[stack]`): pages present or swapped;
+//! - private file mappings: only pages that are no longer the file's (present and not
+//!   file-backed, i.e. copied on write, or swapped);
+//! - shared anonymous memory: the whole content of the object (by shmem inode, once for all its
+//!   mappings), read through `/proc/PID/map_files` with SEEK_DATA/SEEK_HOLE, into a page stream
+//!   of its own whose addresses are offsets in the object;
+//! - nothing for shared file mappings (the file holds the data), `[vdso]` (restore moves the
+//!   fresh one), `[vvar]`, `[vvar_vclock]` and `[vsyscall]` (addresses only).
+//!
+//! Pages are read with process_vm_readv, up to [`BATCH_BYTES`] and [`IOV_MAX`] runs per call,
+//! falling back to `/proc/PID/mem` for what process_vm_readv cannot read (mappings without
+//! read permission). crcli's memory stays bounded by one batch and one pagemap window,
+//! whatever the target's size.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::IoSliceMut;
+use std::os::unix::fs::FileExt;
+
+use crcli_image::process::{
+    MADV_BIT_DONTDUMP, MADV_BIT_DONTFORK, MADV_BIT_HUGEPAGE, MADV_BIT_MERGEABLE,
+    MADV_BIT_NOHUGEPAGE, MADV_BIT_WIPEONFORK, PROT_EXEC, PROT_READ, PROT_WRITE,
+};
+use crcli_image::{PagesId, PagesWriter, Vma, VmaBacking};
+use crcli_sys::process_vm::{process_vm_readv, RemoteIoVec, IOV_MAX};
+use rustix::fs::OFlags;
+
+use crate::error::DumpError;
+use crate::files::Files;
+use crate::procfs::{MapEntry, Proc};
+
+/// The most bytes read from the target per process_vm_readv call.
+pub const BATCH_BYTES: usize = 4 << 20;
+const PAGE: u64 = 4096;
+/// Pagemap entries read at once (covers 128 MiB of address space).
+const PAGEMAP_WINDOW: usize = 32 * 1024;
+
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+const MAP_SHARED: u32 = 0x01;
+const MAP_PRIVATE: u32 = 0x02;
+const MAP_GROWSDOWN: u32 = 0x100;
+const MAP_LOCKED: u32 = 0x2000;
+const MAP_NORESERVE: u32 = 0x4000;
+
+/// Which pages of a private range are saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filter {
+    /// Anonymous memory: present or swapped pages.
+    Anon,
+    /// A private file mapping: pages no longer the file's.
+    PrivateFile,
+}
+
+/// A private range whose pages are candidates for the process's page stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PrivateRange {
+    pub start: u64,
+    pub end: u64,
+    pub filter: Filter,
+}
+
+/// A shared anonymous object to save whole.
+pub(crate) struct SharedObject {
+    pub id: PagesId,
+    pub file: File,
+    pub size: u64,
+}
+
+/// The memory layout and what to save of it.
+pub(crate) struct Layout {
+    pub vmas: Vec<Vma>,
+    pub private: Vec<PrivateRange>,
+    pub shared: Vec<SharedObject>,
+}
+
+/// Turns the target's mappings into image VMAs. `first_shared_id` is the first page stream id
+/// for shared anonymous objects (the private stream has its own).
+pub(crate) fn layout(
+    proc: &Proc,
+    maps: &[MapEntry],
+    vmflags: &[(u64, Vec<String>)],
+    files: &mut Files<'_>,
+    first_shared_id: u32,
+) -> Result<Layout, DumpError> {
+    let pid = proc.pid;
+    let flags_of: HashMap<u64, &Vec<String>> = vmflags.iter().map(|(s, f)| (*s, f)).collect();
+    let mut out = Layout {
+        vmas: Vec::new(),
+        private: Vec::new(),
+        shared: Vec::new(),
+    };
+    let mut shared_by_inode: HashMap<(u64, u64), (PagesId, u64)> = HashMap::new();
+
+    for m in maps {
+        let range = format!("mapping {:x}-{:x}", m.start, m.end);
+        let vmf: &[String] = flags_of.get(&m.start).map(|v| v.as_slice()).unwrap_or(&[]);
+        let has = |f: &str| vmf.iter().any(|x| x == f);
+        let mut prot = 0;
+        if m.read {
+            prot |= PROT_READ;
+        }
+        if m.write {
+            prot |= PROT_WRITE;
+        }
+        if m.exec {
+            prot |= PROT_EXEC;
+        }
+        let mut map_flags = if m.shared { MAP_SHARED } else { MAP_PRIVATE };
+        if has("gd") {
+            map_flags |= MAP_GROWSDOWN;
+        }
+        if has("lo") {
+            map_flags |= MAP_LOCKED;
+        }
+        if has("nr") {
+            map_flags |= MAP_NORESERVE;
+        }
+        let mut madvise = 0;
+        for (flag, bit) in [
+            ("dc", MADV_BIT_DONTFORK),
+            ("dd", MADV_BIT_DONTDUMP),
+            ("hg", MADV_BIT_HUGEPAGE),
+            ("nh", MADV_BIT_NOHUGEPAGE),
+            ("mg", MADV_BIT_MERGEABLE),
+            ("wf", MADV_BIT_WIPEONFORK),
+        ] {
+            if has(flag) {
+                madvise |= bit;
+            }
+        }
+        let path = m.path.as_slice();
+        let unsupported = |what: String| DumpError::Unsupported {
+            pid,
+            what: format!("{range}: {what}"),
+        };
+        let private_range = |filter| PrivateRange {
+            start: m.start,
+            end: m.end,
+            filter,
+        };
+
+        let backing = match path {
+            b"[heap]" => {
+                out.private.push(private_range(Filter::Anon));
+                VmaBacking::Heap
+            }
+            b"[stack]" => {
+                out.private.push(private_range(Filter::Anon));
+                VmaBacking::Stack
+            }
+            b"[vdso]" => VmaBacking::Vdso,
+            b"[vvar]" => VmaBacking::Vvar,
+            b"[vvar_vclock]" => VmaBacking::VvarVclock,
+            b"[vsyscall]" => VmaBacking::Vsyscall,
+            _ if m.shared
+                && (m.inode == 0
+                    || path.starts_with(b"/dev/zero")
+                    || path.starts_with(b"[anon_shmem:")) =>
+            {
+                // Shared anonymous memory (shmem): save the object once.
+                let file = open_map_file(proc, m)?;
+                let st = rustix::fs::fstat(&file)
+                    .map_err(DumpError::sys(format!("fstat {range} of pid {pid}")))?;
+                let key = (st.st_dev, st.st_ino);
+                let (content, size) = match shared_by_inode.get(&key) {
+                    Some(v) => *v,
+                    None => {
+                        let id = PagesId(first_shared_id + out.shared.len() as u32);
+                        let size = st.st_size as u64;
+                        out.shared.push(SharedObject {
+                            id,
+                            file: File::from(file),
+                            size,
+                        });
+                        shared_by_inode.insert(key, (id, size));
+                        (id, size)
+                    }
+                };
+                VmaBacking::SharedAnonymous {
+                    content,
+                    size,
+                    offset: m.offset,
+                }
+            }
+            _ if path.is_empty() || path.starts_with(b"[anon:") => {
+                out.private.push(private_range(Filter::Anon));
+                VmaBacking::Anonymous
+            }
+            _ if path.starts_with(b"[") => {
+                return Err(unsupported(format!(
+                    "a special mapping {}",
+                    String::from_utf8_lossy(path)
+                )));
+            }
+            _ if path.starts_with(b"/memfd:") => {
+                return Err(unsupported(format!(
+                    "a mapping of memfd {}",
+                    String::from_utf8_lossy(path)
+                )));
+            }
+            _ if path.starts_with(b"/SYSV") => {
+                return Err(unsupported("a System V shared memory segment".to_owned()));
+            }
+            _ if path.ends_with(b" (deleted)") => {
+                return Err(unsupported(format!(
+                    "a mapping of the deleted file {}",
+                    String::from_utf8_lossy(path)
+                )));
+            }
+            _ => {
+                let file = open_map_file(proc, m)?;
+                let st = rustix::fs::fstat(&file)
+                    .map_err(DumpError::sys(format!("fstat {range} of pid {pid}")))?;
+                if rustix::fs::FileType::from_raw_mode(st.st_mode)
+                    != rustix::fs::FileType::RegularFile
+                {
+                    return Err(unsupported(format!(
+                        "a mapping of {} (not a regular file)",
+                        String::from_utf8_lossy(path)
+                    )));
+                }
+                let flags = if m.shared && m.write {
+                    libc::O_RDWR as u32
+                } else {
+                    libc::O_RDONLY as u32
+                };
+                let file_id = files.path_entry(&range, file, path, flags, false)?;
+                if !m.shared {
+                    out.private.push(private_range(Filter::PrivateFile));
+                }
+                VmaBacking::File {
+                    file: file_id,
+                    offset: m.offset,
+                }
+            }
+        };
+        out.vmas.push(Vma {
+            start: m.start,
+            end: m.end,
+            prot,
+            map_flags,
+            madvise,
+            backing,
+        });
+    }
+    Ok(out)
+}
+
+fn open_map_file(proc: &Proc, m: &MapEntry) -> Result<rustix::fd::OwnedFd, DumpError> {
+    let name = format!("map_files/{}", m.map_files_name());
+    rustix::fs::open(
+        proc.path(&name),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(DumpError::sys(format!("open /proc/{}/{name}", proc.pid)))
+}
+
+/// Counts of what a page stream received.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PageCount {
+    pub pages: u64,
+    pub bytes: u64,
+}
+
+/// Reads the selected pages of the private ranges and streams them into `out`.
+pub(crate) fn dump_private(
+    proc: &Proc,
+    ranges: &[PrivateRange],
+    out: &mut PagesWriter<'_>,
+) -> Result<PageCount, DumpError> {
+    let pid = proc.pid;
+    let pagemap = File::open(proc.path("pagemap"))
+        .map_err(DumpError::io(format!("open /proc/{pid}/pagemap")))?;
+    let mem =
+        File::open(proc.path("mem")).map_err(DumpError::io(format!("open /proc/{pid}/mem")))?;
+    let mut batch = Batch {
+        pid,
+        buf: vec![0u8; BATCH_BYTES],
+        runs: Vec::with_capacity(IOV_MAX),
+        fill: 0,
+        mem,
+        count: PageCount::default(),
+        sealed: false,
+    };
+    let mut entries = vec![0u64; PAGEMAP_WINDOW];
+    let mut raw = vec![0u8; PAGEMAP_WINDOW * 8];
+    for r in ranges {
+        let mut addr = r.start;
+        while addr < r.end {
+            let n = (((r.end - addr) / PAGE) as usize).min(PAGEMAP_WINDOW);
+            let bytes = &mut raw[..n * 8];
+            pagemap
+                .read_exact_at(bytes, addr / PAGE * 8)
+                .map_err(DumpError::io(format!(
+                    "read /proc/{pid}/pagemap at {addr:#x}"
+                )))?;
+            for (e, c) in entries[..n].iter_mut().zip(bytes.chunks_exact(8)) {
+                *e = u64::from_ne_bytes(c.try_into().expect("8 bytes"));
+            }
+            for (i, &e) in entries[..n].iter().enumerate() {
+                let keep = match r.filter {
+                    Filter::Anon => e & (PM_PRESENT | PM_SWAP) != 0,
+                    Filter::PrivateFile => {
+                        (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAP != 0
+                    }
+                };
+                if keep {
+                    batch.push(addr + i as u64 * PAGE, out)?;
+                }
+            }
+            addr += n as u64 * PAGE;
+        }
+        // Runs never cross a mapping boundary.
+        batch.seal();
+    }
+    batch.flush(out)?;
+    Ok(batch.count)
+}
+
+/// Pages gathered for one process_vm_readv call.
+struct Batch {
+    pid: i32,
+    buf: Vec<u8>,
+    /// (address, length) of each run, in address order.
+    runs: Vec<(u64, usize)>,
+    fill: usize,
+    mem: File,
+    count: PageCount,
+    /// The last run must not be extended (a mapping ended).
+    sealed: bool,
+}
+
+impl Batch {
+    fn push(&mut self, addr: u64, out: &mut PagesWriter<'_>) -> Result<(), DumpError> {
+        if self.fill + PAGE as usize > self.buf.len() {
+            self.flush(out)?;
+        }
+        if let Some(last) = self.runs.last_mut() {
+            if !self.sealed && last.0 + last.1 as u64 == addr {
+                last.1 += PAGE as usize;
+                self.fill += PAGE as usize;
+                return Ok(());
+            }
+        }
+        if self.runs.len() == IOV_MAX {
+            self.flush(out)?;
+        }
+        self.runs.push((addr, PAGE as usize));
+        self.fill += PAGE as usize;
+        self.sealed = false;
+        Ok(())
+    }
+
+    /// Ends the current run (the next page starts a new one).
+    fn seal(&mut self) {
+        self.sealed = true;
+    }
+
+    fn flush(&mut self, out: &mut PagesWriter<'_>) -> Result<(), DumpError> {
+        if self.runs.is_empty() {
+            self.fill = 0;
+            return Ok(());
+        }
+        let pid = self.pid;
+        let remote: Vec<RemoteIoVec> = self
+            .runs
+            .iter()
+            .map(|&(base, len)| RemoteIoVec {
+                base: base as usize,
+                len,
+            })
+            .collect();
+        let got = match process_vm_readv(
+            pid,
+            &mut [IoSliceMut::new(&mut self.buf[..self.fill])],
+            &remote,
+        ) {
+            Ok(n) => n,
+            // Nothing readable at the first run (e.g. a mapping without read permission).
+            Err(rustix::io::Errno::FAULT) => 0,
+            Err(e) => {
+                return Err(DumpError::sys(format!("process_vm_readv from pid {pid}"))(
+                    e,
+                ))
+            }
+        };
+        if got < self.fill {
+            // The rest through /proc/PID/mem, which can read what process_vm_readv cannot.
+            let mut off = 0usize;
+            for &(base, len) in &self.runs {
+                let run_end = off + len;
+                if run_end > got {
+                    let skip = got.saturating_sub(off);
+                    let at = base + skip as u64;
+                    self.mem
+                        .read_exact_at(&mut self.buf[off + skip..run_end], at)
+                        .map_err(DumpError::io(format!(
+                            "read memory at {at:#x} of pid {pid} through /proc/{pid}/mem"
+                        )))?;
+                }
+                off = run_end;
+            }
+        }
+        let mut off = 0usize;
+        for &(base, len) in &self.runs {
+            out.add(base, &self.buf[off..off + len])
+                .map_err(|source| DumpError::Image {
+                    op: format!("pages at {base:#x}"),
+                    source,
+                })?;
+            off += len;
+            self.count.pages += (len as u64) / PAGE;
+            self.count.bytes += len as u64;
+        }
+        self.runs.clear();
+        self.fill = 0;
+        Ok(())
+    }
+}
+
+/// Saves the content of a shared anonymous object into its own page stream (addresses are
+/// offsets in the object); holes are skipped.
+pub(crate) fn dump_shared(
+    pid: i32,
+    obj: &SharedObject,
+    out: &mut PagesWriter<'_>,
+) -> Result<PageCount, DumpError> {
+    let mut count = PageCount::default();
+    let mut buf = vec![0u8; crcli_image::MAX_CHUNK_LEN as usize];
+    let mut pos = 0u64;
+    let what = format!("shared anonymous memory {} of pid {pid}", obj.id);
+    while pos < obj.size {
+        let data = match rustix::fs::seek(&obj.file, rustix::fs::SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(DumpError::sys(format!("SEEK_DATA in {what}"))(e)),
+        };
+        let hole = rustix::fs::seek(&obj.file, rustix::fs::SeekFrom::Hole(data))
+            .map_err(DumpError::sys(format!("SEEK_HOLE in {what}")))?
+            .min(obj.size);
+        let mut at = data / PAGE * PAGE;
+        let end = hole.div_ceil(PAGE) * PAGE;
+        while at < end {
+            let want = ((end - at) as usize).min(buf.len());
+            obj.file
+                .read_exact_at(&mut buf[..want], at)
+                .map_err(DumpError::io(format!("read {what} at offset {at}")))?;
+            out.add(at, &buf[..want])
+                .map_err(|source| DumpError::Image {
+                    op: what.clone(),
+                    source,
+                })?;
+            count.pages += want as u64 / PAGE;
+            count.bytes += want as u64;
+            at += want as u64;
+        }
+        pos = end.max(data + PAGE);
+    }
+    Ok(count)
+}

@@ -1,0 +1,462 @@
+//! The dump engine against real processes: a small C program (tests/progs/target.c, compiled
+//! here with `cc`) builds a known state; the tests dump it and check the image, that the target
+//! keeps running (or was killed), and that refused or failed dumps leave it untouched.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crcli_dump::{dump, DumpError, DumpOptions};
+use crcli_image::{FileKind, Image, PagesId, PipeEnd, VmaBacking};
+
+/// Compiles the target program once per test binary.
+fn target_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/progs/target.c");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dump-test-target");
+        let status = Command::new("cc")
+            .args(["-O1", "-g", "-pthread", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run cc");
+        assert!(status.success(), "compiling {} failed", src.display());
+        out
+    })
+}
+
+/// A running target; killed and reaped when dropped.
+struct Target {
+    child: Child,
+    pid: i32,
+    dir: tempfile::TempDir,
+}
+
+impl Target {
+    fn spawn(mode: &str) -> Target {
+        Target::spawn_env(mode, &[])
+    }
+
+    fn spawn_env(mode: &str, env: &[(&str, &str)]) -> Target {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(target_binary())
+            .arg(dir.path())
+            .arg(mode)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn target");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read ready line");
+        assert!(line.starts_with("ready "), "target said {line:?}");
+        let pid = line[6..].trim().parse().expect("pid");
+        assert_eq!(pid, child.id() as i32);
+        Target { child, pid, dir }
+    }
+
+    fn count_lines(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("count"))
+            .expect("read count")
+            .lines()
+            .count()
+    }
+
+    /// Waits until the target appended more lines: it runs.
+    fn assert_counting(&self) {
+        let before = self.count_lines();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.count_lines() < before + 3 {
+            assert!(
+                Instant::now() < deadline,
+                "pid {} stopped counting at {before}",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn maps(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).expect("read maps")
+    }
+
+    fn status_field(&self, key: &str) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("status");
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(key)
+                    .map(|v| v.trim_start_matches(':').trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {key} in status"))
+    }
+
+    /// The first 64 bytes of each executable mapping, through /proc/PID/mem.
+    fn code_bytes(&self) -> Vec<Vec<u8>> {
+        let mem = std::fs::File::open(format!("/proc/{}/mem", self.pid)).expect("open mem");
+        let mut out = Vec::new();
+        for line in self.maps().lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f[1].contains('x') && !line.ends_with("[vsyscall]") {
+                let start = u64::from_str_radix(f[0].split('-').next().unwrap(), 16).unwrap();
+                let mut buf = vec![0u8; 64];
+                mem.read_exact_at(&mut buf, start).expect("read code");
+                out.push(buf);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn image_dir(t: &Target) -> PathBuf {
+    t.dir.path().join("img")
+}
+
+#[test]
+fn leave_running_dump_matches_the_process() {
+    let t = Target::spawn("plain");
+    let maps_before = t.maps();
+    let code_before = t.code_bytes();
+    let dir = image_dir(&t);
+    let summary = dump(
+        t.pid,
+        &dir,
+        &DumpOptions {
+            leave_running: true,
+        },
+    )
+    .expect("dump");
+    assert!(summary.left_running);
+    t.assert_counting();
+    // Nothing of the dump is left in the process: same mappings, same code.
+    assert_eq!(t.maps(), maps_before);
+    assert_eq!(t.code_bytes(), code_before);
+
+    let image = Image::open(&dir).expect("open image");
+    assert_eq!(image.inventory().root_pid, t.pid as u32);
+    let p = image.process(t.pid as u32).expect("process entry");
+
+    // The mappings are those of /proc/PID/maps.
+    let ranges: Vec<(u64, u64)> = maps_before
+        .lines()
+        .map(|l| {
+            let (s, e) = l
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .split_once('-')
+                .unwrap();
+            (
+                u64::from_str_radix(s, 16).unwrap(),
+                u64::from_str_radix(e, 16).unwrap(),
+            )
+        })
+        .collect();
+    let image_ranges: Vec<(u64, u64)> = p.vmas.iter().map(|v| (v.start, v.end)).collect();
+    assert_eq!(image_ranges, ranges);
+    assert!(p.vmas.iter().any(|v| v.backing == VmaBacking::Heap));
+    assert!(p.vmas.iter().any(|v| v.backing == VmaBacking::Stack));
+    assert!(p.vmas.iter().any(|v| v.backing == VmaBacking::Vdso));
+    assert!(p
+        .vmas
+        .iter()
+        .any(|v| matches!(v.backing, VmaBacking::SharedAnonymous { size: 65536, .. })));
+
+    // Registers: rip in an executable mapping; stopped in nanosleep (or the write between).
+    let th = &p.threads[0];
+    assert!(
+        p.vmas
+            .iter()
+            .any(|v| v.prot & 4 != 0 && (v.start..v.end).contains(&th.regs.rip)),
+        "rip {:#x}",
+        th.regs.rip
+    );
+    assert_ne!(th.regs.fs_base, 0);
+    assert!(th.xstate.size >= 576 && th.xstate.data.len() == th.xstate.size as usize);
+    assert_eq!(th.xstate.features & 3, 3, "x87 and SSE are always enabled");
+    assert!(th.rseq.is_some(), "glibc registers rseq");
+    assert_ne!(th.robust_list.head, 0);
+    assert_ne!(th.clear_child_tid, 0, "glibc sets clear_child_tid");
+
+    // Signals.
+    let usr1 = (libc::SIGUSR1 - 1) as usize;
+    let usr2_bit = 1u64 << (libc::SIGUSR2 - 1);
+    assert_eq!(p.sigactions.len(), 64);
+    assert!(p.sigactions[usr1].handler > 1, "SIGUSR1 has a handler");
+    assert_ne!(p.sigactions[usr1].flags & libc::SA_RESTART as u64, 0);
+    assert_eq!(
+        p.sigactions[(libc::SIGUSR2 - 1) as usize].handler,
+        0,
+        "SIG_DFL"
+    );
+    assert_ne!(th.sigmask & usr2_bit, 0, "SIGUSR2 blocked");
+    assert_eq!(th.pending.mask, usr2_bit, "SIGUSR2 pending for the thread");
+    assert_eq!(th.pending.queued.len(), 1);
+    assert_eq!(
+        i32::from_ne_bytes(th.pending.queued[0][..4].try_into().unwrap()),
+        libc::SIGUSR2
+    );
+    assert_eq!(p.umask, 0o027);
+    assert_eq!(p.rlimits.len(), 16);
+
+    // Files.
+    let fd = |n: u32| {
+        p.fds
+            .iter()
+            .find(|f| f.fd == n)
+            .unwrap_or_else(|| panic!("fd {n} missing"))
+    };
+    let file = |n: u32| image.file(fd(n).file).expect("file entry");
+    assert_eq!(
+        fd(3).file,
+        fd(6).file,
+        "dup shares one open file description"
+    );
+    assert!(fd(3).cloexec && !fd(6).cloexec);
+    let count = file(3);
+    assert_ne!(count.flags & libc::O_APPEND as u32, 0);
+    assert_eq!(count.flags & libc::O_ACCMODE as u32, libc::O_WRONLY as u32);
+    match &count.kind {
+        FileKind::Regular(loc) => {
+            let mount = image.mount(loc.mount).expect("mount entry");
+            let full = mount
+                .mountpoint
+                .as_ref()
+                .expect("attached")
+                .as_path()
+                .join(loc.path.as_path());
+            assert_eq!(full, t.dir.path().join("count"));
+        }
+        other => panic!("fd 3 is {other:?}"),
+    }
+    let (pipe_r, pipe_w) = (file(4), file(5));
+    let (
+        FileKind::Pipe {
+            pipe: a,
+            end: PipeEnd::Read,
+        },
+        FileKind::Pipe {
+            pipe: b,
+            end: PipeEnd::Write,
+        },
+    ) = (&pipe_r.kind, &pipe_w.kind)
+    else {
+        panic!("fds 4, 5: {:?} {:?}", pipe_r.kind, pipe_w.kind)
+    };
+    assert_eq!(a, b, "both ends of one pipe");
+    assert_eq!(image.pipe(*a).unwrap().buffered, b"pipe-data");
+    let FileKind::Unlinked { location, extents } = &file(7).kind else {
+        panic!("fd 7: {:?}", file(7).kind)
+    };
+    assert_eq!(location.size, (3 << 20) + 4);
+    assert_eq!(file(7).pos, 5);
+    let data = image.files_data().expect("files data");
+    let mut content = Vec::new();
+    for e in extents {
+        let mut buf = vec![0u8; e.len as usize];
+        data.read_extent(e, &mut buf, 0).expect("extent");
+        content.push((e.offset, buf));
+    }
+    assert_eq!(
+        content.first().map(|(o, b)| (*o, &b[..16])),
+        Some((0, &b"unlinked-content"[..]))
+    );
+    assert!(content
+        .iter()
+        .any(|(o, b)| *o + b.len() as u64 == (3 << 20) + 4 && b.ends_with(b"tail")));
+    let stored: u64 = content.iter().map(|(_, b)| b.len() as u64).sum();
+    assert!(stored < 1 << 20, "the hole is not stored ({stored} bytes)");
+    assert!(matches!(file(8).kind, FileKind::Directory(_)));
+    assert!(matches!(file(9).kind, FileKind::Path(_)));
+    match &file(10).kind {
+        FileKind::Fifo { pipe, .. } => {
+            assert_eq!(image.pipe(*pipe).unwrap().buffered, b"fifo-data")
+        }
+        other => panic!("fd 10 is {other:?}"),
+    }
+    // The pipe data is still there for the process (not consumed by the dump).
+    let status = std::fs::read_to_string(format!("/proc/{}/fdinfo/4", t.pid)).unwrap();
+    assert!(status.contains("flags"));
+    assert!(matches!(
+        image.file(p.cwd).unwrap().kind,
+        FileKind::Directory(_)
+    ));
+    assert!(p.mm.exe_file.is_some());
+    assert!(p.mm.exe_path.as_bytes().ends_with(b"dump-test-target"));
+    assert!(p.mm.brk >= p.mm.start_brk && p.mm.start_brk != 0);
+    assert!(!p.mm.auxv.is_empty() && p.mm.auxv.len() % 2 == 0);
+
+    // Pages: the 4 MiB heap pattern and the shared memory pattern are in the image.
+    let mut buf = vec![0u8; crcli_image::MAX_CHUNK_LEN as usize];
+    let mut reader = image.pages(p.pages.expect("page stream")).expect("pages");
+    let mut pattern_pages = 0;
+    while let Some(chunk) = reader.next_chunk(&mut buf).expect("chunk") {
+        pattern_pages += buf[..chunk.len]
+            .chunks(4096)
+            .filter(|pg| pg.iter().all(|&b| b == 0x5a))
+            .count();
+    }
+    assert!(pattern_pages >= 1000, "{pattern_pages} heap pages found");
+    let shared = p
+        .vmas
+        .iter()
+        .find_map(|v| match v.backing {
+            VmaBacking::SharedAnonymous { content, .. } => Some(content),
+            _ => None,
+        })
+        .unwrap();
+    assert_ne!(shared, PagesId(1));
+    let mut reader = image.pages(shared).expect("shared pages");
+    let mut total = 0;
+    while let Some(chunk) = reader.next_chunk(&mut buf).expect("chunk") {
+        assert!(buf[..chunk.len].iter().all(|&b| b == 0xa7));
+        total += chunk.len;
+    }
+    assert_eq!(total, 65536);
+    assert!(summary.page_bytes >= (4 << 20) + 65536);
+}
+
+#[test]
+fn default_dump_kills_the_process() {
+    let mut t = Target::spawn("plain");
+    let dir = image_dir(&t);
+    let summary = dump(t.pid, &dir, &DumpOptions::default()).expect("dump");
+    assert!(!summary.left_running);
+    // The dump reaped it (the test is both its parent and its tracer).
+    assert!(
+        !Path::new(&format!("/proc/{}", t.pid)).exists()
+            || t.child.try_wait().map(|s| s.is_some()).unwrap_or(true)
+    );
+    Image::open(&dir).expect("open image");
+}
+
+fn assert_refused_untouched(t: &Target, err: DumpError, want: &str) {
+    assert!(
+        err.to_string().contains(want),
+        "error {err:?} does not say {want:?}"
+    );
+    t.assert_counting();
+    assert!(
+        !image_dir(t).exists(),
+        "a failed dump left {}",
+        image_dir(t).display()
+    );
+    // Not traced any more.
+    assert_eq!(t.status_field("TracerPid"), "0");
+}
+
+#[test]
+fn socket_is_refused_and_the_process_runs_on() {
+    let t = Target::spawn("socket");
+    let maps = t.maps();
+    let code = t.code_bytes();
+    let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("pid {} fd 11: socket is not supported", t.pid)
+    );
+    assert_refused_untouched(&t, err, "socket");
+    assert_eq!(t.maps(), maps);
+    assert_eq!(t.code_bytes(), code);
+    assert_eq!(
+        t.status_field("SigBlk"),
+        format!("{:016x}", 1u64 << (libc::SIGUSR2 - 1))
+    );
+}
+
+#[test]
+fn eventfd_is_refused() {
+    let t = Target::spawn("eventfd");
+    let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("pid {} fd 11: eventfd is not supported", t.pid)
+    );
+    assert_refused_untouched(&t, err, "eventfd");
+}
+
+#[test]
+fn two_threads_are_refused() {
+    let t = Target::spawn("thread");
+    let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pid {}: a multi-threaded process (2 threads) is not supported",
+            t.pid
+        )
+    );
+    assert_refused_untouched(&t, err, "multi-threaded");
+}
+
+#[test]
+fn bad_image_directories_fail_and_leave_the_process_running() {
+    let t = Target::spawn("plain");
+    let maps = t.maps();
+    // The parent does not exist.
+    let missing = t.dir.path().join("no/such/dir");
+    let err = dump(t.pid, &missing, &DumpOptions::default()).unwrap_err();
+    assert!(matches!(err, DumpError::Image { .. }), "{err:?}");
+    t.assert_counting();
+    assert!(!missing.exists());
+    // A file is in the way.
+    let file = t.dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = dump(t.pid, &file, &DumpOptions::default()).unwrap_err();
+    assert!(matches!(err, DumpError::Image { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+    // A directory that is not writable: /proc.
+    let err = dump(
+        t.pid,
+        Path::new("/proc/crcli-image"),
+        &DumpOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, DumpError::Image { .. }), "{err:?}");
+    t.assert_counting();
+    assert_eq!(t.maps(), maps);
+    assert_eq!(t.status_field("TracerPid"), "0");
+}
+
+#[test]
+fn bad_targets_are_refused() {
+    let err = dump(
+        i32::MAX - 1,
+        Path::new("/tmp/unused"),
+        &DumpOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("pid {}: no such process", i32::MAX - 1)
+    );
+    let me = std::process::id() as i32;
+    let err = dump(me, Path::new("/tmp/unused"), &DumpOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DumpError::BadTarget { .. } | DumpError::Unsupported { .. }
+        ),
+        "{err:?}"
+    );
+    // kthreadd (pid 2) has no memory.
+    if std::fs::read_to_string("/proc/2/comm")
+        .map(|c| c.trim() == "kthreadd")
+        .unwrap_or(false)
+    {
+        let err = dump(2, Path::new("/tmp/unused"), &DumpOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("kernel thread"), "{err}");
+    }
+}
