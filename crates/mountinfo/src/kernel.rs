@@ -94,16 +94,16 @@ impl Mount {
     /// Builds the model of one mount from a statmount record asked with (at least)
     /// [`TABLE_MASK`]. The record must have `MNT_BASIC`, `SB_BASIC`, `MNT_ROOT` and `FS_TYPE`;
     /// `MNT_POINT` too unless `allow_unmounted` (then a missing mount point reads as empty).
-    pub fn from_statmount(sm: &Statmount, allow_unmounted: bool) -> Result<Mount, &'static str> {
+    pub fn from_statmount(sm: Statmount, allow_unmounted: bool) -> Result<Mount, &'static str> {
         let mnt = sm.mnt.ok_or("MNT_BASIC")?;
         let sb = sm.sb.ok_or("SB_BASIC")?;
-        let root = sm.mnt_root.clone().ok_or("MNT_ROOT")?;
-        let mount_point = match (&sm.mnt_point, allow_unmounted) {
-            (Some(p), _) => p.clone(),
+        let root = sm.mnt_root.ok_or("MNT_ROOT")?;
+        let mount_point = match (sm.mnt_point, allow_unmounted) {
+            (Some(p), _) => p,
             (None, true) => PathBuf::new(),
             (None, false) => return Err("MNT_POINT"),
         };
-        let fs_type = sm.fs_type.clone().ok_or("FS_TYPE")?;
+        let fs_type = sm.fs_type.ok_or("FS_TYPE")?;
         let a = mnt.attr;
         let mut attrs = MountAttrs::empty();
         for (from, to) in [
@@ -138,7 +138,6 @@ impl Mount {
         };
         let source = sm
             .sb_source
-            .clone()
             .filter(|s| !s.is_empty() && s.as_bytes() != b"none");
         Ok(Mount {
             id: Some(mnt.mnt_id),
@@ -153,7 +152,7 @@ impl Mount {
             root,
             mount_point,
             fs_type,
-            fs_subtype: sm.fs_subtype.clone().filter(|s| !s.is_empty()),
+            fs_subtype: sm.fs_subtype.filter(|s| !s.is_empty()),
             source,
             sb_flags: SbFlags::from_bits_truncate(sb.flags.bits()),
             fs_options: sm
@@ -217,7 +216,7 @@ impl MountTable {
             .ok()
             .and_then(|fd| namespace_id(&fd).ok());
         let path = proc_path(pid, "mountinfo");
-        let text = std::fs::read(&path).map_err(|source| Error::Read {
+        let text = read_all(&path).map_err(|source| Error::Read {
             path: path.clone(),
             source,
         })?;
@@ -243,12 +242,11 @@ impl MountTable {
                 Err(e) if e.errno() == Some(Errno::NOENT) => continue,
                 Err(source) => return Err(Error::Statmount { mnt_id: id, source }),
             };
-            let m = Mount::from_statmount(&sm, false).map_err(|missing| {
-                Error::StatmountIncomplete {
+            let m =
+                Mount::from_statmount(sm, false).map_err(|missing| Error::StatmountIncomplete {
                     mnt_id: id,
                     missing,
-                }
-            })?;
+                })?;
             mounts.push(m);
         }
         let ns_id = ns_id.or_else(|| mounts.first().and_then(|m: &Mount| m.ns_id));
@@ -271,27 +269,54 @@ impl MountTable {
                 (id, find_process_in(fd))
             }
         };
-        let from_kernel = match ns_id {
-            // The caller's own namespace needs no id (kernels 6.8-6.10 take none).
-            Some(id) if Some(id) != own_namespace_id() => MountTable::from_listmount(Some(id)),
-            _ => MountTable::from_listmount(None),
-        };
         let have_pid = pid.is_some() || matches!(ns, Namespace::Current);
-        match from_kernel {
-            Ok(sm) if have_pid => {
-                let mi = MountTable::read_mountinfo(pid)?;
-                Ok(MountTable::merge(&sm, &mi))
-            }
-            Ok(sm) => Ok(sm),
-            Err(Error::Listmount {
-                source: Errno::NOSYS,
-                ..
-            }) if have_pid => MountTable::read_mountinfo(pid),
-            Err(Error::Listmount {
-                source: Errno::NOSYS,
-                ..
-            }) => Err(Error::NoSourceForNamespace),
-            Err(e) => Err(e),
+        // mountinfo is read on a second thread while statmount runs.
+        let (from_kernel, mi) = std::thread::scope(|s| {
+            let mi = have_pid.then(|| s.spawn(|| MountTable::read_mountinfo(pid)));
+            let from_kernel = match ns_id {
+                // The caller's own namespace needs no id (kernels 6.8-6.10 take none).
+                Some(id) if Some(id) != own_namespace_id() => MountTable::from_listmount(Some(id)),
+                _ => MountTable::from_listmount(None),
+            };
+            let mi = mi.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            (from_kernel, mi)
+        });
+        match (from_kernel, mi) {
+            (Ok(sm), Some(mi)) => Ok(MountTable::merge(sm, mi?)),
+            (Ok(sm), None) => Ok(sm),
+            (
+                Err(Error::Listmount {
+                    source: Errno::NOSYS,
+                    ..
+                }),
+                Some(mi),
+            ) => mi,
+            (
+                Err(Error::Listmount {
+                    source: Errno::NOSYS,
+                    ..
+                }),
+                None,
+            ) => Err(Error::NoSourceForNamespace),
+            (Err(e), _) => Err(e),
+        }
+    }
+}
+
+/// Reads a whole /proc file in large chunks (a seq_file answers each read as far as the
+/// buffer goes, so fewer, larger reads cost less).
+fn read_all(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    const CHUNK: usize = 1 << 20;
+    let mut f = std::fs::File::open(path)?;
+    let mut text = Vec::new();
+    loop {
+        let len = text.len();
+        text.resize(len + CHUNK, 0);
+        let n = f.read(&mut text[len..])?;
+        text.truncate(len + n);
+        if n == 0 {
+            return Ok(text);
         }
     }
 }

@@ -258,15 +258,15 @@ pub fn resolve_fd(fd: impl AsFd, tables: &[&MountTable]) -> Result<Resolution, E
         let mut buf = StatmountBuf::new();
         match buf.get(StatmountTarget::Fd(fd), TABLE_MASK) {
             Ok(sm) => {
-                let mount = Mount::from_statmount(&sm, true).map_err(|missing| {
+                let attached = sm.mask.contains(StatmountMask::MNT_POINT)
+                    || sm.mask.contains(StatmountMask::MNT_NS_ID);
+                let mount = Mount::from_statmount(sm, true).map_err(|missing| {
                     Error::StatmountIncomplete {
                         mnt_id: facts.mnt_id.unwrap_or(0),
                         missing,
                     }
                 })?;
-                if sm.mask.contains(StatmountMask::MNT_POINT)
-                    || sm.mask.contains(StatmountMask::MNT_NS_ID)
-                {
+                if attached {
                     return Ok(Resolution::Attached { mount, fd: facts });
                 }
                 let rebuild = plan(&mount.root, mount.dev, Some(&mount), &facts, tables);

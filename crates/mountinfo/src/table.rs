@@ -96,26 +96,30 @@ impl MountTable {
     /// gains mountinfo's unknown tags and unmapped options (origin [`Origin::Both`]). A
     /// mount only one side lists (it appeared or vanished between the two reads) is kept as
     /// that side saw it. Order and ids follow the statmount table.
-    pub fn merge(statmount: &MountTable, mountinfo: &MountTable) -> MountTable {
-        let mut mounts = Vec::with_capacity(statmount.len().max(mountinfo.len()));
-        for m in &statmount.mounts {
-            let mut m = m.clone();
-            if let Some(mi) = mountinfo.by_old_id(m.old_id) {
-                m.unknown_tags = mi.unknown_tags.clone();
-                m.other_mount_options = mi.other_mount_options.clone();
+    pub fn merge(statmount: MountTable, mountinfo: MountTable) -> MountTable {
+        let ns_id = statmount.ns_id.or(mountinfo.ns_id);
+        let mut from_mi: HashMap<u32, Mount> = mountinfo
+            .mounts
+            .into_iter()
+            .map(|m| (m.old_id, m))
+            .collect();
+        let mut mounts = Vec::with_capacity(statmount.mounts.len().max(from_mi.len()));
+        for mut m in statmount.mounts {
+            if let Some(mi) = from_mi.remove(&m.old_id) {
+                m.unknown_tags = mi.unknown_tags;
+                m.other_mount_options = mi.other_mount_options;
                 if m.source.is_none() {
-                    m.source = mi.source.clone();
+                    m.source = mi.source;
                 }
                 m.origin = Origin::Both;
             }
             mounts.push(m);
         }
-        for mi in &mountinfo.mounts {
-            if statmount.by_old_id(mi.old_id).is_none() {
-                mounts.push(mi.clone());
-            }
-        }
-        MountTable::from_mounts(mounts, statmount.ns_id.or(mountinfo.ns_id), Origin::Both)
+        // What is left was only in mountinfo.
+        let mut rest: Vec<Mount> = from_mi.into_values().collect();
+        rest.sort_by_key(|m| m.old_id);
+        mounts.extend(rest);
+        MountTable::from_mounts(mounts, ns_id, Origin::Both)
     }
 
     /// All mounts, in listing order.
