@@ -327,7 +327,8 @@ fn own_namespace_id() -> Option<u64> {
         .and_then(|fd| namespace_id(&fd).ok())
 }
 
-/// A process whose mount namespace is the one `ns_fd` refers to (same nsfs inode), if any.
+/// A process whose mount namespace is the one `ns_fd` refers to (same nsfs inode) and whose
+/// root is `/`, if any.
 fn find_process_in(ns_fd: BorrowedFd<'_>) -> Option<i32> {
     let want = rustix::fs::fstat(ns_fd).ok()?;
     let dir = std::fs::read_dir("/proc").ok()?;
@@ -340,10 +341,14 @@ fn find_process_in(ns_fd: BorrowedFd<'_>) -> Option<i32> {
             continue;
         };
         let path = format!("/proc/{pid}/ns/mnt");
-        if let Ok(st) = rustix::fs::stat(path.as_str()) {
-            if st.st_ino == want.st_ino && st.st_dev == want.st_dev {
-                return Some(pid);
-            }
+        let Ok(st) = rustix::fs::stat(path.as_str()) else {
+            continue;
+        };
+        // Its mountinfo must show paths from the namespace's root, as statmount does.
+        let rooted = std::fs::read_link(format!("/proc/{pid}/root"))
+            .is_ok_and(|r| r == std::path::Path::new("/"));
+        if st.st_ino == want.st_ino && st.st_dev == want.st_dev && rooted {
+            return Some(pid);
         }
     }
     None

@@ -267,3 +267,33 @@ ns_test! {
         eprintln!("built namespace: {} mounts agree", sm.len());
     }
 }
+
+ns_test! {
+    fn another_namespace_by_fd_and_pid() {
+        // This child is in its own namespace; its parent (the test harness, which `unshare`
+        // exec'ed us from) is in the machine's. Build that namespace's table from here by fd
+        // (listmount by namespace id, mountinfo of a process found in it) and by pid, and
+        // compare with the parent's mountinfo.
+        let parent = rustix::process::getppid().expect("a parent process").as_raw_nonzero().get();
+        let host = crcli_mountinfo::kernel::open_namespace(Some(parent)).expect("open the parent's ns/mnt");
+        let own = crcli_mountinfo::kernel::open_namespace(None).unwrap();
+        let host_id = crcli_mountinfo::kernel::namespace_id(&host).unwrap();
+        assert_ne!(host_id, crcli_mountinfo::kernel::namespace_id(&own).unwrap());
+        let mut last = Vec::new();
+        let agreed = (0..5).any(|_| {
+            let by_fd = MountTable::of(Namespace::Fd(std::os::fd::AsFd::as_fd(&host))).unwrap();
+            let by_pid = MountTable::of(Namespace::Pid(parent)).unwrap();
+            let mi = MountTable::read_mountinfo(Some(parent)).unwrap();
+            assert_eq!(by_fd.origin(), Origin::Both);
+            assert_eq!(by_fd.ns_id(), Some(host_id));
+            assert!(by_fd.mounts().iter().all(|m| m.ns_id == Some(host_id)));
+            last = by_fd.differences(&mi);
+            last.extend(by_pid.differences(&mi));
+            last.is_empty()
+        });
+        assert!(agreed, "{last:#?}");
+        // Our own scratch tmpfs on /tmp is not in the other namespace.
+        let host_table = MountTable::from_listmount(Some(host_id)).unwrap();
+        assert!(host_table.mounts().iter().all(|m| m.source.as_deref() != Some(OsStr::new("crcli-test"))));
+    }
+}

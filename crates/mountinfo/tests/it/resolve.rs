@@ -277,3 +277,49 @@ ns_test! {
         }
     }
 }
+
+ns_test! {
+    fn detached_block_device_mount_is_remountable_or_cannot_tell() {
+        // An ext4 image on an autoclear loop device (released when its superblock goes).
+        let img = Path::new("/tmp/disk.img");
+        File::create(img).unwrap().set_len(8 << 20).unwrap();
+        let ok = |c: &mut std::process::Command| {
+            let out = c.output().expect("run a util-linux/e2fsprogs tool");
+            assert!(out.status.success(), "{c:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        ok(std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(img));
+        let disk = Path::new("/tmp/disk");
+        std::fs::create_dir_all(disk).unwrap();
+        ok(std::process::Command::new("mount").args(["-o", "loop"]).arg(img).arg(disk));
+        std::fs::create_dir_all(disk.join("sub")).unwrap();
+        std::fs::write(disk.join("sub/file"), b"on disk").unwrap();
+        let db = Path::new("/tmp/db");
+        std::fs::create_dir_all(db).unwrap();
+        mount_bind(disk.join("sub"), db).unwrap();
+        let f = File::open(db.join("file")).unwrap();
+        let t0 = table();
+        let source = t0.mount_at(disk).unwrap().source.clone().unwrap();
+        umount2(db, UnmountFlags::DETACH).unwrap();
+        umount2(disk, UnmountFlags::DETACH).unwrap();
+        let t = table();
+        let r = resolve_fd(&f, &[&t]).unwrap();
+        if !has_by_fd("resolve::detached_block_device_mount_is_remountable_or_cannot_tell") {
+            assert_cannot_tell(&r, "/file");
+            return;
+        }
+        match r {
+            Resolution::Unmounted { mount, rebuild, .. } => {
+                assert_eq!(mount.root, Path::new("/sub"));
+                match rebuild {
+                    Rebuild::Remount { source: s, fs_type, sub_root, .. } => {
+                        assert_eq!(s, source);
+                        assert_eq!(fs_type, "ext4");
+                        assert_eq!(sub_root, Path::new("sub"));
+                    }
+                    other => panic!("expected Remount, got {other:?}"),
+                }
+            }
+            other => panic!("expected Unmounted, got {other:?}"),
+        }
+    }
+}
