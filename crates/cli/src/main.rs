@@ -3,6 +3,8 @@
 //! (`show.rs`, `dump.rs`, `restore.rs`, `check.rs`) with an `Args` struct and a `run` function.
 #![forbid(unsafe_code)]
 
+mod dump;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -16,9 +18,14 @@ struct Cli {
 
 /// The subcommands; each one's arguments and code live in a module of its own.
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Checkpoint a running process into an image directory.
+    Dump(dump::Args),
+}
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Dump(args) => dump::run(args),
+    }
 }

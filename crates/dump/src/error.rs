@@ -34,6 +34,14 @@ pub enum DumpError {
         /// Its type, e.g. "socket", "eventfd", "epoll".
         kind: String,
     },
+    /// The image directory cannot be used.
+    #[error("image directory {dir}: {reason}")]
+    ImageDir {
+        /// The directory given.
+        dir: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A file or directory operation failed.
     #[error("{op}")]
     Io {

@@ -105,8 +105,8 @@ pub struct Summary {
 /// The page stream of the process's private memory.
 const PRIVATE_PAGES: PagesId = PagesId(1);
 
-/// Dumps process `pid` into the image directory `dir` (which must not exist yet, or be an
-/// empty directory: see `crcli_image::Image::create`).
+/// Dumps process `pid` into the image directory `dir`, which must not exist yet (its parent
+/// must) or be an empty directory (replaced by the image; put back if the dump fails).
 ///
 /// The process must be single-threaded and have no children (anything else is refused before it
 /// is touched). It is frozen with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, its state is collected
@@ -116,10 +116,78 @@ pub fn dump(pid: i32, dir: &Path, options: &DumpOptions) -> Result<Summary, Dump
     let started = Instant::now();
     let proc = procfs::Proc::new(pid);
     freeze::check_target(&proc)?;
-    let frozen = freeze::Frozen::freeze(&proc)?;
+    // CRIU's users pass an existing, empty directory: the image takes its place, and it is put
+    // back if the dump fails.
+    check_image_dir(dir)?;
+    let replaced = take_empty_dir(dir)?;
+    let result = dump_frozen(&proc, dir, options, started);
+    if replaced && result.is_err() && !dir.exists() {
+        if let Err(e) = std::fs::create_dir(dir) {
+            tracing::warn!(
+                "could not recreate the empty directory {}: {e}",
+                dir.display()
+            );
+        }
+    }
+    result
+}
+
+/// Refuses, before the target is touched, an image directory that cannot be created.
+fn check_image_dir(dir: &Path) -> Result<(), DumpError> {
+    let bad = |reason: &str| DumpError::ImageDir {
+        dir: dir.display().to_string(),
+        reason: reason.to_owned(),
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            if std::fs::read_dir(dir)
+                .map(|mut e| e.next().is_some())
+                .unwrap_or(true)
+            {
+                return Err(bad("exists and is not empty"));
+            }
+        }
+        Ok(_) => return Err(bad("exists and is not a directory")),
+        Err(_) => {
+            let parent = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if !parent.is_dir() {
+                return Err(bad("its parent directory does not exist"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes `dir` if it is an empty directory (true), leaves anything else to
+/// `Image::create`, which refuses an existing path.
+fn take_empty_dir(dir: &Path) -> Result<bool, DumpError> {
+    let empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(_) => false,
+    };
+    if empty {
+        std::fs::remove_dir(dir).map_err(DumpError::io(format!(
+            "replace the empty directory {}",
+            dir.display()
+        )))?;
+    }
+    Ok(empty)
+}
+
+fn dump_frozen(
+    proc: &procfs::Proc,
+    dir: &Path,
+    options: &DumpOptions,
+    started: Instant,
+) -> Result<Summary, DumpError> {
+    let pid = proc.pid;
+    let frozen = freeze::Frozen::freeze(proc)?;
     let frozen_at = Instant::now();
     tracing::info!("pid {pid} frozen ({})", frozen.stop);
-    let mut summary = match collect_and_write(&proc, frozen.tracee(), dir) {
+    let mut summary = match collect_and_write(proc, frozen.tracee(), dir) {
         Ok(summary) => summary,
         // Dropping `frozen` resumes the target.
         Err(e) => {

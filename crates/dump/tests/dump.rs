@@ -408,14 +408,26 @@ fn bad_image_directories_fail_and_leave_the_process_running() {
     // The parent does not exist.
     let missing = t.dir.path().join("no/such/dir");
     let err = dump(t.pid, &missing, &DumpOptions::default()).unwrap_err();
-    assert!(matches!(err, DumpError::Image { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "image directory {}: its parent directory does not exist",
+            missing.display()
+        )
+    );
     t.assert_counting();
     assert!(!missing.exists());
     // A file is in the way.
     let file = t.dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let err = dump(t.pid, &file, &DumpOptions::default()).unwrap_err();
-    assert!(matches!(err, DumpError::Image { .. }), "{err:?}");
+    assert!(matches!(err, DumpError::ImageDir { .. }), "{err:?}");
+    // A directory that is not empty.
+    let err = dump(t.pid, t.dir.path(), &DumpOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().ends_with("exists and is not empty"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
     // A directory that is not writable: /proc.
     let err = dump(
@@ -459,4 +471,27 @@ fn bad_targets_are_refused() {
         let err = dump(2, Path::new("/tmp/unused"), &DumpOptions::default()).unwrap_err();
         assert!(err.to_string().contains("kernel thread"), "{err}");
     }
+}
+
+#[test]
+fn an_empty_directory_is_replaced_by_the_image() {
+    let t = Target::spawn("plain");
+    let dir = image_dir(&t);
+    std::fs::create_dir(&dir).unwrap();
+    dump(
+        t.pid,
+        &dir,
+        &DumpOptions {
+            leave_running: true,
+        },
+    )
+    .expect("dump into an empty directory");
+    Image::open(&dir).expect("open image");
+    // A failed dump puts the empty directory back.
+    let s = Target::spawn("socket");
+    let dir = image_dir(&s);
+    std::fs::create_dir(&dir).unwrap();
+    dump(s.pid, &dir, &DumpOptions::default()).unwrap_err();
+    assert!(dir.is_dir() && std::fs::read_dir(&dir).unwrap().next().is_none());
+    s.assert_counting();
 }
