@@ -8,8 +8,21 @@
 //! Main types:
 //! - [`parse`]: the mountinfo parser ([`parse::parse_mountinfo`], [`parse::MountInfoEntry`]);
 //! - [`Mount`] and its parts ([`model`]): one mount, whatever source described it;
-//! - [`MountTable`]: the mounts of one namespace, with queries (children, parent chain, the
-//!   mount at a path, the mounts of one superblock).
+//! - [`MountTable`] ([`table`]): the mounts of one namespace, with queries (children, parent
+//!   chain, the mount at a path, the mounts of one superblock) and a field-by-field
+//!   comparison of two tables;
+//! - [`kernel`]: tables from the running kernel: [`MountTable::read_mountinfo`],
+//!   [`MountTable::from_listmount`], and [`MountTable::of`] (both merged) for the caller's
+//!   namespace, a process's, or a namespace fd;
+//! - [`resolve_fd`] ([`resolve`]): the mount an fd is on, as a [`Resolution`] (attached,
+//!   unmounted, anonymous, internal, or "cannot tell on this kernel") with a [`Rebuild`]
+//!   plan for mounts no table shows;
+//! - [`Error`] for everything that talks to the kernel, [`ParseError`] for mountinfo text.
+//!
+//! Nothing here changes any mount table. The one side effect is [`resolve_fd`]'s probe on
+//! kernels without `STATMOUNT_BY_FD`: it may make an unattached clone of the fd's mount
+//! (`open_tree(OPEN_TREE_CLONE)`) and drop it at once, which attaches, detaches and changes
+//! nothing.
 //!
 //! ```
 //! use crcli_mountinfo::MountTable;

@@ -223,11 +223,13 @@ impl MountTable {
             let mp: Vec<Component<'_>> = self.mounts[i].mount_point.components().collect();
             (mp.len() <= target.len() && mp[..] == target[..mp.len()]).then_some(mp.len())
         };
-        // Start at the root whose mount point is the shortest prefix of the path.
+        // Start at the root (normally the only one) whose mount point is the longest prefix
+        // of the path: a mount whose parent is missing from the table (read while mounts
+        // changed) still answers for the paths under it.
         let mut current = (0..self.mounts.len())
             .filter(|&i| self.parent[i].is_none())
             .filter_map(|i| depth_if_prefix(i).map(|d| (d, i)))
-            .min()?
+            .max()?
             .1;
         // At each mount, the child mounted at the shortest prefix of the remaining path is the
         // one the walk crosses first (a mount on the same point covers its parent's root).

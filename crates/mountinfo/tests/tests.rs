@@ -7,6 +7,9 @@ mod ns;
 #[path = "it/parse.rs"]
 mod parse;
 
+#[path = "it/table.rs"]
+mod table;
+
 #[path = "it/kernel.rs"]
 mod kernel;
 
