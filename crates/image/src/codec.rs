@@ -312,7 +312,7 @@ impl<R: Read> RecordReader<R> {
     }
 
     /// Reads and decodes the next record; `None` after the trailer.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+    pub fn next_record<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
         let version = self.version;
         let path = self.path.clone();
         let idx = self.index;
@@ -476,7 +476,7 @@ pub fn decode_records<T: DeserializeOwned>(
 ) -> Result<Vec<T>> {
     let mut r = RecordReader::new(bytes, name, tag, max_records, name)?;
     let mut out = Vec::new();
-    while let Some(v) = r.next()? {
+    while let Some(v) = r.next_record()? {
         out.push(v);
     }
     Ok(out)

@@ -116,7 +116,7 @@ fn read_all<T: serde::de::DeserializeOwned>(
     budget: &mut Budget,
 ) -> Result<Vec<T>> {
     let path = dir.join(name);
-    let mut r = RecordReader::open(&path, tag, max, dir)?;
+    let mut r = RecordReader::open(&path, tag, max, &path)?;
     let mut out = Vec::new();
     let version = r.version();
     loop {
@@ -157,12 +157,12 @@ impl Image {
         let inv_path = dir.join(INVENTORY);
         let mut r = RecordReader::open(&inv_path, FileTag::Inventory, 1, &dir)?;
         let version = r.version();
-        let inventory: Inventory = r.next()?.ok_or_else(|| ImageError::Corrupt {
+        let inventory: Inventory = r.next_record()?.ok_or_else(|| ImageError::Corrupt {
             path: inv_path.clone(),
             record: 0,
             problem: "the inventory file holds no inventory".into(),
         })?;
-        if r.next::<Inventory>()?.is_some() {
+        if r.next_record::<Inventory>()?.is_some() {
             unreachable!("RecordReader refuses a second record when max_records is 1");
         }
         if inventory.format_version != version {

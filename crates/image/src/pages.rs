@@ -155,7 +155,7 @@ impl PagesReader {
     pub(crate) fn open(dir: &Path, id: PagesId) -> Result<Self> {
         let (m, d) = file_names(id);
         let map_path = dir.join(m);
-        let map = RecordReader::open(&map_path, FileTag::Pagemap, MAX_PAGEMAP_EXTENTS, dir)?;
+        let map = RecordReader::open(&map_path, FileTag::Pagemap, MAX_PAGEMAP_EXTENTS, &map_path)?;
         let data = DataReader::open(&dir.join(d))?;
         Ok(Self {
             map,
@@ -173,7 +173,7 @@ impl PagesReader {
         if self.finished {
             return Ok(None);
         }
-        let Some(e) = self.map.next::<Extent>()? else {
+        let Some(e) = self.map.next_record::<Extent>()? else {
             self.finished = true;
             if self.next_data != self.data.len() {
                 return Err(ImageError::Invalid {
