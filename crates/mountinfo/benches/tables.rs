@@ -88,6 +88,12 @@ fn child() {
         )
         .trim()
     );
+    println!(
+        "load average at the start: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     println!();
     println!("| mounts | mountinfo ms (min) | µs/mount | listmount+statmount ms (min) | µs/mount | merged ms (min) | findmnt --list ms (min) | µs/mount |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -125,6 +131,13 @@ fn child() {
         );
     }
 
+    println!();
+    println!(
+        "load average at the end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     if raised {
         std::fs::write(max_path, old_max.to_string()).expect("restore fs.mount-max");
     }

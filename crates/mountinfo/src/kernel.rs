@@ -171,6 +171,34 @@ impl Mount {
     }
 }
 
+/// Fewest mounts per thread worth a thread of its own in [`MountTable::from_listmount`].
+const PARALLEL_MIN: usize = 2048;
+
+/// statmount of each id, in order; ids that vanished are skipped.
+fn describe(ids: &[u64], ns_id: Option<u64>) -> Result<Vec<Mount>, Error> {
+    let mut buf = StatmountBuf::new();
+    let mut mounts = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let sm = match buf.get(
+            StatmountTarget::Id {
+                mnt_id: id,
+                mnt_ns_id: ns_id,
+            },
+            TABLE_MASK,
+        ) {
+            Ok(sm) => sm,
+            Err(e) if e.errno() == Some(Errno::NOENT) => continue,
+            Err(source) => return Err(Error::Statmount { mnt_id: id, source }),
+        };
+        let m = Mount::from_statmount(sm, false).map_err(|missing| Error::StatmountIncomplete {
+            mnt_id: id,
+            missing,
+        })?;
+        mounts.push(m);
+    }
+    Ok(mounts)
+}
+
 /// A reusable statmount buffer, grown on `EOVERFLOW` up to [`MAX_BUFFER`].
 pub(crate) struct StatmountBuf(Vec<u8>);
 
@@ -225,29 +253,34 @@ impl MountTable {
 
     /// Lists the mounts of a namespace with listmount and describes each with statmount.
     /// `ns_id: None` is the caller's namespace. Mounts that vanish between the two calls
-    /// (statmount `ENOENT`) are left out.
+    /// (statmount `ENOENT`) are left out. Large tables are described by several threads
+    /// (at most one per CPU, each for a contiguous run of ids), the order kept.
     pub fn from_listmount(ns_id: Option<u64>) -> Result<MountTable, Error> {
-        let mut buf = StatmountBuf::new();
-        let mut mounts = Vec::new();
-        for id in Listmount::new(LSMT_ROOT, ns_id, ListmountFlags::empty()) {
-            let id = id.map_err(|source| Error::Listmount { ns_id, source })?;
-            let sm = match buf.get(
-                StatmountTarget::Id {
-                    mnt_id: id,
-                    mnt_ns_id: ns_id,
-                },
-                TABLE_MASK,
-            ) {
-                Ok(sm) => sm,
-                Err(e) if e.errno() == Some(Errno::NOENT) => continue,
-                Err(source) => return Err(Error::Statmount { mnt_id: id, source }),
-            };
-            let m =
-                Mount::from_statmount(sm, false).map_err(|missing| Error::StatmountIncomplete {
-                    mnt_id: id,
-                    missing,
-                })?;
-            mounts.push(m);
+        let ids = Listmount::new(LSMT_ROOT, ns_id, ListmountFlags::empty())
+            .collect::<Result<Vec<u64>, Errno>>()
+            .map_err(|source| Error::Listmount { ns_id, source })?;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(ids.len() / PARALLEL_MIN + 1)
+            .max(1);
+        let chunk = ids.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<Mount>, Error>> = if threads == 1 {
+            vec![describe(&ids, ns_id)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = ids
+                    .chunks(chunk)
+                    .map(|part| s.spawn(move || describe(part, ns_id)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        let mut mounts = Vec::with_capacity(ids.len());
+        for part in parts {
+            mounts.extend(part?);
         }
         let ns_id = ns_id.or_else(|| mounts.first().and_then(|m: &Mount| m.ns_id));
         Ok(MountTable::from_mounts(mounts, ns_id, Origin::Statmount))
