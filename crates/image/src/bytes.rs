@@ -433,3 +433,43 @@ mod tests {
         assert!(unescape("\\q").is_err());
     }
 }
+
+#[cfg(test)]
+mod arbitrary {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn component() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(1u8..=255, 0..12)
+                .prop_filter("not ..", |c| c != b".." && !c.contains(&b'/')),
+            Just(b".".to_vec()),
+            Just("\u{e9}t\u{e9}".as_bytes().to_vec()),
+            Just(b"\\x41\\".to_vec()),
+        ]
+    }
+
+    impl Arbitrary for ImagePath {
+        type Parameters = ();
+        type Strategy = BoxedStrategy<Self>;
+        fn arbitrary_with(_: ()) -> Self::Strategy {
+            (any::<bool>(), proptest::collection::vec(component(), 0..6))
+                .prop_map(|(abs, comps)| {
+                    let mut p = if abs { b"/".to_vec() } else { vec![] };
+                    p.extend(comps.join(&b'/'));
+                    ImagePath::new(p).expect("generated paths are valid")
+                })
+                .boxed()
+        }
+    }
+
+    impl Arbitrary for OsBytes {
+        type Parameters = ();
+        type Strategy = BoxedStrategy<Self>;
+        fn arbitrary_with(_: ()) -> Self::Strategy {
+            proptest::collection::vec(1u8..=255, 0..40)
+                .prop_map(|b| OsBytes::new(b).expect("no NUL"))
+                .boxed()
+        }
+    }
+}

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(pub u32);
@@ -47,6 +48,7 @@ id_type!(
 );
 
 /// A point in time, as the kernel gives it (`struct timespec`).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
@@ -61,6 +63,7 @@ pub struct Timestamp {
 /// for pages, an offset in the file for file content) and are stored at `data_offset` in the data
 /// file, with the crc32c of those bytes. An extent is at most [`crate::MAX_CHUNK_LEN`] bytes long,
 /// so a reader can check each chunk's checksum with a bounded buffer.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Extent {
     /// Where the bytes belong: a virtual address (pages) or an offset in a file (file content).

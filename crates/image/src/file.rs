@@ -14,6 +14,7 @@ use crate::common::{Extent, FileId, MountId, PipeId, Timestamp};
 pub const MAX_PIPE_BUFFER: usize = 1 << 20;
 
 /// One open file description.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     /// This entry's id, unique in the image.
@@ -28,6 +29,7 @@ pub struct FileEntry {
 }
 
 /// The kind of an open file description.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FileKind {
     /// A regular file.
@@ -77,6 +79,7 @@ pub enum FileKind {
 }
 
 /// Which end of a pipe.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PipeEnd {
     /// The read end.
@@ -86,6 +89,7 @@ pub enum PipeEnd {
 }
 
 /// Where a file lives and what it was, for reopening and checking it.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileLocation {
     /// The mount the file is on.
@@ -105,6 +109,7 @@ pub struct FileLocation {
 }
 
 /// A pipe (anonymous or the buffer of a FIFO) and the bytes buffered in it at dump time.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipeEntry {
     /// This pipe's id, unique in the image.

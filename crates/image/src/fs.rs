@@ -8,6 +8,7 @@ use crate::bytes::{ImagePath, OsBytes};
 use crate::common::{Extent, FsContentId, Timestamp};
 
 /// The dumped content of one lost superblock: its entries, parents before children.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsContent {
     /// This content's id.
@@ -18,6 +19,7 @@ pub struct FsContent {
 }
 
 /// One file, directory, symlink, … of a dumped filesystem.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsEntry {
     /// Path relative to the filesystem root, without a leading `/` (`""` is the root directory).
@@ -41,6 +43,7 @@ pub struct FsEntry {
 }
 
 /// The kind of a dumped filesystem entry.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FsEntryKind {
     /// A directory.
@@ -80,6 +83,7 @@ pub enum FsEntryKind {
 }
 
 /// One extended attribute.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Xattr {
     /// Name (`user.foo`, `security.selinux`, …).

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::{FsContentId, PagesId, Timestamp};
 
 /// The inventory of an image (`inventory.img`).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     /// The image format version; equal to the version in every file header.
@@ -59,6 +60,7 @@ impl Inventory {
 }
 
 /// The entries an image holds; [`crate::Image::open`] checks them against the files it finds.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Contents {
     /// The pids of the dumped processes, in the order of `processes.img`.
@@ -78,6 +80,7 @@ pub struct Contents {
 }
 
 /// A kernel feature a dump can rely on. New variants are only ever appended.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum KernelFeature {

@@ -22,6 +22,9 @@ pub mod pages;
 pub mod process;
 mod validate;
 
+#[cfg(test)]
+mod proptests;
+
 pub use data::DataReader;
 pub use error::{ImageError, Result};
 pub use image::{

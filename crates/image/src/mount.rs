@@ -7,6 +7,7 @@ use crate::bytes::{ImagePath, OsBytes};
 use crate::common::{FsContentId, MountId};
 
 /// One mount.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountEntry {
     /// This entry's id, unique in the image.
@@ -58,6 +59,7 @@ pub struct MountEntry {
 }
 
 /// The three kinds of mount crcli meets (DESIGN.md, "The mount model").
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountKind {
     /// In some mount namespace's table.
@@ -69,6 +71,7 @@ pub enum MountKind {
 }
 
 /// How to rebuild a mount that no mount table shows.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RebuildPlan {
     /// Another, attached, mount shows the same superblock: clone it at a sub-root.
@@ -106,6 +109,7 @@ pub enum RebuildPlan {
 }
 
 /// An fd of a process.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessFd {
     /// The process.

@@ -21,6 +21,7 @@ pub const SIGINFO_SIZE: usize = 128;
 pub const MAX_XSTATE_SIZE: usize = 64 * 1024;
 
 /// One dumped process.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     /// Process id (in the dumped tree's PID namespace).
@@ -70,6 +71,7 @@ pub struct Process {
 }
 
 /// One thread of a process.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thread {
     /// Thread id.
@@ -99,6 +101,7 @@ pub struct Thread {
 
 /// The x86_64 `struct user_regs_struct`, field for field, in the kernel's order.
 #[allow(missing_docs)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UserRegs {
     pub r15: u64,
@@ -132,6 +135,7 @@ pub struct UserRegs {
 
 /// The extended CPU state of a thread, as raw XSAVE bytes, with what a restore must check: the
 /// size of the XSAVE area and the enabled feature mask (XCR0) of the dumping CPU.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct XState {
     /// Size of the XSAVE area on the dumping CPU, in bytes (`data.len()`).
@@ -144,6 +148,7 @@ pub struct XState {
 }
 
 /// Pending signals: a mask and, for each queued signal, its raw `siginfo_t`.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PendingSignals {
     /// Pending signals (bit `n - 1` for signal `n`).
@@ -154,6 +159,7 @@ pub struct PendingSignals {
 }
 
 /// One signal disposition (`struct sigaction` as the kernel sees it).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SigAction {
     /// Handler address, or 0 (`SIG_DFL`) or 1 (`SIG_IGN`).
@@ -167,6 +173,7 @@ pub struct SigAction {
 }
 
 /// An alternate signal stack (`stack_t`).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SigAltStack {
     /// Stack base.
@@ -178,6 +185,7 @@ pub struct SigAltStack {
 }
 
 /// A registered rseq area.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rseq {
     /// Address of `struct rseq`.
@@ -189,6 +197,7 @@ pub struct Rseq {
 }
 
 /// A robust futex list (`get_robust_list`).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RobustList {
     /// List head address (0 when none).
@@ -198,6 +207,7 @@ pub struct RobustList {
 }
 
 /// A 32-bit TLS descriptor (`struct user_desc`).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TlsDesc {
     /// GDT entry number.
@@ -211,6 +221,7 @@ pub struct TlsDesc {
 }
 
 /// One resource limit (`struct rlimit64`); `u64::MAX` is `RLIM_INFINITY`.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Rlimit {
     /// Soft limit.
@@ -220,6 +231,7 @@ pub struct Rlimit {
 }
 
 /// Credentials (`/proc/PID/status`).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Creds {
     /// Real, effective, saved and filesystem uid.
@@ -243,6 +255,7 @@ pub struct Creds {
 }
 
 /// Memory-descriptor fields, as `prctl(PR_SET_MM, PR_SET_MM_MAP)` takes them.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MmInfo {
     /// Start of the code segment.
@@ -283,6 +296,7 @@ pub const PROT_WRITE: u32 = 0x2;
 pub const PROT_EXEC: u32 = 0x4;
 
 /// One memory mapping (`/proc/PID/maps` line, with smaps details).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vma {
     /// Start address, page aligned.
@@ -314,6 +328,7 @@ pub const MADV_BIT_MERGEABLE: u32 = 0x10;
 pub const MADV_BIT_WIPEONFORK: u32 = 0x20;
 
 /// What a mapping maps.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VmaBacking {
     /// Private anonymous memory; its present pages are in the process's page stream.
@@ -352,6 +367,7 @@ pub enum VmaBacking {
 }
 
 /// One fd of a process.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fd {
     /// The fd number.
