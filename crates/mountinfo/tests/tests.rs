@@ -7,6 +7,9 @@ mod ns;
 #[path = "it/parse.rs"]
 mod parse;
 
+#[path = "it/roundtrip.rs"]
+mod roundtrip;
+
 #[path = "it/table.rs"]
 mod table;
 
