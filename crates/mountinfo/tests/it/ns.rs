@@ -1,8 +1,8 @@
 //! Helper: run a test body in a child process inside a fresh, recursively private mount
 //! namespace, so the mounts it makes disturb nothing else.
 //!
-//! The test binary re-executes itself through util-linux `unshare --mount --propagation
-//! private` (a forked child would inherit the harness's threads, and `unshare(CLONE_NEWNS)`
+//! The test binary re-executes itself through `unshare --mount --propagation private`
+//! (util-linux, or busybox in the VM; a forked child would inherit the harness's threads, and `unshare(CLONE_NEWNS)`
 //! fails in a multi-threaded process), with a filter selecting exactly the one test and
 //! `CRCLI_MI_NS_CHILD` naming it. In the child, the body runs; in the parent, the child's exit
 //! status is the test's result.
@@ -15,8 +15,16 @@ const CHILD_VAR: &str = "CRCLI_MI_NS_CHILD";
 /// (`module::test_name`).
 pub fn in_private_mount_ns(name: &str, body: impl FnOnce()) {
     if std::env::var(CHILD_VAR).as_deref() == Ok(name) {
-        // Inside the namespace: a tmpfs over /tmp gives the test a scratch area whose
-        // contents vanish with the namespace.
+        // Inside the namespace. `unshare` made / recursively private already; do it again
+        // in case the `unshare` found (util-linux or busybox) did not, before any mount.
+        rustix::mount::mount_change(
+            "/",
+            rustix::mount::MountPropagationFlags::PRIVATE
+                | rustix::mount::MountPropagationFlags::REC,
+        )
+        .expect("make / recursively private in the new namespace");
+        // A tmpfs over /tmp gives the test a scratch area whose contents vanish with the
+        // namespace.
         rustix::mount::mount(
             "crcli-test",
             "/tmp",
@@ -35,7 +43,7 @@ pub fn in_private_mount_ns(name: &str, body: impl FnOnce()) {
         .args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_VAR, name)
         .output()
-        .expect("run unshare (util-linux)");
+        .expect("run unshare (util-linux or busybox)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprint!("{stderr}");
