@@ -297,3 +297,50 @@ ns_test! {
         assert!(host_table.mounts().iter().all(|m| m.source.as_deref() != Some(OsStr::new("crcli-test"))));
     }
 }
+
+#[test]
+fn namespace_fd_without_any_process() {
+    // A namespace whose only process has exited, kept alive by our fd: statmount alone
+    // describes it (no mountinfo to merge).
+    let mut child = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sleep", "60"])
+        .spawn()
+        .expect("run unshare");
+    let pid = child.id() as i32;
+    let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let mut fd = None;
+    for _ in 0..500 {
+        // `unshare` has unshared once the link differs from ours.
+        if std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|l| l != own) {
+            fd = Some(crcli_mountinfo::kernel::open_namespace(Some(pid)).unwrap());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let fd = fd.expect("the child entered a new mount namespace");
+    let id = crcli_mountinfo::kernel::namespace_id(&fd).unwrap();
+    let t = MountTable::of(Namespace::Fd(std::os::fd::AsFd::as_fd(&fd))).unwrap();
+    assert_eq!(t.origin(), Origin::Statmount);
+    assert_eq!(t.ns_id(), Some(id));
+    assert!(t
+        .mounts()
+        .iter()
+        .all(|m| m.ns_id == Some(id) && m.id.is_some()));
+    // It is a private copy of ours: same mount points and types, other ids.
+    let ours = MountTable::read_mountinfo(None).unwrap();
+    let shape = |t: &MountTable| {
+        let mut v: Vec<_> = t
+            .mounts()
+            .iter()
+            .map(|m| (m.mount_point.clone(), m.fs_type.clone(), m.root.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(shape(&t), shape(&ours));
+    assert!(t.mounts().iter().all(|m| ours
+        .by_old_id(m.old_id)
+        .is_none_or(|o| o.mount_point != m.mount_point || o.dev == m.dev)));
+}
