@@ -329,15 +329,20 @@ impl<R: Read> RecordReader<R> {
     }
 }
 
-/// Decodes one record payload of format `version`.
+/// Decodes one record payload (checksum already checked) of format `version`, which must be a
+/// version this crate reads; the error is a description of what is wrong.
 ///
 /// Format 1 is the only version so far. When a version 2 changes a type, the version 1 type is
 /// kept in a `v1` module, decoded here for `version == 1` and converted to the current type.
-pub(crate) fn decode_payload<T: DeserializeOwned>(
+pub fn decode_payload<T: DeserializeOwned>(
     version: u32,
     raw: &[u8],
 ) -> std::result::Result<T, String> {
-    debug_assert!((MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version));
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
+        return Err(format!(
+            "format version {version} is not one this crate reads"
+        ));
+    }
     crate::bytes::take_problem();
     match postcard::from_bytes::<T>(raw) {
         Ok(v) => Ok(v),
