@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod dump;
+mod restore;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -21,11 +22,14 @@ struct Cli {
 enum Command {
     /// Checkpoint a running process into an image directory.
     Dump(dump::Args),
+    /// Restore a process from an image directory.
+    Restore(restore::Args),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Dump(args) => dump::run(args),
+        Command::Restore(args) => restore::run(args),
     }
 }

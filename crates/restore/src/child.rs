@@ -245,7 +245,11 @@ pub(crate) fn setup(
     // Keep the report pipe and (for --shell-job) crcli's terminal fds above every needed number.
     let high = plan.high_fd;
     let report = match rustix::io::fcntl_dupfd_cloexec(&report, high) {
-        Ok(fd) => fd,
+        Ok(fd) => {
+            // Closed now: an OwnedFd must never outlive the close_range below.
+            drop(report);
+            fd
+        }
         Err(e) => return Err((format!("moving the report pipe: {e}"), report)),
     };
     let mut inherited = Vec::new();

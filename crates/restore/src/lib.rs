@@ -250,8 +250,11 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
         RestoreError::ptrace(format!("seizing the new process {child_pid}")),
     )?;
     spawned.release()?;
+    // Wait for the stop first (the child may die or get a signal instead), then read the
+    // report, which the child wrote and closed before stopping or exiting.
+    let stopped = wait_for_self_stop(&tracee);
     let aux_fds = read_report(report_rd)?;
-    wait_for_self_stop(&tracee)?;
+    stopped?;
     tracer::check_xstate(&tracee, p)?;
     tracer::rebuild(&tracee, &image, p, &plan, &aux_fds)?;
     tracee.detach(0).map_err(RestoreError::ptrace(format!(
@@ -285,10 +288,9 @@ fn wait_for_self_stop(t: &Tracee) -> Result<(), RestoreError> {
                 event: 0,
             } => return Ok(()),
             WaitStatus::Stopped { signal, event: 0 } => {
-                // Some other signal reached it first: keep it pending for nobody; the child
-                // stops itself next.
+                // Another signal (e.g. SIGABRT from a failure in the child): deliver it.
                 tracing::debug!(signal, "the new process got a signal before stopping");
-                t.cont(0)
+                t.cont(signal)
                     .map_err(RestoreError::ptrace("resuming the new process"))?;
             }
             WaitStatus::Stopped { .. } | WaitStatus::Continued => {

@@ -1,0 +1,79 @@
+//! `crcli restore`: restore a process from an image directory (CRIU's conventions: `-D`, `-d`,
+//! `--shell-job`, `-v`, `-o`).
+//!
+//! Without `-d` crcli waits for the restored process and exits with its status (its exit code,
+//! or 128 + the signal that killed it); with `-d` it prints the restored pid and exits at once,
+//! leaving the process running.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use crcli_restore::{restore, RestoreOptions};
+
+/// Arguments of `crcli restore`.
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// The image directory to restore from.
+    #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Leave the restored process running and exit at once, printing its pid.
+    #[arg(short = 'd', long = "restore-detached")]
+    pub detached: bool,
+    /// The process was started from a shell: give it crcli's terminal as its stdin, stdout and
+    /// stderr where it had a terminal.
+    #[arg(long = "shell-job")]
+    pub shell_job: bool,
+    /// More log output (repeat for more).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Write the log to this file instead of stderr.
+    #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+fn init_logging(verbose: u8, log_file: Option<&PathBuf>) -> Result<()> {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    let result = match log_file {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating log file {}", path.display()))?;
+            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init()
+        }
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+    // Already initialised (by main): keep that one.
+    let _ = result;
+    Ok(())
+}
+
+/// Runs `crcli restore`.
+pub fn run(args: Args) -> Result<()> {
+    init_logging(args.verbose, args.log_file.as_ref())?;
+    let opts = RestoreOptions::default().with_shell_job(args.shell_job);
+    let restored = restore(&args.dir, &opts)
+        .with_context(|| format!("restoring from {}", args.dir.display()))?;
+    if restored.pid() != restored.dumped_pid() as i32 {
+        eprintln!(
+            "crcli: restored pid {} as pid {} ({})",
+            restored.dumped_pid(),
+            restored.pid(),
+            restored.pid_outcome()
+        );
+    }
+    if args.detached {
+        println!("{}", restored.pid());
+        return Ok(());
+    }
+    let pid = restored.pid();
+    let status = restored
+        .wait()
+        .with_context(|| format!("waiting for restored process {pid}"))?;
+    std::process::exit(status.code());
+}
