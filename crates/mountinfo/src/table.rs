@@ -98,27 +98,38 @@ impl MountTable {
     /// that side saw it. Order and ids follow the statmount table.
     pub fn merge(statmount: MountTable, mountinfo: MountTable) -> MountTable {
         let ns_id = statmount.ns_id.or(mountinfo.ns_id);
-        let mut from_mi: HashMap<u32, Mount> = mountinfo
-            .mounts
-            .into_iter()
-            .map(|m| (m.old_id, m))
-            .collect();
-        let mut mounts = Vec::with_capacity(statmount.mounts.len().max(from_mi.len()));
-        for mut m in statmount.mounts {
-            if let Some(mi) = from_mi.remove(&m.old_id) {
-                m.unknown_tags = mi.unknown_tags;
-                m.other_mount_options = mi.other_mount_options;
+        let mut from_mi = mountinfo.mounts;
+        let mut matched = vec![false; from_mi.len()];
+        let mut mounts = statmount.mounts;
+        for m in &mut mounts {
+            if let Some(&i) = mountinfo.by_old.get(&m.old_id) {
+                matched[i] = true;
+                let mi = &mut from_mi[i];
+                m.unknown_tags = std::mem::take(&mut mi.unknown_tags);
+                m.other_mount_options = std::mem::take(&mut mi.other_mount_options);
                 if m.source.is_none() {
-                    m.source = mi.source;
+                    m.source = mi.source.take();
                 }
                 m.origin = Origin::Both;
             }
-            mounts.push(m);
         }
-        // What is left was only in mountinfo.
-        let mut rest: Vec<Mount> = from_mi.into_values().collect();
-        rest.sort_by_key(|m| m.old_id);
-        mounts.extend(rest);
+        if matched.iter().all(|&m| m) {
+            // The common case: the statmount table's indexes still hold.
+            return MountTable {
+                mounts,
+                ns_id,
+                origin: Origin::Both,
+                ..statmount
+            };
+        }
+        // Mounts only mountinfo saw (attached between the two reads) go last.
+        mounts.extend(
+            from_mi
+                .into_iter()
+                .zip(matched)
+                .filter(|(_, seen)| !seen)
+                .map(|(m, _)| m),
+        );
         MountTable::from_mounts(mounts, ns_id, Origin::Both)
     }
 

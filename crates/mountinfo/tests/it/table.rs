@@ -107,3 +107,28 @@ fn differences_name_the_field() {
         [crcli_mountinfo::Difference::OnlyRight(40)]
     );
 }
+
+#[test]
+fn merge_keeps_tags_and_mounts_only_one_side_saw() {
+    use crcli_mountinfo::Origin;
+    let text = String::from_utf8(TREE.to_vec()).unwrap();
+    // The "statmount" side lacks mount 40; the mountinfo side has a future tag on 21.
+    let left: Vec<&str> = text.lines().filter(|l| !l.starts_with("40 ")).collect();
+    let left = MountTable::from_mountinfo(left.join("\n").as_bytes(), Some(9)).unwrap();
+    let right = text.replace("/proc rw,nosuid -", "/proc rw,nosuid future:3 -");
+    let right = MountTable::from_mountinfo(right.as_bytes(), None).unwrap();
+    let merged = MountTable::merge(left.clone(), right.clone());
+    assert_eq!(merged.len(), 9);
+    assert_eq!(merged.ns_id(), Some(9));
+    assert_eq!(merged.by_old_id(21).unwrap().unknown_tags, ["future:3"]);
+    assert_eq!(merged.by_old_id(21).unwrap().origin, Origin::Both);
+    assert_eq!(merged.by_old_id(40).unwrap().origin, Origin::MountInfo);
+    assert_eq!(merged.mounts().last().unwrap().old_id, 40);
+    assert_eq!(merged.origin(), Origin::Both);
+    // Without a mount only mountinfo saw, the indexes are reused and still answer.
+    let both = MountTable::merge(right.clone(), right);
+    assert_eq!(both.len(), 9);
+    let upper = both.mount_at(Path::new("/mnt/hidden")).unwrap();
+    assert_eq!(upper.old_id, 32);
+    assert_eq!(both.parent(upper).unwrap().old_id, 30);
+}
