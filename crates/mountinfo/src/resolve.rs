@@ -20,8 +20,9 @@
 //!   one link).
 //! - [`Resolution::CannotTell`]: the kernel lacks `STATMOUNT_BY_FD` and nothing above
 //!   proved the kind. Never a guess.
-//! - [`Resolution::Internal`]: pipes, sockets, anon inodes, nsfs and pidfs files live on
-//!   kernel-internal mounts that no table shows and no restore rebuilds.
+//! - [`Resolution::Internal`]: pipes, sockets, anon inodes, nsfs and pidfs files, and memfds
+//!   (recognised by the mount of a memfd of our own), live on kernel-internal mounts that no
+//!   table shows and no restore rebuilds as a mount.
 //!
 //! For unmounted and anonymous mounts a [`Rebuild`] plan says how to make the mount again:
 //! a bind of a live mount at a sub-root, a fresh mount of a block device that still exists,
@@ -192,7 +193,7 @@ pub enum Resolution {
         /// Facts about the fd.
         fd: FdFacts,
     },
-    /// A kernel-internal mount (pipe, socket, anon inode, nsfs, pidfs).
+    /// A kernel-internal mount (pipe, socket, anon inode, nsfs, pidfs, memfd).
     Internal {
         /// Facts about the fd.
         fd: FdFacts,
@@ -251,7 +252,8 @@ pub fn resolve_fd(fd: impl AsFd, tables: &[&MountTable]) -> Result<Resolution, E
     if matches!(
         facts.fs_magic,
         PIPEFS_MAGIC | SOCKFS_MAGIC | ANON_INODE_FS_MAGIC | NSFS_MAGIC | PIDFS_MAGIC
-    ) {
+    ) || (facts.mnt_id.is_some() && facts.mnt_id == shm_mount_id())
+    {
         return Ok(Resolution::Internal { fd: facts });
     }
     if Features::current().has(Feature::StatmountByFd) {
@@ -297,6 +299,16 @@ pub fn resolve_fd(fd: impl AsFd, tables: &[&MountTable]) -> Result<Resolution, E
     Ok(Resolution::CannotTell {
         missing: Feature::StatmountByFd,
         fd: facts,
+    })
+}
+
+/// The unique id of the kernel's internal tmpfs mount that holds every memfd (and SysV shared
+/// memory), learnt once from a memfd of our own.
+fn shm_mount_id() -> Option<u64> {
+    static ID: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| {
+        let fd = rustix::fs::memfd_create("crcli-probe", rustix::fs::MemfdFlags::CLOEXEC).ok()?;
+        fstatx_mnt_id_unique(&fd).ok().flatten()
     })
 }
 

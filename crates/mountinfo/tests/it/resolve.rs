@@ -99,6 +99,11 @@ ns_test! {
         // A pipe lives on a kernel-internal mount.
         let (r, _w) = rustix::pipe::pipe().unwrap();
         assert!(matches!(resolve_fd(&r, &[&t]).unwrap(), Resolution::Internal { .. }));
+        // So does a memfd, and a pidfd.
+        let memfd = rustix::fs::memfd_create("test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        assert!(matches!(resolve_fd(&memfd, &[&t]).unwrap(), Resolution::Internal { .. }));
+        let pidfd = crcli_sys::pidfd::pidfd_open(rustix::process::getpid(), crcli_sys::pidfd::PidfdFlags::empty()).unwrap();
+        assert!(matches!(resolve_fd(&pidfd, &[&t]).unwrap(), Resolution::Internal { .. }));
     }
 }
 
