@@ -222,6 +222,9 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
     let (report_rd, report_wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(RestoreError::errno("creating the report pipe"))?;
     let set_tid = i32::try_from(pid).ok().filter(|&p| p > 0);
+    if let Some(pid) = set_tid {
+        wait_while_dying(pid);
+    }
     let mut spawned = clone3::spawn(
         &SpawnOptions {
             set_tid,
@@ -267,6 +270,25 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
         dumped_pid: pid,
         outcome: spawned.pid_outcome(),
     })
+}
+
+/// The dumped process was usually killed just before: if its pid is still held by a zombie or a
+/// dying process, give its parent a moment (up to 2 s) to reap it, so that the pid can be kept.
+fn wait_while_dying(pid: i32) {
+    let stat = format!("/proc/{pid}/stat");
+    for _ in 0..200 {
+        let Ok(text) = std::fs::read_to_string(&stat) else {
+            return; // gone (or never there)
+        };
+        // The state is the first field after the parenthesised name.
+        let state = text
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if !matches!(state, Some("Z" | "X" | "x")) {
+            return; // a live process: the pid cannot be kept
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 fn read_report(rd: OwnedFd) -> Result<Vec<i32>, RestoreError> {

@@ -54,19 +54,12 @@ fn main() {
             "refuses_another_xstate_layout_and_kills_the_child",
             refuses_another_xstate_layout_and_kills_the_child,
         ),
-        (
-            "round_trip_counter_keeps_counting_and_fds",
-            roundtrip::counter_keeps_counting_and_fds,
-        ),
+        ("round_trip_fd_table", || roundtrip::fd_table(false)),
+        ("round_trip_fd_table_static", || roundtrip::fd_table(true)),
         (
             "round_trip_sleeps_still_sleep",
             roundtrip::sleeps_still_sleep,
         ),
-        (
-            "round_trip_pipe_data_and_signals",
-            roundtrip::pipe_data_and_signals,
-        ),
-        ("round_trip_static_program", roundtrip::static_program),
         (
             "round_trip_failed_restore_leaves_nothing",
             roundtrip::failed_restore_leaves_nothing,
