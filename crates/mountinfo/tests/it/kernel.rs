@@ -209,6 +209,10 @@ ns_test! {
         let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::NOEXEC).unwrap();
         move_mount(&mnt, "", CWD, &nosrc, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).unwrap();
 
+        // procfs reads the odd paths the same way (but for the escapes it leaves alone), except
+        // the one that is not UTF-8, which it cannot read at all.
+        let text = std::fs::read("/proc/self/mountinfo").unwrap();
+        assert_eq!(crate::parse::assert_procfs_agrees(&text), 1);
         let sm = MountTable::from_listmount(None).expect("listmount+statmount");
         let mi = MountTable::read_mountinfo(None).expect("mountinfo");
         assert_agree(&sm, &mi);
