@@ -5,6 +5,7 @@
 
 mod dump;
 mod restore;
+mod show;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
     Dump(dump::Args),
     /// Restore a process from an image directory.
     Restore(restore::Args),
+    /// Print an image: a short summary, or everything as JSON with --json.
+    Show(show::Args),
 }
 
 fn main() -> Result<()> {
@@ -31,5 +34,6 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Dump(args) => dump::run(args),
         Command::Restore(args) => restore::run(args),
+        Command::Show(args) => show::run(args),
     }
 }

@@ -322,7 +322,17 @@ impl Image {
     /// entry, and a summary of each page stream. Paths and names that are not UTF-8 are escaped
     /// (`\xNN`), raw blobs (XSAVE areas, pipe buffers, xattr values) are hex strings.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(JsonView {
+        serde_json::to_value(self.json_view()).expect("image types serialize to JSON")
+    }
+
+    /// [`Image::to_json`] as pretty-printed text, with fields in declaration order (inventory
+    /// first) rather than sorted.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(&self.json_view()).expect("image types serialize to JSON")
+    }
+
+    fn json_view(&self) -> JsonView<'_> {
+        JsonView {
             format_version: self.version,
             inventory: &self.inventory,
             processes: &self.processes,
@@ -331,8 +341,7 @@ impl Image {
             mounts: &self.mounts,
             fs_contents: &self.fs_contents,
             pages: &self.pages,
-        })
-        .expect("image types serialize to JSON")
+        }
     }
 }
 
