@@ -11,8 +11,13 @@
  *                               The namespace outlives the scenario program: the live mounts a
  *                               scenario was set up from stay mounted while it is dumped, killed and
  *                               restored (the "host" flavour of SCENARIOS.md).
- *   scenario-ns enter PID CMD [ARG...]
- *                               setns into /proc/PID/ns/mnt and exec CMD (absolute path).
+ *   scenario-ns enter PID LOG CMD [ARG...]
+ *                               setns into /proc/PID/ns/mnt and exec CMD (absolute path). Unless LOG is
+ *                               "-", stdin is reopened as /dev/null and stdout and stderr as LOG
+ *                               (appending) *inside* the namespace, so that the program's own fds are
+ *                               all on mounts of its namespace (fds opened by the test before would
+ *                               sit on the test's mounts, which the namespace's mount table lacks).
+ *                               Every other fd is closed (close_range) before the exec.
  *
  * Exit status 2 with a message on stderr on any error. */
 #define _GNU_SOURCE
@@ -26,6 +31,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void die(const char *what)
@@ -56,7 +62,19 @@ static _Noreturn void hold(const char *dir)
 		pause();
 }
 
-static int enter(const char *pid, char **argv)
+static void reopen_stdio(const char *log)
+{
+	int in = open("/dev/null", O_RDONLY);
+	int out = open(log, O_WRONLY | O_APPEND | O_CREAT, 0644);
+	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		die("reopening stdin/stdout/stderr");
+	if (in > 2)
+		close(in);
+	if (out > 2)
+		close(out);
+}
+
+static int enter(const char *pid, const char *log, char **argv)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%s/ns/mnt", pid);
@@ -66,6 +84,11 @@ static int enter(const char *pid, char **argv)
 	if (setns(ns, CLONE_NEWNS) != 0)
 		die("setns(CLONE_NEWNS)");
 	close(ns);
+	if (strcmp(log, "-") != 0)
+		reopen_stdio(log);
+	/* Nothing else leaks in from the test's environment. */
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+		die("close_range");
 	execv(argv[0], argv);
 	die(argv[0]);
 	return 2;
@@ -75,8 +98,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "hold") == 0)
 		hold(argv[2]);
-	if (argc >= 4 && strcmp(argv[1], "enter") == 0)
-		return enter(argv[2], argv + 3);
-	fprintf(stderr, "usage: scenario-ns hold DIR | scenario-ns enter PID CMD [ARG...]\n");
+	if (argc >= 5 && strcmp(argv[1], "enter") == 0)
+		return enter(argv[2], argv[3], argv + 4);
+	fprintf(stderr, "usage: scenario-ns hold DIR | scenario-ns enter PID LOG|- CMD [ARG...]\n");
 	return 2;
 }

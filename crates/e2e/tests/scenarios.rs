@@ -1,0 +1,793 @@
+//! The ten acceptance scenarios of SCENARIOS.md (files on unmounted and anonymous mounts), run
+//! like CRIU's zdtm tests: each scenario is the C program `progs/scenario.c` with its number; it
+//! sets its mounts and fds up, reports ready, and verifies itself when told to go.
+//!
+//! [`SCENARIOS`] is the declaration table: per scenario what it needs from the kernel (names from
+//! `crcli_sys::features::Feature`), its flavour (host only for now; the ns flavour comes with the
+//! namespaces issue), whether the dump must fail cleanly on a kernel without `STATMOUNT_BY_FD`
+//! (Linux 6.18) and with which message fragment, and the program's corrupt switches.
+//!
+//! Every run happens in a private mount namespace made by `progs/scenario-ns.c` (`hold`): `/` made
+//! recursively private, so nothing propagates to the machine and parallel tests cannot see each
+//! other's mounts. The namespace outlives the scenario program, and the program, `crcli dump` and
+//! `crcli restore` all run inside it (`scenario-ns enter`): this is SCENARIOS.md's host flavour —
+//! the process shares its mount namespace with crcli, and the live mounts it was set up from stay
+//! mounted while it is dumped, killed and restored.
+//!
+//! Tests, per scenario:
+//! - `selfcheck_*`: the program alone (ready -> go, no crcli): it must pass, and each corrupt
+//!   switch must make it fail naming the broken check; runs everywhere.
+//! - `roundtrip_*`: dump, kill, restore, go: the restored program must pass, and the restore must
+//!   leave no mount and no file behind (the namespace's mount table, `/` and the work directory
+//!   are compared, and no mount under the work directory may appear in the test's own namespace).
+//!   A kernel without what the scenario needs: the test FAILS in the VM (`CRCLI_VM=1`), else
+//!   prints `SKIPPED` and returns.
+//! - `refused_*` (the scenarios that need `STATMOUNT_BY_FD`): on a kernel without it, `crcli dump`
+//!   must refuse with a message naming the pid, an fd on an unmounted or anonymous mount, the
+//!   reason and "Linux 7.0"; the target must run on untouched (it then passes its own checks), and
+//!   no image and no mount may be left. On a kernel with BY_FD there is nothing to refuse: skipped.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crcli_e2e::{
+    become_subreaper, in_vm, last_number, progs_dir, skip, wait_exit, Crcli, CrcliRun, E2eError,
+    Exit, Process, Restored, Target, Trigger, Workdir, CRCLI_TIMEOUT, EXIT_TIMEOUT, READY_TIMEOUT,
+    RESULT_TIMEOUT,
+};
+use crcli_sys::features::{Feature, Features};
+
+/// The flavours of SCENARIOS.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavour {
+    /// The program shares crcli's mount and PID namespaces, which outlive it.
+    Host,
+}
+
+/// One scenario's declaration (zdtm's `.desc`).
+#[derive(Debug)]
+struct Scenario {
+    /// The argument of `progs/scenario`.
+    number: u32,
+    /// SCENARIOS.md's name.
+    name: &'static str,
+    /// What the kernel must have for a dump and restore of it.
+    needs: &'static [Feature],
+    /// The flavours it runs in.
+    flavours: &'static [Flavour],
+    /// `Some(fragment)`: on a kernel without `STATMOUNT_BY_FD` the dump must fail cleanly, and
+    /// its message must contain the fragment (besides the pid and the fd).
+    dump_must_fail_on_6_18: Option<&'static str>,
+    /// What crcli does with it (the rebuild plan; README's table).
+    plan: &'static str,
+    /// The program's corrupt switches and a fragment of the failure each must cause.
+    switches: &'static [(&'static str, &'static str)],
+}
+
+/// Every mount-aware scenario needs these: fd -> mount through BY_FD, and the new mount API to
+/// rebuild the mount without a temporary mountpoint.
+const MOUNT_AWARE: &[Feature] = &[
+    Feature::Statmount,
+    Feature::StatxMntIdUnique,
+    Feature::StatmountByFd,
+    Feature::NewMountApi,
+    Feature::PidfdGetfd,
+];
+const MOUNT_AWARE_ATTR: &[Feature] = &[
+    Feature::Statmount,
+    Feature::StatxMntIdUnique,
+    Feature::StatmountByFd,
+    Feature::NewMountApi,
+    Feature::MountSetattr,
+    Feature::PidfdGetfd,
+];
+const REFUSAL: Option<&str> = Some("Linux 7.0");
+const HOST: &[Flavour] = &[Flavour::Host];
+
+/// The declaration table.
+static SCENARIOS: [Scenario; 10] = [
+    Scenario {
+        number: 1,
+        name: "regular",
+        needs: &[Feature::Statmount, Feature::StatxMntIdUnique, Feature::PidfdGetfd],
+        flavours: HOST,
+        dump_must_fail_on_6_18: None,
+        plan: "attached mount: reopen the file by path on the live tmpfs",
+        switches: &[
+            ("data", "content differs"),
+            ("pos", "position"),
+            ("flags", "open flags"),
+            ("mount", "want attached"),
+        ],
+    },
+    Scenario {
+        number: 2,
+        name: "unmounted bind",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "bind of a live mount: clone the live tmpfs (open_tree), openat through the clone, close it",
+        switches: &[
+            ("data", "content differs"),
+            ("pos", "position"),
+            ("flags", "open flags"),
+            ("mount", "want unmounted"),
+            ("write", "not visible through"),
+        ],
+    },
+    Scenario {
+        number: 3,
+        name: "unmounted whole filesystem",
+        needs: MOUNT_AWARE_ATTR,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "lost superblock: dump the reachable file (data, holes, mode, owner, mtime, xattrs); restore into a fresh tmpfs (fsmount), close its mount fd",
+        switches: &[
+            ("data", "content differs"),
+            ("pos", "position"),
+            ("mount", "want unmounted"),
+            ("meta", "metadata"),
+            ("hole", "holes"),
+            ("xattr", "xattr"),
+        ],
+    },
+    Scenario {
+        number: 4,
+        name: "unmounted sub-directory bind",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "bind of a live mount at a sub-root: clone the live tmpfs at /sub",
+        switches: &[
+            ("data", "content differs"),
+            ("pos", "position"),
+            ("root", "path /sub/file, want /file"),
+            ("write", "not visible through the fd"),
+        ],
+    },
+    Scenario {
+        number: 5,
+        name: "directory and O_PATH fds",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "bind of a live mount: one clone, both fds opened through it",
+        switches: &[
+            ("share", "they shared one mount"),
+            ("mount", "want unmounted"),
+        ],
+    },
+    Scenario {
+        number: 6,
+        name: "read-only unmounted bind",
+        needs: MOUNT_AWARE_ATTR,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "bind of a live mount: clone, mount_setattr ro,nosuid, openat, close",
+        switches: &[
+            ("attr", "mount flags"),
+            ("write", "not visible through the fd"),
+        ],
+    },
+    Scenario {
+        number: 7,
+        name: "anonymous clone",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "anonymous bind of a live mount (inferred): clone, openat, keep the mount fd at its number",
+        switches: &[
+            ("mountfd", "mount fd"),
+            ("share", "they shared one mount"),
+            ("pos", "position"),
+        ],
+    },
+    Scenario {
+        number: 8,
+        name: "anonymous fsmount",
+        needs: MOUNT_AWARE_ATTR,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "lost superblock, anonymous: dump the whole tree under the mount fd; fsmount a fresh tmpfs (same size, mode, attributes), fill it, keep the mount fd",
+        switches: &[
+            ("tree", "tree:"),
+            ("mountfd", "tree:"),
+            ("share", "they shared one mount"),
+        ],
+    },
+    Scenario {
+        number: 9,
+        name: "unmounted file bind",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "bind of a live mount at a file: clone the live file (root /file), reopen it through the mount fd",
+        switches: &[
+            ("data", "content differs"),
+            ("root", "path /file, want /"),
+            ("write", "not visible through"),
+        ],
+    },
+    Scenario {
+        number: 10,
+        name: "two fds, one unmounted mount",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "bind of a live mount: one clone serves both fds; the fd on the live mount stays there",
+        switches: &[
+            ("share", "they shared one mount"),
+            ("separate", "they were on different mounts"),
+            ("flags", "open flags"),
+        ],
+    },
+];
+
+/// How long the program runs between `ready` and the dump.
+const SETTLE: Duration = Duration::from_millis(100);
+
+fn scenario(number: u32) -> &'static Scenario {
+    &SCENARIOS[number as usize - 1]
+}
+
+fn prog(name: &str) -> PathBuf {
+    progs_dir().join(name)
+}
+
+fn unexpected(msg: String) -> E2eError {
+    E2eError::Unexpected(msg)
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> E2eError {
+    move |e| unexpected(format!("{what}: {e}"))
+}
+
+/// A private mount namespace held by `scenario-ns hold` (killed on drop, which ends the
+/// namespace once the processes inside are gone).
+struct Ns {
+    holder: Target,
+}
+
+impl Ns {
+    fn new(wd: &Workdir) -> Result<Ns, E2eError> {
+        let child = Command::new(prog("scenario-ns"))
+            .arg("hold")
+            .arg(wd.path())
+            .stdin(Stdio::null())
+            .stdout(log_file(wd)?)
+            .stderr(log_file(wd)?)
+            .spawn()
+            .map_err(io("spawning scenario-ns hold".into()))?;
+        let mut holder = Target::from_child(child);
+        let start = Instant::now();
+        while !wd.file("ns-ready").exists() {
+            if let Some(exit) = holder.try_exit()? {
+                return Err(unexpected(format!(
+                    "scenario-ns hold ended ({exit}){}",
+                    wd.details()
+                )));
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                return Err(unexpected("scenario-ns hold: no ns-ready".into()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Ns { holder })
+    }
+
+    /// A command that runs `program` inside the namespace; with `log`, its stdin is /dev/null
+    /// and its stdout and stderr go to `log`, all opened inside the namespace.
+    fn command(&self, log: Option<&Path>, program: &Path) -> Command {
+        let mut c = Command::new(prog("scenario-ns"));
+        c.arg("enter")
+            .arg(self.holder.pid().to_string())
+            .arg(log.map_or(OsStr::new("-"), Path::as_os_str))
+            .arg(program);
+        c
+    }
+
+    /// The namespace's mount table, one line per mount.
+    fn mounts(&self) -> Result<BTreeSet<String>, E2eError> {
+        let path = format!("/proc/{}/mountinfo", self.holder.pid());
+        let text = std::fs::read_to_string(&path).map_err(io(format!("reading {path}")))?;
+        Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    /// The names in the namespace's `/`.
+    fn root_entries(&self) -> Result<BTreeSet<String>, E2eError> {
+        names(&PathBuf::from(format!("/proc/{}/root/", self.holder.pid())))
+    }
+}
+
+fn names(dir: &Path) -> Result<BTreeSet<String>, E2eError> {
+    let rd = std::fs::read_dir(dir).map_err(io(format!("listing {}", dir.display())))?;
+    Ok(rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect())
+}
+
+fn log_file(wd: &Workdir) -> Result<File, E2eError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(wd.file("log"))
+        .map_err(io("opening the log".into()))
+}
+
+/// Starts `scenario DIR N` inside the namespace.
+fn spawn_scenario(ns: &Ns, wd: &Workdir, number: u32) -> Result<Target, E2eError> {
+    let child = ns
+        .command(Some(&wd.file("log")), &prog("scenario"))
+        .arg(wd.path())
+        .arg(number.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(io("spawning the scenario program".into()))?;
+    Ok(Target::from_child(child))
+}
+
+/// Runs `crcli ARGS` inside the namespace (output into `crcli.out` / `crcli.err`), with the
+/// usual timeout.
+fn crcli_in(ns: &Ns, wd: &Workdir, crcli: &Crcli, args: &[&OsStr]) -> Result<CrcliRun, E2eError> {
+    let command = format!(
+        "(in the test's mount namespace) {} {}",
+        crcli.bin().display(),
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = File::create(wd.file("crcli.out")).map_err(io("creating crcli.out".into()))?;
+    let err = File::create(wd.file("crcli.err")).map_err(io("creating crcli.err".into()))?;
+    let start = Instant::now();
+    let child = ns
+        .command(None, crcli.bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(io(format!("spawning {command}")))?;
+    let mut t = Target::from_child(child);
+    let exit = wait_exit(&mut t, CRCLI_TIMEOUT).map_err(|_| E2eError::Timeout {
+        what: format!("running `{command}`"),
+        secs: CRCLI_TIMEOUT.as_secs_f64(),
+        details: wd.details(),
+    })?;
+    Ok(CrcliRun {
+        command,
+        exit,
+        stdout: std::fs::read_to_string(wd.file("crcli.out")).unwrap_or_default(),
+        stderr: std::fs::read_to_string(wd.file("crcli.err")).unwrap_or_default(),
+        wall: start.elapsed(),
+    })
+}
+
+/// The fds the program holds, from its `fds` file: (number, label, state).
+fn held_fds(wd: &Workdir) -> Result<Vec<(i32, String, String)>, E2eError> {
+    let text =
+        std::fs::read_to_string(wd.file("fds")).map_err(io("reading the fds file".into()))?;
+    text.lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            match (w.next().and_then(|n| n.parse().ok()), w.next(), w.next()) {
+                (Some(n), Some(label), Some(state)) => Ok((n, label.into(), state.into())),
+                _ => Err(unexpected(format!("bad line in the fds file: {l:?}"))),
+            }
+        })
+        .collect()
+}
+
+/// Triggers the program, requires PASS and exit status 0 (or an unknown status if it is not
+/// our child).
+fn expect_pass(wd: &Workdir, p: &mut dyn Process, what: &str) -> Result<(), E2eError> {
+    wd.trigger(Trigger::GoFile)?;
+    let result = wd.wait_result(RESULT_TIMEOUT, Some(&mut *p))?;
+    if result != "PASS" {
+        return Err(unexpected(format!(
+            "{what} reported {result:?}{}",
+            wd.details()
+        )));
+    }
+    match wait_exit(p, EXIT_TIMEOUT)? {
+        Exit::Code(0) | Exit::Unknown => Ok(()),
+        other => Err(unexpected(format!(
+            "{what} passed but ended with {other}{}",
+            wd.details()
+        ))),
+    }
+}
+
+/// The kernel features of `sc.needs` this kernel lacks.
+fn missing(sc: &Scenario) -> Vec<Feature> {
+    let f = Features::current();
+    sc.needs.iter().copied().filter(|n| !f.has(*n)).collect()
+}
+
+/// The CRCLI_VM rule: `Ok(true)` when the test can run; prints SKIPPED and gives `Ok(false)`
+/// outside the VM when something is missing; fails inside the VM.
+fn can_run(test: &str, sc: &Scenario, flavour: Flavour) -> Result<bool, E2eError> {
+    assert!(
+        sc.flavours.contains(&flavour),
+        "scenario {} does not declare the {flavour:?} flavour",
+        sc.number
+    );
+    let missing = missing(sc);
+    if missing.is_empty() {
+        return Ok(true);
+    }
+    let list = missing
+        .iter()
+        .map(|f| format!("{} (Linux {})", f.name(), f.since()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let why = format!(
+        "kernel {} lacks {list}",
+        Features::current().kernel_release()
+    );
+    if in_vm() {
+        return Err(unexpected(format!("{test}: CRCLI_VM=1 but the {why}")));
+    }
+    skip(test, &why);
+    Ok(false)
+}
+
+/// Mounts of the test's own namespace under the work directory (there must never be any: the
+/// scenario's mounts live in its private namespace).
+fn host_mounts_under(wd: &Workdir) -> Result<Vec<String>, E2eError> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io("reading /proc/self/mountinfo".into()))?;
+    let dir = wd.path().to_string_lossy().into_owned();
+    Ok(text
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|mp| mp.starts_with(&dir)))
+        .map(str::to_owned)
+        .collect())
+}
+
+fn same_set(
+    what: &str,
+    before: &BTreeSet<String>,
+    after: &BTreeSet<String>,
+    wd: &Workdir,
+) -> Result<(), E2eError> {
+    if before == after {
+        return Ok(());
+    }
+    let added: Vec<_> = after.difference(before).collect();
+    let gone: Vec<_> = before.difference(after).collect();
+    Err(unexpected(format!(
+        "{what} changed: added {added:?}, removed {gone:?}{}",
+        wd.details()
+    )))
+}
+
+/// Runs the program alone, optionally with a corrupt switch; returns (result, exit, log).
+fn run_alone(number: u32, corrupt: Option<&str>) -> Result<(String, Exit, String), E2eError> {
+    let wd = Workdir::new(&format!("scenario{number}"))?;
+    if let Some(what) = corrupt {
+        wd.set_corrupt(what)?;
+    }
+    let ns = Ns::new(&wd)?;
+    let mut target = spawn_scenario(&ns, &wd, number)?;
+    wd.wait_ready(&mut target, READY_TIMEOUT)?;
+    std::thread::sleep(SETTLE);
+    wd.trigger(Trigger::GoFile)?;
+    let result = wd.wait_result(RESULT_TIMEOUT, Some(&mut target))?;
+    let exit = wait_exit(&mut target, EXIT_TIMEOUT)?;
+    let leaked = host_mounts_under(&wd)?;
+    assert!(
+        leaked.is_empty(),
+        "mounts leaked into the test's namespace: {leaked:?}"
+    );
+    Ok((result, exit, wd.log()))
+}
+
+/// The program alone passes; each corrupt switch makes it fail naming the check.
+fn selfcheck(number: u32) -> Result<(), E2eError> {
+    let sc = scenario(number);
+    let (result, exit, log) = run_alone(number, None)?;
+    assert_eq!(
+        (result.as_str(), exit),
+        ("PASS", Exit::Code(0)),
+        "scenario {number} ({}) left alone must pass; log:\n{log}",
+        sc.name
+    );
+    for (what, expect) in sc.switches {
+        let (result, exit, log) = run_alone(number, Some(what))?;
+        assert!(
+            result.starts_with("FAIL: ") && exit == Exit::Code(1),
+            "scenario {number} with `{what}` corrupted must fail (exit 1), got {result:?} ({exit})"
+        );
+        assert!(
+            log.lines()
+                .any(|l| l.contains(": FAIL: ") && l.contains(expect)),
+            "scenario {number} with `{what}` corrupted must report {expect:?}; log:\n{log}"
+        );
+    }
+    Ok(())
+}
+
+/// Dump, kill, restore, go: the restored program passes and nothing is left behind.
+fn roundtrip(test: &str, number: u32) -> Result<(), E2eError> {
+    let sc = scenario(number);
+    if !can_run(test, sc, Flavour::Host)? {
+        return Ok(());
+    }
+    let crcli = Crcli::locate()?;
+    become_subreaper()?;
+    let wd = Workdir::new(&format!("scenario{number}"))?;
+    let ns = Ns::new(&wd)?;
+    let mut target = spawn_scenario(&ns, &wd, number)?;
+    wd.wait_ready(&mut target, READY_TIMEOUT)?;
+    std::thread::sleep(SETTLE);
+    let mounts_before = ns.mounts()?;
+    let img = wd.img();
+    let pid = target.pid().to_string();
+    crcli_in(
+        &ns,
+        &wd,
+        &crcli,
+        &[
+            "dump".as_ref(),
+            "-t".as_ref(),
+            pid.as_ref(),
+            "-D".as_ref(),
+            img.as_os_str(),
+        ],
+    )?
+    .expect_success("dump")?;
+    let exit = wait_exit(&mut target, EXIT_TIMEOUT)?;
+    if exit != Exit::Signal(9) {
+        return Err(unexpected(format!(
+            "the dumped original ended with {exit}, want killed by signal 9{}",
+            wd.details()
+        )));
+    }
+    same_set(
+        "the mount table (by the dump)",
+        &mounts_before,
+        &ns.mounts()?,
+        &wd,
+    )?;
+    let root_before = ns.root_entries()?;
+    let dir_before = names(wd.path())?;
+    let run = crcli_in(
+        &ns,
+        &wd,
+        &crcli,
+        &[
+            "restore".as_ref(),
+            "-D".as_ref(),
+            img.as_os_str(),
+            "-d".as_ref(),
+        ],
+    )?
+    .expect_success("restore -d")?;
+    let restored_pid = last_number(&run.stdout)
+        .ok_or_else(|| unexpected(format!("crcli restore -d printed no pid: {:?}", run.stdout)))?;
+    let mut restored = Restored::new(restored_pid);
+    same_set(
+        "the mount table (by the restore)",
+        &mounts_before,
+        &ns.mounts()?,
+        &wd,
+    )?;
+    same_set("/ (by the restore)", &root_before, &ns.root_entries()?, &wd)?;
+    same_set(
+        "the work directory (by the restore)",
+        &dir_before,
+        &names(wd.path())?,
+        &wd,
+    )?;
+    expect_pass(&wd, &mut restored, &format!("restored scenario {number}"))?;
+    same_set(
+        "the mount table (after the run)",
+        &mounts_before,
+        &ns.mounts()?,
+        &wd,
+    )?;
+    let leaked = host_mounts_under(&wd)?;
+    if !leaked.is_empty() {
+        return Err(unexpected(format!(
+            "mounts leaked into the test's namespace: {leaked:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Without STATMOUNT_BY_FD the dump refuses, clearly, and leaves the target running untouched.
+fn refused(test: &str, number: u32) -> Result<(), E2eError> {
+    let sc = scenario(number);
+    let fragment = sc
+        .dump_must_fail_on_6_18
+        .expect("the scenario declares a refusal");
+    if Features::current().has(Feature::StatmountByFd) {
+        skip(
+            test,
+            "this kernel has statmount(STATMOUNT_BY_FD): the refusal is for kernels without it (Linux < 7.0)",
+        );
+        return Ok(());
+    }
+    let crcli = Crcli::locate()?;
+    let wd = Workdir::new(&format!("scenario{number}-refused"))?;
+    let ns = Ns::new(&wd)?;
+    let mut target = spawn_scenario(&ns, &wd, number)?;
+    wd.wait_ready(&mut target, READY_TIMEOUT)?;
+    std::thread::sleep(SETTLE);
+    let mounts_before = ns.mounts()?;
+    let root_before = ns.root_entries()?;
+    let img = wd.img();
+    let pid = target.pid().to_string();
+    let run = crcli_in(
+        &ns,
+        &wd,
+        &crcli,
+        &[
+            "dump".as_ref(),
+            "-t".as_ref(),
+            pid.as_ref(),
+            "-D".as_ref(),
+            img.as_os_str(),
+        ],
+    )?;
+    let msg = format!("{}\n{}", run.stdout, run.stderr);
+    assert!(
+        matches!(run.exit, Exit::Code(c) if c != 0),
+        "scenario {number}: crcli dump must refuse, got {} (`{}`)\n{msg}",
+        run.exit,
+        run.command
+    );
+    assert!(!msg.contains("panicked"), "crcli panicked:\n{msg}");
+    assert!(
+        msg.contains(&format!("pid {pid}")),
+        "the refusal must name the pid ({pid}):\n{msg}"
+    );
+    let fds = held_fds(&wd)?;
+    let named = fds
+        .iter()
+        .filter(|(_, _, state)| state != "attached")
+        .any(|(n, _, _)| msg.contains(&format!("fd {n}")));
+    assert!(
+        named,
+        "the refusal must name an fd on an unmounted or anonymous mount ({fds:?}):\n{msg}"
+    );
+    assert!(
+        msg.contains(fragment),
+        "the refusal must say what is needed ({fragment:?}):\n{msg}"
+    );
+    assert!(
+        msg.contains("unmounted") || msg.contains("anonymous"),
+        "the refusal must give the reason (an unmounted or anonymous mount):\n{msg}"
+    );
+    // Left running, untouched: not stopped, same mounts, no image, and it passes its checks.
+    std::thread::sleep(SETTLE);
+    if let Some(exit) = target.try_exit()? {
+        panic!(
+            "the target ended ({exit}) after a refused dump{}",
+            wd.details()
+        );
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, r)| &r[..1]).unwrap_or("?");
+    assert!(
+        state != "T" && state != "t",
+        "the target is still stopped (state {state}) after a refused dump"
+    );
+    let img_entries = std::fs::read_dir(&img).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        img_entries,
+        0,
+        "a refused dump left an image in {}",
+        img.display()
+    );
+    same_set(
+        "the mount table (by the refused dump)",
+        &mounts_before,
+        &ns.mounts()?,
+        &wd,
+    )?;
+    same_set(
+        "/ (by the refused dump)",
+        &root_before,
+        &ns.root_entries()?,
+        &wd,
+    )?;
+    expect_pass(
+        &wd,
+        &mut target,
+        &format!("scenario {number} after the refused dump"),
+    )
+}
+
+macro_rules! selfcheck_tests {
+    ($($n:literal: $name:ident;)*) => {$(
+        #[test]
+        fn $name() -> Result<(), E2eError> {
+            selfcheck($n)
+        }
+    )*};
+}
+
+macro_rules! roundtrip_tests {
+    ($($n:literal: $name:ident $(#[$attr:meta])*;)*) => {$(
+        #[test]
+        $(#[$attr])*
+        fn $name() -> Result<(), E2eError> {
+            roundtrip(stringify!($name), $n)
+        }
+    )*};
+}
+
+macro_rules! refusal_tests {
+    ($($n:literal: $name:ident $(#[$attr:meta])*;)*) => {$(
+        #[test]
+        $(#[$attr])*
+        fn $name() -> Result<(), E2eError> {
+            refused(stringify!($name), $n)
+        }
+    )*};
+}
+
+selfcheck_tests! {
+    1: selfcheck_1_regular;
+    2: selfcheck_2_unmounted_bind;
+    3: selfcheck_3_unmounted_whole_fs;
+    4: selfcheck_4_unmounted_subdir_bind;
+    5: selfcheck_5_dir_and_opath_fds;
+    6: selfcheck_6_readonly_unmounted_bind;
+    7: selfcheck_7_anonymous_clone;
+    8: selfcheck_8_anonymous_fsmount;
+    9: selfcheck_9_unmounted_file_bind;
+    10: selfcheck_10_two_fds_one_mount;
+}
+
+roundtrip_tests! {
+    1: roundtrip_1_regular;
+    2: roundtrip_2_unmounted_bind #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    3: roundtrip_3_unmounted_whole_fs #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    4: roundtrip_4_unmounted_subdir_bind #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    5: roundtrip_5_dir_and_opath_fds #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    6: roundtrip_6_readonly_unmounted_bind #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    7: roundtrip_7_anonymous_clone #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    8: roundtrip_8_anonymous_fsmount #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    9: roundtrip_9_unmounted_file_bind #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    10: roundtrip_10_two_fds_one_mount #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+}
+
+refusal_tests! {
+    2: refused_2_unmounted_bind #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+    3: refused_3_unmounted_whole_fs #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+    4: refused_4_unmounted_subdir_bind #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+    5: refused_5_dir_and_opath_fds #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+    6: refused_6_readonly_unmounted_bind #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+    7: refused_7_anonymous_clone #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+    8: refused_8_anonymous_fsmount #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+    9: refused_9_unmounted_file_bind #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+    10: refused_10_two_fds_one_mount #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+}
+
+/// The table is consistent: numbers in order, every scenario but the regular one needs BY_FD and
+/// declares the refusal, names are unique, and each has corrupt switches.
+#[test]
+fn declarations_are_consistent() {
+    let mut names = BTreeSet::new();
+    for (i, sc) in SCENARIOS.iter().enumerate() {
+        assert_eq!(sc.number as usize, i + 1);
+        assert!(names.insert(sc.name), "duplicate name {}", sc.name);
+        assert!(!sc.plan.is_empty() && !sc.switches.is_empty());
+        let by_fd = sc.needs.contains(&Feature::StatmountByFd);
+        assert_eq!(
+            by_fd,
+            sc.dump_must_fail_on_6_18.is_some(),
+            "scenario {}: needing BY_FD <=> refused without it",
+            sc.number
+        );
+        assert_eq!(by_fd, sc.number != 1, "scenario {}", sc.number);
+    }
+}
