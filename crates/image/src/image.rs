@@ -144,7 +144,8 @@ fn read_all<T: serde::de::DeserializeOwned>(
 }
 
 impl Image {
-    /// Starts writing a new image at `target`, which must not exist (its parent must). See
+    /// Starts writing a new image at `target`, which must not exist (its parent must) or be an
+    /// empty directory (which the committed image then replaces atomically). See
     /// [`ImageWriter`].
     pub fn create(target: impl AsRef<Path>) -> Result<ImageWriter> {
         ImageWriter::new(target.as_ref())
@@ -366,6 +367,7 @@ impl Drop for TempDir {
 pub struct ImageWriter {
     tmp: TempDir,
     target: PathBuf,
+    replace_empty: bool,
     processes: RecordWriter,
     files: RecordWriter,
     pipes: RecordWriter,
@@ -380,11 +382,28 @@ pub struct ImageWriter {
 
 impl ImageWriter {
     fn new(target: &Path) -> Result<Self> {
-        if target.symlink_metadata().is_ok() {
-            return Err(ImageError::Exists {
-                path: target.to_owned(),
-            });
-        }
+        // CRIU's convention: the image directory may exist if it is empty; the rename at commit
+        // replaces it atomically (the kernel refuses to replace a directory that is not empty).
+        let replace_empty = match target.symlink_metadata() {
+            Err(_) => false,
+            Ok(m) if m.is_dir() => {
+                let empty = std::fs::read_dir(target)
+                    .map_err(|e| ImageError::io("reading", target, e))?
+                    .next()
+                    .is_none();
+                if !empty {
+                    return Err(ImageError::Exists {
+                        path: target.to_owned(),
+                    });
+                }
+                true
+            }
+            Ok(_) => {
+                return Err(ImageError::Exists {
+                    path: target.to_owned(),
+                })
+            }
+        };
         let name = target.file_name().ok_or_else(|| ImageError::Refused {
             path: target.to_owned(),
             problem: "the target has no file name".into(),
@@ -419,6 +438,7 @@ impl ImageWriter {
             files_data: DataWriter::create(&p.join(FILES_DATA))?,
             tmp,
             target: target.to_owned(),
+            replace_empty,
             pids: Vec::new(),
             fs_started: HashSet::new(),
             fs_done: Vec::new(),
@@ -503,7 +523,8 @@ impl ImageWriter {
     /// Finishes the image: fills in `inventory.format_version` and `inventory.contents`,
     /// writes the inventory, syncs everything, checks the whole image with [`Image::open`],
     /// and renames it to the target (failing, and removing everything, if the target appeared
-    /// meanwhile). Returns the opened image.
+    /// meanwhile, or if the empty directory it replaces is no longer empty). Returns the opened
+    /// image.
     pub fn commit(self, mut inventory: Inventory) -> Result<Image> {
         let tmp = &self.tmp.path;
         if let Some(id) = self
@@ -555,7 +576,11 @@ impl ImageWriter {
             tmp,
             rustix::fs::CWD,
             &self.target,
-            rustix::fs::RenameFlags::NOREPLACE,
+            if self.replace_empty {
+                rustix::fs::RenameFlags::empty()
+            } else {
+                rustix::fs::RenameFlags::NOREPLACE
+            },
         )
         .map_err(|e| ImageError::Io {
             op: "renaming the temporary image into place at",

@@ -89,6 +89,31 @@ fn existing_target_is_refused() {
 }
 
 #[test]
+fn an_empty_target_directory_is_replaced_by_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("img");
+    std::fs::create_dir(&target).unwrap();
+    let w = Image::create(&target).unwrap();
+    let img = w.commit(Inventory::new(0, vec![])).unwrap();
+    assert!(img.processes().is_empty());
+    assert!(entries(&target).contains(&"inventory.img".to_string()));
+    assert_eq!(entries(dir.path()), vec!["img"]);
+
+    // If it stops being empty before the commit, nothing is replaced.
+    let target = dir.path().join("img2");
+    std::fs::create_dir(&target).unwrap();
+    let w = Image::create(&target).unwrap();
+    std::fs::write(target.join("late"), b"x").unwrap();
+    let err = w.commit(Inventory::new(0, vec![])).unwrap_err();
+    assert!(
+        err.to_string().contains("renaming the temporary image"),
+        "{err}"
+    );
+    assert_eq!(entries(&target), vec!["late"]);
+    assert_eq!(entries(dir.path()), vec!["img", "img2"]);
+}
+
+#[test]
 fn target_created_meanwhile_is_not_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("img");
