@@ -44,7 +44,7 @@ use rustix::io::Errno;
 
 use crate::error::Error;
 use crate::kernel::{StatmountBuf, TABLE_MASK};
-use crate::model::{DevId, Mount, SbFlags};
+use crate::model::{Atime, DevId, Mount, MountAttrs, SbFlags};
 use crate::table::MountTable;
 
 /// Most directories [`resolve_fd`] visits in one live mount while looking for an anonymous
@@ -68,6 +68,12 @@ pub struct FdFacts {
     pub is_dir: bool,
     /// `statfs` `f_type` of the file's superblock.
     pub fs_magic: u64,
+    /// The mount's attributes as `statfs` `f_flags` reports them (the kernel computes them from
+    /// the mount's flags; `RDONLY` is also set when the superblock is read-only). Known for
+    /// every kind of mount, anonymous ones included.
+    pub attrs: MountAttrs,
+    /// The mount's atime mode, from `statfs` `f_flags`.
+    pub atime: Atime,
     /// `readlink(/proc/self/fd/N)`: the full path on an attached mount reachable from the
     /// caller's root, the path relative to the mount's root otherwise.
     pub path: PathBuf,
@@ -212,6 +218,39 @@ fn inspect(what: &'static str) -> impl FnOnce(Errno) -> Error {
     move |source| Error::Inspect { what, source }
 }
 
+/// `ST_*` bits of `statfs` `f_flags` to mount attributes and atime mode.
+fn statfs_attrs(f: u64) -> (MountAttrs, Atime) {
+    const ST_RDONLY: u64 = 1;
+    const ST_NOSUID: u64 = 2;
+    const ST_NODEV: u64 = 4;
+    const ST_NOEXEC: u64 = 8;
+    const ST_NOATIME: u64 = 1024;
+    const ST_NODIRATIME: u64 = 2048;
+    const ST_RELATIME: u64 = 4096;
+    const ST_NOSYMFOLLOW: u64 = 8192;
+    let mut attrs = MountAttrs::empty();
+    for (bit, attr) in [
+        (ST_RDONLY, MountAttrs::RDONLY),
+        (ST_NOSUID, MountAttrs::NOSUID),
+        (ST_NODEV, MountAttrs::NODEV),
+        (ST_NOEXEC, MountAttrs::NOEXEC),
+        (ST_NODIRATIME, MountAttrs::NODIRATIME),
+        (ST_NOSYMFOLLOW, MountAttrs::NOSYMFOLLOW),
+    ] {
+        if f & bit != 0 {
+            attrs |= attr;
+        }
+    }
+    let atime = if f & ST_NOATIME != 0 {
+        Atime::NoAtime
+    } else if f & ST_RELATIME != 0 {
+        Atime::Relatime
+    } else {
+        Atime::StrictAtime
+    };
+    (attrs, atime)
+}
+
 /// Gathers the facts every kernel gives about `fd`.
 pub fn fd_facts(fd: BorrowedFd<'_>) -> Result<FdFacts, Error> {
     let st = rustix::fs::fstat(fd).map_err(inspect("fstat"))?;
@@ -220,6 +259,7 @@ pub fn fd_facts(fd: BorrowedFd<'_>) -> Result<FdFacts, Error> {
     let old_mnt_id = fstatx_mnt_id(fd)
         .map_err(inspect("statx STATX_MNT_ID"))?
         .and_then(|id| u32::try_from(id).ok());
+    let (attrs, atime) = statfs_attrs(sfs.f_flags as u64);
     let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let path = std::fs::read_link(&link).map_err(|source| Error::Read {
         path: link.into(),
@@ -233,6 +273,8 @@ pub fn fd_facts(fd: BorrowedFd<'_>) -> Result<FdFacts, Error> {
         nlink: st.st_nlink,
         is_dir: FileType::from_raw_mode(st.st_mode) == FileType::Directory,
         fs_magic: sfs.f_type as u64,
+        attrs,
+        atime,
         path,
     })
 }

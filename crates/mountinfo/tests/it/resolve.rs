@@ -86,6 +86,8 @@ ns_test! {
                     assert_eq!(mount.id, fd.mnt_id);
                     assert_eq!(Some(mount.old_id), fd.old_mnt_id);
                     assert_eq!(mount.dev, fd.dev);
+                    assert_eq!(mount.attrs, fd.attrs);
+                    assert_eq!(mount.atime, fd.atime);
                 }
                 other => panic!("expected Attached, got {other:?}"),
             }
@@ -213,6 +215,18 @@ ns_test! {
         let src = src_tmpfs();
         let mfd = open_tree(CWD, src.join("sub"), OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC)
             .expect("open_tree clone");
+        // Attributes set on the clone are seen through statfs.
+        mount_setattr(
+            &mfd,
+            "",
+            MountSetattrFlags::AT_EMPTY_PATH,
+            &MountAttr {
+                attr_set: MountAttrFlags::RDONLY | MountAttrFlags::NOEXEC | MountAttrFlags::NOATIME,
+                attr_clr: MountAttrFlags::_ATIME,
+                ..MountAttr::default()
+            },
+        )
+        .unwrap();
         let file = openat(&mfd, "file", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
         let dir = openat(&mfd, "deeper", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
         let t = table();
@@ -222,6 +236,8 @@ ns_test! {
                 Resolution::Anonymous { fd, same_superblock, root, evidence, rebuild } => {
                     assert_eq!(fd.path, Path::new(path));
                     assert_eq!(evidence, expected_evidence());
+                    assert_eq!(fd.attrs, MountAttrs::RDONLY | MountAttrs::NOEXEC);
+                    assert_eq!(fd.atime, crcli_mountinfo::Atime::NoAtime);
                     assert_eq!(root.as_deref(), Some(Path::new("/sub")));
                     assert_eq!(same_superblock.unwrap().mount_point, src);
                     assert_eq!(bind_of(&rebuild), (&*src, Path::new("sub")));
