@@ -1,1 +1,81 @@
+//! Golden images: images written by each released format version, committed under
+//! `tests/fixtures/format-N/`, must keep decoding, to the same content, in every later release.
+//!
+//! Each fixture is the sample image of `sample.rs` (64 KiB of pages). Regenerate the fixture of
+//! the *current* format version only, and only when that version is new (never rewrite an older
+//! one: that would defeat the test):
+//!
+//! ```text
+//! CRCLI_REGENERATE_GOLDEN=1 cargo test -p crcli-image --test tests golden
+//! cargo insta review   # or INSTA_UPDATE=always, for the new version's snapshot
+//! ```
 
+use std::path::{Path, PathBuf};
+
+use super::sample::{page_fill, write_sample};
+use crcli_image::*;
+
+const GOLDEN_PAGES: u64 = 64 << 10;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn regenerate_current() {
+    let dir = fixtures().join(format!("format-{FORMAT_VERSION}"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(fixtures()).unwrap();
+    write_sample(&dir, GOLDEN_PAGES);
+    eprintln!("regenerated {}", dir.display());
+}
+
+/// Opens a golden image and checks every byte of its data as well as its metadata.
+fn check(version: u32) {
+    let dir = fixtures().join(format!("format-{version}"));
+    assert!(dir.is_dir(), "golden image {} is missing", dir.display());
+    let img = Image::open(&dir).unwrap_or_else(|e| panic!("golden image format {version}: {e}"));
+    assert_eq!(img.format_version(), version);
+    insta::assert_snapshot!(format!("golden_format_{version}"), img.to_json_pretty());
+
+    let mut buf = vec![0u8; MAX_CHUNK_LEN as usize];
+    let mut r = img.pages(PagesId(1)).unwrap();
+    let mut total = 0;
+    while let Some(c) = r.next_chunk(&mut buf).unwrap() {
+        for (i, b) in buf[..c.len].iter().enumerate() {
+            assert_eq!(*b, page_fill(1, c.addr + i as u64));
+        }
+        total += c.len as u64;
+    }
+    assert_eq!(total, GOLDEN_PAGES);
+    let mut r = img.pages(PagesId(2)).unwrap();
+    let c = r.next_chunk(&mut buf).unwrap().unwrap();
+    assert!(buf[..c.len].iter().all(|&b| b == 0x5a));
+
+    let fs = img.fs_data(FsContentId(1)).unwrap();
+    let e = &img.fs_content(FsContentId(1)).unwrap().entries[2];
+    let FsEntryKind::Regular { extents, .. } = &e.kind else {
+        panic!("entry 2 is regular")
+    };
+    fs.read_extent(&extents[0], &mut buf, 2).unwrap();
+    assert_eq!(&buf[..extents[0].len as usize], b"hello, lost superblock\n");
+    let FileKind::Unlinked { extents, .. } = &img.files()[11].kind else {
+        panic!("file 11 is unlinked")
+    };
+    img.files_data()
+        .unwrap()
+        .read_extent(&extents[0], &mut buf, 11)
+        .unwrap();
+    assert_eq!(&buf[..16], b"deleted but open");
+}
+
+#[test]
+fn golden_images_of_every_format_version_decode() {
+    if std::env::var_os("CRCLI_REGENERATE_GOLDEN").is_some() {
+        regenerate_current();
+    }
+    for version in MIN_FORMAT_VERSION..=FORMAT_VERSION {
+        check(version);
+    }
+}
