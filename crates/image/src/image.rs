@@ -61,7 +61,7 @@ pub const MAX_ENTRIES: u64 = 1 << 22;
 pub const MAX_FS_ENTRIES: u64 = 1 << 24;
 /// Most encoded metadata bytes [`Image::open`] keeps in memory, over all record files: an
 /// image claiming more is refused, so opening one never needs unbounded memory.
-pub const MAX_METADATA_BYTES: u64 = 1 << 30;
+pub const MAX_METADATA_BYTES: u64 = 256 << 20;
 
 /// The file names of dumped filesystem content `id`: (entries, data).
 pub fn fs_file_names(id: FsContentId) -> (String, String) {

@@ -1,11 +1,52 @@
 //! # crcli-image: the on-disk image format
 //!
-//! An image is a directory: an inventory, typed entries for processes, files, pipes and mounts,
-//! dumped filesystem content, and page data in separate streams. Every file carries a magic and
-//! a format version; every record is length-prefixed and checksummed; readers never trust their
-//! input.
+//! An image is what users keep, copy between machines and restore months later. It is a
+//! directory: one inventory ([`Inventory`]: format version, crcli version, dump time, kernel
+//! release and the kernel features the dump relied on, and the list of what the image holds),
+//! typed entries for processes ([`Process`]), open file descriptions ([`FileEntry`]), pipes
+//! ([`PipeEntry`]), mounts ([`MountEntry`], with the rebuild plan of unmounted and anonymous
+//! ones) and the content of lost superblocks ([`FsContent`]), plus page data in separate streams
+//! ([`pages`]).
 //!
-//! Status: the entry types are settled; the codec and the reader/writer are being built.
+//! - **Encoding** ([`codec`]): serde + postcard. Every file starts with a magic naming its kind
+//!   and the format version; every record is length-prefixed and crc32c-checksummed; record
+//!   files end with a trailer holding the record count, so a cut file is detected.
+//! - **Ids, not nesting** ([`common`]): entries refer to each other by small ids ([`FileId`],
+//!   [`MountId`], …); fds sharing an open file description share one [`FileEntry`].
+//! - **Atomic writes**: [`Image::create`] writes into a temporary directory beside the target
+//!   and [`ImageWriter::commit`] syncs, checks and renames it into place; a drop or an error
+//!   removes it.
+//! - **Untrusted input**: [`Image::open`] checks everything up front (framing, checksums,
+//!   lengths and counts against fixed limits, paths without `..` or NUL, every id resolved,
+//!   sorted ranges, data extents inside their files) and every error names the file and the
+//!   record. Page and file data are read in chunks of at most [`MAX_CHUNK_LEN`] bytes, each
+//!   checked against its own crc32c, so memory stays bounded whatever the image size.
+//! - **Compatibility**: a reader accepts every format version from [`MIN_FORMAT_VERSION`] to
+//!   [`FORMAT_VERSION`] and refuses others with a message naming both; golden images of each
+//!   version live in `tests/fixtures/` and must keep decoding.
+//! - **JSON view**: [`Image::to_json`] / [`Image::to_json_pretty`] (what `crcli show --json`
+//!   prints) — lossless: non-UTF-8 bytes are escaped, blobs are hex.
+//!
+//! Only this crate derives serde on image types: other crates convert to and from them
+//! explicitly, so a refactor elsewhere cannot silently change the on-disk format.
+//!
+//! ```
+//! # fn main() -> Result<(), crcli_image::ImageError> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! use crcli_image::*;
+//! let target = tmp.path().join("image");
+//! let mut w = Image::create(&target)?;
+//! w.add_pipe(&PipeEntry { id: PipeId(1), capacity: 65536, buffered: b"hello".to_vec() })?;
+//! let mut pages = w.pages(PagesId(1))?;
+//! pages.add(0x10000, &[0u8; 4096])?;
+//! pages.finish()?;
+//! w.commit(Inventory::new(0, vec![KernelFeature::Statmount]))?;
+//!
+//! let image = Image::open(&target)?;
+//! assert_eq!(image.pipe(PipeId(1)).unwrap().buffered, b"hello");
+//! assert_eq!(image.inventory().contents.page_bytes, 4096);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod bytes;
