@@ -3,6 +3,7 @@
 //! (`show.rs`, `dump.rs`, `restore.rs`, `check.rs`) with an `Args` struct and a `run` function.
 #![forbid(unsafe_code)]
 
+mod check;
 mod dump;
 mod restore;
 mod show;
@@ -27,6 +28,8 @@ enum Command {
     Restore(restore::Args),
     /// Print an image: a short summary, or everything as JSON with --json.
     Show(show::Args),
+    /// Which kernel features crcli uses this kernel has, and what is lost without each.
+    Check(check::Args),
 }
 
 fn main() -> Result<()> {
@@ -35,5 +38,6 @@ fn main() -> Result<()> {
         Command::Dump(args) => dump::run(args),
         Command::Restore(args) => restore::run(args),
         Command::Show(args) => show::run(args),
+        Command::Check(args) => check::run(args),
     }
 }
