@@ -171,6 +171,12 @@ struct Guest {
     vm_dir: PathBuf,
 }
 
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.initramfs);
+    }
+}
+
 /// A test executable and the package directory it belongs to.
 #[derive(Debug, Clone)]
 struct TestExe {
@@ -262,6 +268,20 @@ fn build_crcli(release: bool) -> Result<PathBuf> {
         .context("cargo build -p crcli produced no crcli executable")
 }
 
+/// Fail if `p` lies where the guest mounts a fresh filesystem (it would be hidden there).
+fn hidden_in_guest(p: &Path) -> Result<()> {
+    for m in ["/tmp", "/run", "/proc", "/sys", "/dev"] {
+        if p.starts_with(m) {
+            bail!(
+                "{} lies under {m}, which the guest covers with a fresh mount; \
+                 put the workspace and CARGO_TARGET_DIR elsewhere",
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Single-quote a string for the guest's shell.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -272,10 +292,29 @@ fn path_str(p: &Path) -> Result<&str> {
         .with_context(|| format!("path {} is not UTF-8", p.display()))
 }
 
-/// Stage 1 of the guest's init, on the initramfs rootfs: copy the root into a tmpfs and
-/// switch_root into it, so that the guest's / is a real mount (pivot_root works in tests).
+/// Host programs copied into the guest when the host has them: tools tests run that busybox
+/// lacks or implements too thinly (ext4 images on loop devices).
+const GUEST_HOST_TOOLS: &[&str] = &[
+    "/sbin/mkfs.ext4",
+    "/sbin/mke2fs",
+    "/etc/mke2fs.conf",
+    "/sbin/e2fsck",
+    "/sbin/losetup",
+];
+
+/// Stage 1 of the guest's init, on the initramfs rootfs. Tests need a root that pivot_root can
+/// leave. On 7.x kernels the rootfs sits on an immutable mount below it and pivot_root works
+/// from it: go straight on. Otherwise copy the root into a tmpfs and switch_root into it.
 const INIT_STAGE1: &str = r#"#!/bin/busybox sh
 bb=/bin/busybox
+if $bb unshare -m $bb sh -c '/bin/busybox mount --make-rprivate / &&
+    /bin/busybox mkdir -p /.crcli-pr && /bin/busybox mount -t tmpfs pr /.crcli-pr &&
+    /bin/busybox mkdir /.crcli-pr/old && cd /.crcli-pr && /bin/busybox pivot_root . old' 2>/dev/null; then
+  $bb rmdir /.crcli-pr
+  exec /crcli-vm/init
+fi
+echo "crcli-vm: pivot_root does not work from the rootfs; copying it into a tmpfs"
+$bb rmdir /.crcli-pr 2>/dev/null
 $bb mount -t tmpfs -o mode=0755,size=90% rootfs-tmpfs /newroot || { echo "CRCLI-VM-INIT-FAILED mount tmpfs"; $bb poweroff -f; }
 for e in /* /.[!.]*; do
   case "$e" in /newroot|/proc|/sys|/dev|'/.[!.]*') ;; *) $bb cp -a "$e" /newroot/ || { echo "CRCLI-VM-INIT-FAILED copy $e"; $bb poweroff -f; } ;; esac
@@ -304,6 +343,9 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 [ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
 [ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
 mount --make-rprivate / || echo "CRCLI-VM-INIT-FAILED mount --make-rprivate /"
+for m in /crcli-vm/modules/*.ko; do
+  [ -e "$m" ] && { insmod "$m" || echo "CRCLI-VM-INIT-FAILED insmod $m"; }
+done
 hostname crcli-vm
 ip link set lo up 2>/dev/null
 echo
@@ -353,12 +395,19 @@ fn prepare(opts: &Options, mode: Mode) -> Result<Guest> {
             path: bin,
         });
     } else {
+        hidden_in_guest(&crate::project_root())?;
         let crcli = build_crcli(opts.release)?;
+        hidden_in_guest(&crcli)?;
         tests = build_tests(opts.release)?;
         if tests.is_empty() && mode == Mode::Test {
             bail!("cargo test --no-run produced no test executables");
         }
         tree.mirror_with_libs(&crcli)?;
+        // insta finds snapshots relative to the workspace root; without this it runs cargo.
+        run.push_str(&format!(
+            "export INSTA_WORKSPACE_ROOT={}\n",
+            sh_quote(path_str(&crate::project_root())?)
+        ));
         run.push_str(&format!(
             "export CRCLI_BIN={}\n",
             sh_quote(path_str(&crcli)?)
@@ -389,6 +438,7 @@ fn prepare(opts: &Options, mode: Mode) -> Result<Guest> {
         tree.mirror_tree(&root, &skip)?;
     }
     for t in &tests {
+        hidden_in_guest(&t.path)?;
         tree.mirror_with_libs(&t.path)?;
         if mode == Mode::Test {
             run.push_str(&format!(
@@ -423,14 +473,34 @@ fn prepare(opts: &Options, mode: Mode) -> Result<Guest> {
     for d in ["/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/newroot"] {
         tree.dir(Path::new(d));
     }
+    // Kernel modules the tests need (loop), loaded by the guest's init.
+    for m in &kernel.modules {
+        let name = m.file_name().context("module path")?;
+        tree.data(
+            &Path::new("/crcli-vm/modules").join(name),
+            std::fs::read(m).with_context(|| format!("reading {}", m.display()))?,
+            0o644,
+        );
+    }
+    // Host tools some tests run that busybox lacks (with their shared libraries).
+    for tool in GUEST_HOST_TOOLS {
+        if Path::new(tool).exists() {
+            tree.mirror_with_libs(Path::new(tool))?;
+        }
+    }
     tree.char_dev(Path::new("/dev/console"), 5, 1, 0o600);
     tree.data(Path::new("/init"), INIT_STAGE1, 0o755);
     tree.data(Path::new("/crcli-vm/init"), INIT_STAGE2, 0o755);
     tree.data(Path::new("/crcli-vm/run.sh"), run, 0o644);
-    let initramfs = vm_dir.join(match mode {
-        Mode::Test => "initramfs-test.cpio",
-        Mode::Shell => "initramfs-shell.cpio",
-    });
+    // Per process, so that several runs (several engineers) can share target/vm.
+    let initramfs = vm_dir.join(format!(
+        "initramfs-{}-{}.cpio",
+        match mode {
+            Mode::Test => "test",
+            Mode::Shell => "shell",
+        },
+        std::process::id()
+    ));
     let mib = tree.payload_bytes() as f64 / (1024.0 * 1024.0);
     eprintln!(
         "xtask: writing {} ({mib:.0} MiB, {} test executables)",
@@ -503,7 +573,7 @@ fn choose_accel(opts: &Options, kernel: &kernel::Kernel, vm_dir: &Path) -> Resul
         "#!/bin/busybox sh\necho CRCLI-KVM-PROBE-OK\n/bin/busybox poweroff -f\n",
         0o755,
     );
-    let probe = vm_dir.join("initramfs-kvm-probe.cpio");
+    let probe = vm_dir.join(format!("initramfs-kvm-probe-{}.cpio", std::process::id()));
     tree.write_cpio(&probe)?;
     let probe_guest = Guest {
         kernel: kernel.clone(),
@@ -725,7 +795,8 @@ fn run_guest(opts: &Options, guest: &Guest, accel: Accel) -> Result<Verdict> {
     );
     let mut cmd = qemu_command(opts, guest, accel, false);
     let mut session = Session::spawn(&mut cmd, true)?;
-    let deadline = Instant::now() + opts.timeout;
+    let booted_at = Instant::now();
+    let deadline = booted_at + opts.timeout;
     let mut console = Console::default();
     let mut timed_out = false;
     loop {
@@ -745,6 +816,7 @@ fn run_guest(opts: &Options, guest: &Guest, accel: Accel) -> Result<Verdict> {
     // The console closed: QEMU is exiting (or was killed); give it a moment.
     let status = session.child.wait().context("waiting for qemu")?;
     let qemu_stderr = session.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+    eprintln!("xtask: the VM ran {} s", booted_at.elapsed().as_secs());
 
     let mut v = Verdict {
         kernel: console

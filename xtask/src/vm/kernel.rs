@@ -22,7 +22,12 @@ pub struct Kernel {
     pub image: PathBuf,
     /// The release string from its header, e.g. `7.2.13+deb14-cloud-amd64`.
     pub release: String,
+    /// Uncompressed modules (`NAME.ko`) the guest loads at boot, if this kernel has them.
+    pub modules: Vec<PathBuf>,
 }
+
+/// Kernel modules the tests need that Debian's cloud kernel does not build in.
+pub const GUEST_MODULES: &[&str] = &["loop"];
 
 /// Read the kernel release string from an x86 bzImage's setup header.
 ///
@@ -92,9 +97,19 @@ pub fn check_image(image: &Path) -> Result<Kernel> {
             MIN_VERSION.1
         );
     }
+    let mut modules = Vec::new();
+    if let Some(dir) = image.parent() {
+        for m in GUEST_MODULES {
+            let ko = dir.join("modules").join(format!("{m}.ko"));
+            if ko.is_file() {
+                modules.push(ko);
+            }
+        }
+    }
     Ok(Kernel {
         image: image.to_path_buf(),
         release,
+        modules,
     })
 }
 
@@ -153,6 +168,10 @@ pub fn sid_kernel(vm_dir: &Path, refresh: bool) -> Result<Kernel> {
     }
     eprintln!("xtask: downloading {package} from Debian sid");
     let image = apt.fetch_file(&package, "vmlinuz", &dest)?;
+    check_image(&image)?;
+    let modules_pkg = format!("linux-modules-{release}");
+    eprintln!("xtask: downloading {modules_pkg} for the modules {GUEST_MODULES:?}");
+    apt.fetch_modules(&modules_pkg, GUEST_MODULES, &dest.join("modules"))?;
     let k = check_image(&image)?;
     fs::write(dest.join("package"), format!("{package}\n"))?;
     Ok(k)
@@ -279,12 +298,68 @@ impl PrivateApt {
             .collect())
     }
 
-    /// Download `package`, extract the one file whose name starts with `prefix` (under
-    /// `boot/` or `usr/lib/modules/*/`) to `dest/vmlinuz`, delete the package.
-    fn fetch_file(&self, package: &str, prefix: &str, dest: &Path) -> Result<PathBuf> {
+    /// Download `package` and extract the kernel modules `names` from it, uncompressed, to
+    /// `dest/NAME.ko`.
+    fn fetch_modules(&self, package: &str, names: &[&str], dest: &Path) -> Result<()> {
+        let deb = self.download(package)?;
+        let listing = Command::new("dpkg-deb")
+            .arg("-c")
+            .arg(&deb)
+            .output()
+            .context("running dpkg-deb -c")?;
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        let unpack = self.dir.join("download/unpack");
+        let _ = fs::remove_dir_all(&unpack);
+        fs::create_dir_all(&unpack)?;
+        fs::create_dir_all(dest)?;
+        for name in names {
+            let member = listing
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(5))
+                .find(|p| {
+                    let f = p.rsplit('/').next().unwrap_or("");
+                    [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+                        .iter()
+                        .any(|ext| f == format!("{name}{ext}"))
+                })
+                .with_context(|| format!("package {package} holds no module {name}"))?
+                .to_string();
+            let sh = format!(
+                "dpkg-deb --fsys-tarfile '{}' | tar -x -O '{}' > '{}'",
+                deb.display(),
+                member,
+                unpack.join("m").display()
+            );
+            run_sh(&sh, &format!("unpacking {member} from {package}"))?;
+            let decompress = if member.ends_with(".xz") {
+                "xz -dc"
+            } else if member.ends_with(".zst") {
+                "zstd -dcq"
+            } else if member.ends_with(".gz") {
+                "gzip -dc"
+            } else {
+                "cat"
+            };
+            let out = dest.join(format!("{name}.ko"));
+            let sh = format!(
+                "{decompress} < '{}' > '{}'",
+                unpack.join("m").display(),
+                out.display()
+            );
+            run_sh(&sh, &format!("decompressing module {name}"))?;
+        }
+        let _ = fs::remove_dir_all(&unpack);
+        let _ = fs::remove_file(&deb);
+        Ok(())
+    }
+
+    /// `apt-get download` one package into the private download directory; its path.
+    fn download(&self, package: &str) -> Result<PathBuf> {
         let dl = self.dir.join("download");
         for e in fs::read_dir(&dl)?.flatten() {
-            let _ = fs::remove_file(e.path());
+            if e.path().is_file() {
+                let _ = fs::remove_file(e.path());
+            }
         }
         let st = Command::new("apt-get")
             .args(self.options())
@@ -295,11 +370,18 @@ impl PrivateApt {
         if !st.success() {
             bail!("apt-get download {package} failed ({st})");
         }
-        let deb = fs::read_dir(&dl)?
+        fs::read_dir(&dl)?
             .flatten()
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .with_context(|| format!("apt-get download {package} left no .deb"))?;
+            .with_context(|| format!("apt-get download {package} left no .deb"))
+    }
+
+    /// Download `package`, extract the one file whose name starts with `prefix` (under
+    /// `boot/` or `usr/lib/modules/*/`) to `dest/vmlinuz`, delete the package.
+    fn fetch_file(&self, package: &str, prefix: &str, dest: &Path) -> Result<PathBuf> {
+        let dl = self.dir.join("download");
+        let deb = self.download(package)?;
         let listing = Command::new("dpkg-deb")
             .arg("-c")
             .arg(&deb)
@@ -341,6 +423,17 @@ impl PrivateApt {
         let _ = fs::remove_file(&deb);
         Ok(out)
     }
+}
+
+fn run_sh(script: &str, what: &str) -> Result<()> {
+    let st = Command::new("sh")
+        .args(["-c", script])
+        .status()
+        .with_context(|| format!("{what}: running sh"))?;
+    if !st.success() {
+        bail!("{what} failed ({st})");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

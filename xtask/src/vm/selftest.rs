@@ -43,8 +43,8 @@ const CASES: &[Case] = &[
     },
     Case {
         mode: "hang",
-        timeout_secs: 45,
-        expect_failure: Some("did not finish within the 45 s timeout"),
+        timeout_secs: 30,
+        expect_failure: Some("did not finish within the 30 s timeout"),
     },
     Case {
         mode: "kernel-panic",
