@@ -116,18 +116,23 @@ pub fn cmd_vm_test(args: &[String]) -> Result<()> {
     let started = Instant::now();
     let verdict = vm_test(&opts)?;
     let secs = started.elapsed().as_secs();
+    eprintln!(
+        "xtask: guest kernel {}; {} s in all (build, initramfs, boot, tests)",
+        verdict.kernel, secs
+    );
+    for p in &verdict.problems {
+        eprintln!("vm-test: FAILED: {p}");
+    }
+    // The closing line counts test executables (each one a libtest run in the guest).
+    println!(
+        "vm-test: {} passed, {} failed",
+        verdict.passed, verdict.failed
+    );
     if verdict.ok() {
-        println!(
-            "vm-test: {} passed, {} failed (guest kernel {}, {secs} s in all)",
-            verdict.passed, verdict.failed, verdict.kernel
-        );
         Ok(())
     } else {
-        for p in &verdict.problems {
-            eprintln!("vm-test: FAILED: {p}");
-        }
         bail!(
-            "vm-test failed ({} problem(s), {} test executables passed, {} failed, {secs} s)",
+            "vm-test failed: {} problem(s); test executables: {} passed, {} failed",
             verdict.problems.len(),
             verdict.passed,
             verdict.failed
@@ -799,10 +804,23 @@ fn run_guest(opts: &Options, guest: &Guest, accel: Accel) -> Result<Verdict> {
     let deadline = booted_at + opts.timeout;
     let mut console = Console::default();
     let mut timed_out = false;
+    let mut shutdown_deadline: Option<Instant> = None;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let until = shutdown_deadline.unwrap_or(deadline).min(deadline);
+        let left = until.saturating_duration_since(Instant::now());
         match session.lines.recv_timeout(left) {
-            Ok(line) => console.feed(&line),
+            Ok(line) => {
+                console.feed(&line);
+                if console.done.is_some() && shutdown_deadline.is_none() {
+                    // The tests are over; the guest powers off now. Don't wait forever.
+                    shutdown_deadline = Some(Instant::now() + Duration::from_secs(30));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if shutdown_deadline.is_some() => {
+                eprintln!("xtask: the guest did not power off after its summary; stopping qemu");
+                let _ = session.child.kill();
+                break;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
                 break;
@@ -880,7 +898,7 @@ fn run_guest(opts: &Options, guest: &Guest, accel: Accel) -> Result<Verdict> {
         )),
         Some(_) => {}
     }
-    if !timed_out && !status.success() {
+    if !timed_out && shutdown_deadline.is_none() && !status.success() {
         p.push(format!("qemu exited with {status}: {}", qemu_stderr.trim()));
     }
     Ok(v)
