@@ -503,10 +503,19 @@ fn find_root(facts: &FdFacts, live: &Mount) -> Option<PathBuf> {
     {
         return None;
     }
+    let on_live = |p: &Path| {
+        crcli_sys::statx::statx_mnt_id(rustix::fs::CWD, p, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .flatten()
+            .is_some_and(|id| id == u64::from(live.old_id))
+    };
+    // The candidate must be the fd's inode reached without leaving the live mount (a bind of
+    // the same superblock mounted inside it could show the inode at a second path).
     let matches = |d: &Path| {
-        std::fs::symlink_metadata(d.join(&rel))
-            .map(|md| DevId::from_dev(md.dev()) == facts.dev && md.ino() == facts.ino)
-            .unwrap_or(false)
+        let p = d.join(&rel);
+        std::fs::symlink_metadata(&p)
+            .is_ok_and(|md| DevId::from_dev(md.dev()) == facts.dev && md.ino() == facts.ino)
+            && on_live(&p)
     };
     let start = live.mount_point.clone();
     let mut queue = VecDeque::from([start.clone()]);
@@ -531,15 +540,7 @@ fn find_root(facts: &FdFacts, live: &Mount) -> Option<PathBuf> {
             // Stay on this superblock and do not enter other mounts on top of it.
             if md.is_dir() && DevId::from_dev(md.dev()) == facts.dev {
                 let p = e.path();
-                let same_mount = crcli_sys::statx::statx_mnt_id(
-                    rustix::fs::CWD,
-                    &p,
-                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .ok()
-                .flatten()
-                .is_some_and(|id| id == u64::from(live.old_id));
-                if same_mount {
+                if on_live(&p) {
                     queue.push_back(p);
                 }
             }

@@ -361,3 +361,25 @@ ns_test! {
         }
     }
 }
+
+ns_test! {
+    fn anonymous_root_is_not_fooled_by_a_bind_inside_the_live_mount() {
+        // /tmp/src/other/deeper is a bind of /tmp/src/sub/deeper: the same directory shows at
+        // a second path inside the live mount, but through another mount.
+        let src = src_tmpfs();
+        for name in ["a", "other", "z"] {
+            std::fs::create_dir_all(src.join(name).join("deeper")).unwrap();
+            mount_bind(src.join("sub/deeper"), src.join(name).join("deeper")).unwrap();
+        }
+        let mfd = open_tree(CWD, src.join("sub"), OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC).unwrap();
+        let dir = openat(&mfd, "deeper", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        let t = table();
+        match resolve_fd(&dir, &[&t]).unwrap() {
+            Resolution::Anonymous { root, rebuild, .. } => {
+                assert_eq!(root.as_deref(), Some(Path::new("/sub")));
+                assert_eq!(bind_of(&rebuild), (&*src, Path::new("sub")));
+            }
+            other => panic!("expected Anonymous, got {other:?}"),
+        }
+    }
+}
