@@ -44,6 +44,63 @@ const PR_SET_MM_MAP: u64 = 14;
 const RSEQ_FLAG_UNREGISTER: u64 = 1;
 const SS_DISABLE: u32 = 2;
 const SS_AUTODISARM: u32 = 1 << 31;
+const PR_SET_DUMPABLE: u64 = 4;
+const PR_SET_CHILD_SUBREAPER: u64 = 36;
+const PR_SET_NO_NEW_PRIVS: u64 = 38;
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// The credentials of a process as `/proc/PID/status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct StatusCreds {
+    pub(crate) uids: [u32; 4],
+    pub(crate) gids: [u32; 4],
+    pub(crate) groups: Vec<u32>,
+    pub(crate) cap_inh: u64,
+    pub(crate) cap_prm: u64,
+    pub(crate) cap_eff: u64,
+    pub(crate) cap_bnd: u64,
+    pub(crate) cap_amb: u64,
+}
+
+/// Reads the credentials of `pid` from `/proc/PID/status`.
+pub(crate) fn read_creds(pid: i32) -> Result<StatusCreds, RestoreError> {
+    let path = format!("/proc/{pid}/status");
+    let text =
+        std::fs::read_to_string(&path).map_err(RestoreError::sys(format!("reading {path}")))?;
+    let mut c = StatusCreds::default();
+    let bad = |line: &str| RestoreError::Invalid(format!("unparsable line in {path}: {line}"));
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let nums = || {
+            value
+                .split_whitespace()
+                .map(|v| v.parse::<u32>())
+                .collect::<Result<Vec<u32>, _>>()
+        };
+        let hex = || u64::from_str_radix(value.trim(), 16).map_err(|_| bad(line));
+        match key {
+            "Uid" | "Gid" => {
+                let v = nums().map_err(|_| bad(line))?;
+                let arr: [u32; 4] = v.as_slice().try_into().map_err(|_| bad(line))?;
+                if key == "Uid" {
+                    c.uids = arr;
+                } else {
+                    c.gids = arr;
+                }
+            }
+            "Groups" => c.groups = nums().map_err(|_| bad(line))?,
+            "CapInh" => c.cap_inh = hex()?,
+            "CapPrm" => c.cap_prm = hex()?,
+            "CapEff" => c.cap_eff = hex()?,
+            "CapBnd" => c.cap_bnd = hex()?,
+            "CapAmb" => c.cap_amb = hex()?,
+            _ => {}
+        }
+    }
+    Ok(c)
+}
 
 /// One line of `/proc/PID/maps`.
 #[derive(Debug, Clone)]
@@ -311,13 +368,16 @@ pub(crate) fn rebuild(
         .map_err(RestoreError::ptrace("blocking signals"))?;
     rb.queue_signals()?;
 
-    // 13. The last injected call unmaps the scratch area (the trap comes before any fetch).
+    // 13. Process flags and credentials (last: they may take away crcli's privileges in it).
+    rb.set_flags_and_creds()?;
+
+    // 14. The last injected call unmaps the scratch area (the trap comes before any fetch).
     rb.sc(libc::SYS_munmap, [scratch, SCRATCH_LEN, 0, 0, 0, 0], || {
         "unmapping the scratch area".into()
     })?;
     t.set_syscall_site(None);
 
-    // 14. CPU state and the signal mask.
+    // 15. CPU state and the signal mask.
     let thread = &p.threads[0];
     t.set_xstate(&thread.xstate.data)
         .map_err(RestoreError::ptrace("setting the extended CPU state"))?;
@@ -728,6 +788,91 @@ impl Rebuild<'_> {
             return Err(RestoreError::Unsupported(
                 "32-bit TLS descriptors (set_thread_area) are not supported".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// dumpable, no_new_privs, child_subreaper; then uids, gids, groups and capabilities when
+    /// they differ from crcli's (the bounding and ambient sets cannot be restored yet: refused).
+    fn set_flags_and_creds(&self) -> Result<(), RestoreError> {
+        let p = self.p;
+        let c = &p.creds;
+        let mut target_groups = c.groups.clone();
+        target_groups.sort_unstable();
+        let now = read_creds(self.pid)?;
+        let mut now_groups = now.groups.clone();
+        now_groups.sort_unstable();
+        if c.cap_bnd != now.cap_bnd || c.cap_amb != now.cap_amb {
+            return Err(RestoreError::Unsupported(format!(
+                "the process had capability bounding set {:#x} and ambient set {:#x}; restoring sets other than crcli's ({:#x}, {:#x}) is not implemented yet",
+                c.cap_bnd, c.cap_amb, now.cap_bnd, now.cap_amb
+            )));
+        }
+        if p.child_subreaper {
+            self.sc(
+                libc::SYS_prctl,
+                [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0],
+                || "setting child_subreaper".into(),
+            )?;
+        }
+        if target_groups != now_groups {
+            let raw: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
+            let addr = self.poke(ARGS, &raw)?;
+            self.sc(
+                libc::SYS_setgroups,
+                [c.groups.len() as u64, addr, 0, 0, 0, 0],
+                || format!("setting the supplementary groups {:?}", c.groups),
+            )?;
+        }
+        if c.gids != now.gids {
+            let [r, e, s, fs] = c.gids.map(u64::from);
+            self.sc(libc::SYS_setresgid, [r, e, s, 0, 0, 0], || {
+                format!("setting gids {:?}", c.gids)
+            })?;
+            self.sc(libc::SYS_setfsgid, [fs, 0, 0, 0, 0, 0], || {
+                "setting the fs gid".into()
+            })?;
+        }
+        if c.uids != now.uids {
+            let [r, e, s, fs] = c.uids.map(u64::from);
+            self.sc(libc::SYS_setresuid, [r, e, s, 0, 0, 0], || {
+                format!("setting uids {:?}", c.uids)
+            })?;
+            self.sc(libc::SYS_setfsuid, [fs, 0, 0, 0, 0, 0], || {
+                "setting the fs uid".into()
+            })?;
+        }
+        let now = read_creds(self.pid)?;
+        if (c.cap_eff, c.cap_prm, c.cap_inh) != (now.cap_eff, now.cap_prm, now.cap_inh) {
+            let mut raw = Vec::with_capacity(32);
+            raw.extend_from_slice(&LINUX_CAPABILITY_VERSION_3.to_le_bytes());
+            raw.extend_from_slice(&0u32.to_le_bytes());
+            for half in [0u32, 32] {
+                for v in [c.cap_eff, c.cap_prm, c.cap_inh] {
+                    raw.extend_from_slice(&((v >> half) as u32).to_le_bytes());
+                }
+            }
+            let hdr = self.poke(ARGS, &raw)?;
+            self.sc(libc::SYS_capset, [hdr, hdr + 8, 0, 0, 0, 0], || {
+                format!(
+                    "setting capabilities (effective {:#x}, permitted {:#x})",
+                    c.cap_eff, c.cap_prm
+                )
+            })?;
+        }
+        if p.no_new_privs {
+            self.sc(
+                libc::SYS_prctl,
+                [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0],
+                || "setting no_new_privs".into(),
+            )?;
+        }
+        if p.dumpable <= 2 {
+            self.sc(
+                libc::SYS_prctl,
+                [PR_SET_DUMPABLE, u64::from(p.dumpable.min(1)), 0, 0, 0, 0],
+                || "setting the dumpable flag".into(),
+            )?;
         }
         Ok(())
     }

@@ -56,6 +56,8 @@ fn main() {
         ),
         ("round_trip_fd_table", || roundtrip::fd_table(false)),
         ("round_trip_fd_table_static", || roundtrip::fd_table(true)),
+        ("round_trip_other_groups", || roundtrip::other_creds(false)),
+        ("round_trip_as_nobody", || roundtrip::other_creds(true)),
         (
             "round_trip_sleeps_still_sleep",
             roundtrip::sleeps_still_sleep,

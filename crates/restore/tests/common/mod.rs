@@ -307,3 +307,55 @@ pub fn own_rlimits() -> Vec<Rlimit> {
     );
     out
 }
+
+/// Copies image `src` to a new image `dst` (with the image crate's reader and writer), letting
+/// `edit` change the process entry on the way: for testing restore paths that `crcli dump`
+/// cannot produce on this machine.
+pub fn rewrite_image(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut Process),
+) -> Result<(), String> {
+    let e = |err: crcli_image::ImageError| error_chain(&err);
+    let img = Image::open(src).map_err(e)?;
+    let mut w = Image::create(dst).map_err(e)?;
+    let mut edit = Some(edit);
+    for p in img.processes() {
+        let mut p = p.clone();
+        if let Some(f) = edit.take() {
+            f(&mut p);
+        }
+        w.add_process(&p).map_err(e)?;
+    }
+    let data = img.files_data().map_err(e)?;
+    for f in img.files() {
+        let mut f = f.clone();
+        if let FileKind::Unlinked { extents, .. } = &mut f.kind {
+            let mut new = Vec::new();
+            for (i, x) in extents.iter().enumerate() {
+                let mut buf = vec![0u8; x.len as usize];
+                data.read_extent(x, &mut buf, i as u64).map_err(e)?;
+                new.extend(w.add_unlinked_data(x.offset, &buf).map_err(e)?);
+            }
+            *extents = new;
+        }
+        w.add_file(&f).map_err(e)?;
+    }
+    for p in img.pipes() {
+        w.add_pipe(p).map_err(e)?;
+    }
+    for m in img.mounts() {
+        w.add_mount(m).map_err(e)?;
+    }
+    for s in img.page_streams() {
+        let mut r = img.pages(s.id).map_err(e)?;
+        let mut pw = w.pages(s.id).map_err(e)?;
+        let mut buf = vec![0u8; crcli_image::MAX_CHUNK_LEN as usize];
+        while let Some(chunk) = r.next_chunk(&mut buf).map_err(e)? {
+            pw.add(chunk.addr, &buf[..chunk.len]).map_err(e)?;
+        }
+        pw.finish().map_err(e)?;
+    }
+    w.commit(img.inventory().clone()).map_err(e)?;
+    Ok(())
+}

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::common::{ensure, ensure_eq, list_dir};
+use crate::common::{ensure, ensure_eq, list_dir, rewrite_image};
 
 const FDTABLE_C: &str = include_str!("progs/fdtable.c");
 const CHAIN_C: &str = include_str!("progs/chain.c");
@@ -82,15 +82,33 @@ fn with_tools(name: &str, body: impl FnOnce(&Tools) -> Result<(), String>) -> Re
 
 /// Starts `prog` with work directory `dir`; waits until it is ready and returns it and its pid.
 fn start(t: &Tools, prog: &str, dir: &Path, args: &[&str]) -> Result<(Child, i32), String> {
+    start_with(&[], &t.bin_dir.path().join(prog), dir, args)
+}
+
+/// [`start`], through a wrapper command (e.g. `setpriv ...`) that execs the program.
+fn start_with(
+    wrapper: &[&str],
+    exe: &Path,
+    dir: &Path,
+    args: &[&str],
+) -> Result<(Child, i32), String> {
     let log = std::fs::File::create(dir.join("log")).map_err(|e| e.to_string())?;
-    let child = Command::new(t.bin_dir.path().join(prog))
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let child = cmd
         .arg(dir)
         .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .spawn()
-        .map_err(|e| format!("starting {prog}: {e}"))?;
+        .map_err(|e| format!("starting {}: {e}", exe.display()))?;
     let pid = wait_for_file(&dir.join("ready"), Duration::from_secs(10))?
         .trim()
         .parse::<i32>()
@@ -298,4 +316,101 @@ pub fn failed_restore_leaves_nothing() -> Result<(), String> {
             "no process has the dumped pid",
         )
     })
+}
+
+/// A process with other credentials comes back with them, not with crcli's. `crcli dump`
+/// cannot dump a process of another user on a machine that withholds CAP_SYS_RESOURCE (this
+/// one), so a root program is dumped and its image rewritten: gid 100 and supplementary
+/// groups 5 and 7, or (`as_nobody`) uid and gid 65534 with no groups and no capabilities.
+pub fn other_creds(as_nobody: bool) -> Result<(), String> {
+    let name = if as_nobody {
+        "round_trip_as_nobody"
+    } else {
+        "round_trip_other_groups"
+    };
+    with_tools(name, |t| {
+        use std::os::unix::fs::PermissionsExt;
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        // Let the restored program keep writing its files whoever it is.
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
+                .map_err(|e| e.to_string())
+        };
+        mode(work.path(), 0o755)?;
+        mode(&dir, 0o777)?;
+        let (child, pid) = start(t, "chain", &dir, &["20"])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let img2 = work.path().join("img2");
+        rewrite_image(&img, &img2, |p| {
+            if as_nobody {
+                p.creds.uids = [65534; 4];
+                p.creds.gids = [65534; 4];
+                p.creds.groups = Vec::new();
+                p.creds.cap_eff = 0;
+                p.creds.cap_prm = 0;
+                p.creds.cap_inh = 0;
+            } else {
+                p.creds.gids = [100; 4];
+                p.creds.groups = vec![5, 7];
+            }
+        })?;
+        let restorer = restore_bg(t, &img2, &dir)?;
+        std::thread::sleep(Duration::from_millis(200));
+        let pid = current_pid(&dir, pid)?;
+        let want = if as_nobody {
+            "65534 65534 65534 65534 | 65534 65534 65534 65534 |  | 0000000000000000 | 0000000000000000 | 0000000000000000"
+        } else {
+            "0 0 0 0 | 100 100 100 100 | 5 7 |"
+        };
+        let got = status_creds(pid)?;
+        ensure(
+            got.starts_with(want),
+            &format!("credentials after restore: {got:?}, want {want:?}..."),
+        )?;
+        finish(restorer, &dir).map(|_| ())
+    })
+}
+
+/// A started program that is killed and reaped if the test ends early.
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn wait(&mut self) -> Result<(), String> {
+        if let Some(mut c) = self.0.take() {
+            c.wait().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The Uid, Gid, Groups and Cap* lines of /proc/PID/status, joined.
+fn status_creds(pid: i32) -> Result<String, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let keep = [
+        "Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:",
+    ];
+    Ok(text
+        .lines()
+        .filter(|l| keep.iter().any(|k| l.starts_with(k)))
+        .map(|l| {
+            l.split_once(':')
+                .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" | "))
 }
