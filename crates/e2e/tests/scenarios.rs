@@ -319,10 +319,10 @@ fn log_file(wd: &Workdir) -> Result<File, E2eError> {
         .map_err(io("opening the log".into()))
 }
 
-/// Starts `scenario DIR N` inside the namespace.
-fn spawn_scenario(ns: &Ns, wd: &Workdir, number: u32) -> Result<Target, E2eError> {
+/// Starts `PROGRAM DIR N` inside the namespace (`scenario` or `scenario-static`).
+fn spawn_scenario(ns: &Ns, wd: &Workdir, program: &str, number: u32) -> Result<Target, E2eError> {
     let child = ns
-        .command(Some(&wd.file("log")), &prog("scenario"))
+        .command(Some(&wd.file("log")), &prog(program))
         .arg(wd.path())
         .arg(number.to_string())
         .stdin(Stdio::null())
@@ -468,13 +468,17 @@ fn same_set(
 }
 
 /// Runs the program alone, optionally with a corrupt switch; returns (result, exit, log).
-fn run_alone(number: u32, corrupt: Option<&str>) -> Result<(String, Exit, String), E2eError> {
+fn run_alone(
+    program: &str,
+    number: u32,
+    corrupt: Option<&str>,
+) -> Result<(String, Exit, String), E2eError> {
     let wd = Workdir::new(&format!("scenario{number}"))?;
     if let Some(what) = corrupt {
         wd.set_corrupt(what)?;
     }
     let ns = Ns::new(&wd)?;
-    let mut target = spawn_scenario(&ns, &wd, number)?;
+    let mut target = spawn_scenario(&ns, &wd, program, number)?;
     wd.wait_ready(&mut target, READY_TIMEOUT)?;
     std::thread::sleep(SETTLE);
     wd.trigger(Trigger::GoFile)?;
@@ -489,9 +493,9 @@ fn run_alone(number: u32, corrupt: Option<&str>) -> Result<(String, Exit, String
 }
 
 /// The program alone passes; each corrupt switch makes it fail naming the check.
-fn selfcheck(number: u32) -> Result<(), E2eError> {
+fn selfcheck(program: &str, number: u32) -> Result<(), E2eError> {
     let sc = scenario(number);
-    let (result, exit, log) = run_alone(number, None)?;
+    let (result, exit, log) = run_alone(program, number, None)?;
     assert_eq!(
         (result.as_str(), exit),
         ("PASS", Exit::Code(0)),
@@ -499,7 +503,7 @@ fn selfcheck(number: u32) -> Result<(), E2eError> {
         sc.name
     );
     for (what, expect) in sc.switches {
-        let (result, exit, log) = run_alone(number, Some(what))?;
+        let (result, exit, log) = run_alone(program, number, Some(what))?;
         assert!(
             result.starts_with("FAIL: ") && exit == Exit::Code(1),
             "scenario {number} with `{what}` corrupted must fail (exit 1), got {result:?} ({exit})"
@@ -514,7 +518,7 @@ fn selfcheck(number: u32) -> Result<(), E2eError> {
 }
 
 /// Dump, kill, restore, go: the restored program passes and nothing is left behind.
-fn roundtrip(test: &str, number: u32) -> Result<(), E2eError> {
+fn roundtrip(test: &str, program: &str, number: u32) -> Result<(), E2eError> {
     let sc = scenario(number);
     if !can_run(test, sc, Flavour::Host)? {
         return Ok(());
@@ -523,7 +527,7 @@ fn roundtrip(test: &str, number: u32) -> Result<(), E2eError> {
     become_subreaper()?;
     let wd = Workdir::new(&format!("scenario{number}"))?;
     let ns = Ns::new(&wd)?;
-    let mut target = spawn_scenario(&ns, &wd, number)?;
+    let mut target = spawn_scenario(&ns, &wd, program, number)?;
     wd.wait_ready(&mut target, READY_TIMEOUT)?;
     std::thread::sleep(SETTLE);
     let mounts_before = ns.mounts()?;
@@ -617,7 +621,7 @@ fn refused(test: &str, number: u32) -> Result<(), E2eError> {
     let crcli = Crcli::locate()?;
     let wd = Workdir::new(&format!("scenario{number}-refused"))?;
     let ns = Ns::new(&wd)?;
-    let mut target = spawn_scenario(&ns, &wd, number)?;
+    let mut target = spawn_scenario(&ns, &wd, "scenario", number)?;
     wd.wait_ready(&mut target, READY_TIMEOUT)?;
     std::thread::sleep(SETTLE);
     let mounts_before = ns.mounts()?;
@@ -706,20 +710,20 @@ fn refused(test: &str, number: u32) -> Result<(), E2eError> {
 }
 
 macro_rules! selfcheck_tests {
-    ($($n:literal: $name:ident;)*) => {$(
+    ($($n:literal: $name:ident $program:literal;)*) => {$(
         #[test]
         fn $name() -> Result<(), E2eError> {
-            selfcheck($n)
+            selfcheck($program, $n)
         }
     )*};
 }
 
 macro_rules! roundtrip_tests {
-    ($($n:literal: $name:ident $(#[$attr:meta])*;)*) => {$(
+    ($($n:literal: $name:ident $program:literal $(#[$attr:meta])*;)*) => {$(
         #[test]
         $(#[$attr])*
         fn $name() -> Result<(), E2eError> {
-            roundtrip(stringify!($name), $n)
+            roundtrip(stringify!($name), $program, $n)
         }
     )*};
 }
@@ -735,29 +739,31 @@ macro_rules! refusal_tests {
 }
 
 selfcheck_tests! {
-    1: selfcheck_1_regular;
-    2: selfcheck_2_unmounted_bind;
-    3: selfcheck_3_unmounted_whole_fs;
-    4: selfcheck_4_unmounted_subdir_bind;
-    5: selfcheck_5_dir_and_opath_fds;
-    6: selfcheck_6_readonly_unmounted_bind;
-    7: selfcheck_7_anonymous_clone;
-    8: selfcheck_8_anonymous_fsmount;
-    9: selfcheck_9_unmounted_file_bind;
-    10: selfcheck_10_two_fds_one_mount;
+    1: selfcheck_1_regular "scenario";
+    1: selfcheck_1_regular_static "scenario-static";
+    2: selfcheck_2_unmounted_bind "scenario";
+    3: selfcheck_3_unmounted_whole_fs "scenario";
+    4: selfcheck_4_unmounted_subdir_bind "scenario";
+    5: selfcheck_5_dir_and_opath_fds "scenario";
+    6: selfcheck_6_readonly_unmounted_bind "scenario";
+    7: selfcheck_7_anonymous_clone "scenario";
+    8: selfcheck_8_anonymous_fsmount "scenario";
+    9: selfcheck_9_unmounted_file_bind "scenario";
+    10: selfcheck_10_two_fds_one_mount "scenario";
 }
 
 roundtrip_tests! {
-    1: roundtrip_1_regular;
-    2: roundtrip_2_unmounted_bind #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    3: roundtrip_3_unmounted_whole_fs #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    4: roundtrip_4_unmounted_subdir_bind #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    5: roundtrip_5_dir_and_opath_fds #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    6: roundtrip_6_readonly_unmounted_bind #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    7: roundtrip_7_anonymous_clone #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    8: roundtrip_8_anonymous_fsmount #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    9: roundtrip_9_unmounted_file_bind #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    10: roundtrip_10_two_fds_one_mount #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    1: roundtrip_1_regular "scenario";
+    1: roundtrip_1_regular_static "scenario-static";
+    2: roundtrip_2_unmounted_bind "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    3: roundtrip_3_unmounted_whole_fs "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    4: roundtrip_4_unmounted_subdir_bind "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    5: roundtrip_5_dir_and_opath_fds "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    6: roundtrip_6_readonly_unmounted_bind "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    7: roundtrip_7_anonymous_clone "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    8: roundtrip_8_anonymous_fsmount "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    9: roundtrip_9_unmounted_file_bind "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    10: roundtrip_10_two_fds_one_mount "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
 }
 
 refusal_tests! {
