@@ -241,6 +241,7 @@ fn collect_and_write(
     let maps_before = proc.maps()?;
     let injected = inject::ask(tracee, &maps_before)?;
     let thread = collect_thread(proc, tracee, &status, &injected)?;
+    tracing::debug!("pid {pid}: registers, signals and injected queries done");
 
     let mut image =
         crcli_image::Image::create(dir).map_err(image_err(format!("create {}", dir.display())))?;
@@ -266,6 +267,7 @@ fn collect_and_write(
     let maps = proc.maps()?;
     let vmflags = proc.smaps_vmflags()?;
     let layout = memory::layout(proc, &maps, &vmflags, &mut files, PRIVATE_PAGES.0 + 1)?;
+    tracing::debug!("pid {pid}: files and memory layout done");
 
     let mut count = memory::PageCount::default();
     let mut pages_writer = image
@@ -277,6 +279,7 @@ fn collect_and_write(
         .map_err(image_err("finish the page stream"))?;
     count.pages += c.pages;
     count.bytes += c.bytes;
+    tracing::debug!("pid {pid}: {} private pages written", c.pages);
     for obj in &layout.shared {
         let mut w = image
             .pages(obj.id)
@@ -404,6 +407,7 @@ fn collect_and_write(
         .add_process(&process)
         .map_err(image_err(format!("process entry of pid {pid}")))?;
     let inventory = Inventory::new(pid as u32, features_used());
+    tracing::debug!("pid {pid}: entries written, committing the image");
     image.commit(inventory).map_err(image_err("commit"))?;
     tracing::info!("pid {pid}: image written to {}", dir.display());
 

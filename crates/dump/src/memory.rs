@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::IoSliceMut;
 use std::os::unix::fs::FileExt;
+use std::sync::mpsc;
 
 use crcli_image::process::{
     MADV_BIT_DONTDUMP, MADV_BIT_DONTFORK, MADV_BIT_HUGEPAGE, MADV_BIT_MERGEABLE,
@@ -271,6 +272,10 @@ pub(crate) struct PageCount {
 }
 
 /// Reads the selected pages of the private ranges and streams them into `out`.
+///
+/// Two threads overlap the work: a reader (pagemap, process_vm_readv) fills batches of at most
+/// [`BATCH_BYTES`], the caller's thread writes them into the image; [`BUFFERS`] batch buffers
+/// circulate between them, so crcli holds at most `BUFFERS * BATCH_BYTES` of page data.
 pub(crate) fn dump_private(
     proc: &Proc,
     ranges: &[PrivateRange],
@@ -281,13 +286,59 @@ pub(crate) fn dump_private(
         .map_err(DumpError::io(format!("open /proc/{pid}/pagemap")))?;
     let mem =
         File::open(proc.path("mem")).map_err(DumpError::io(format!("open /proc/{pid}/mem")))?;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, DumpError>>(BUFFERS);
+        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+        for _ in 0..BUFFERS {
+            free_tx
+                .send(vec![0u8; BATCH_BYTES])
+                .expect("the channel has room");
+        }
+        scope.spawn(move || {
+            if let Err(e) = read_batches(pid, &pagemap, &mem, ranges, &free_rx, &full_tx) {
+                // The writer may be gone already (it failed first): nothing to tell then.
+                let _ = full_tx.send(Err(e));
+            }
+        });
+        let mut count = PageCount::default();
+        for batch in full_rx.iter() {
+            let batch = batch?;
+            let mut off = 0usize;
+            for &(base, len) in &batch.runs {
+                out.add(base, &batch.buf[off..off + len])
+                    .map_err(|source| DumpError::Image {
+                        op: format!("pages at {base:#x}"),
+                        source,
+                    })?;
+                off += len;
+                count.pages += (len as u64) / PAGE;
+                count.bytes += len as u64;
+            }
+            // The reader may have finished: then the buffer is simply dropped.
+            let _ = free_tx.send(batch.buf);
+        }
+        // Returning drops both channel ends, which stops the reader if it is still running.
+        Ok(count)
+    })
+}
+
+/// Batch buffers in circulation between the reader and the writer.
+const BUFFERS: usize = 3;
+
+/// The reader thread of [`dump_private`]: walks the pagemap, fills batches, sends them.
+fn read_batches(
+    pid: i32,
+    pagemap: &File,
+    mem: &File,
+    ranges: &[PrivateRange],
+    free: &mpsc::Receiver<Vec<u8>>,
+    full: &mpsc::SyncSender<Result<Batch, DumpError>>,
+) -> Result<(), DumpError> {
+    let Ok(buf) = free.recv() else { return Ok(()) };
     let mut batch = Batch {
-        pid,
-        buf: vec![0u8; BATCH_BYTES],
+        buf,
         runs: Vec::with_capacity(IOV_MAX),
         fill: 0,
-        mem,
-        count: PageCount::default(),
         sealed: false,
     };
     let mut entries = vec![0u64; PAGEMAP_WINDOW];
@@ -312,64 +363,73 @@ pub(crate) fn dump_private(
                         (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAP != 0
                     }
                 };
-                if keep {
-                    batch.push(addr + i as u64 * PAGE, out)?;
+                if keep && !batch.push(addr + i as u64 * PAGE) {
+                    batch.read(pid, mem)?;
+                    let Ok(buf) = free.recv() else { return Ok(()) };
+                    let done = std::mem::replace(
+                        &mut batch,
+                        Batch {
+                            buf,
+                            runs: Vec::with_capacity(IOV_MAX),
+                            fill: 0,
+                            sealed: false,
+                        },
+                    );
+                    if full.send(Ok(done)).is_err() {
+                        return Ok(());
+                    }
+                    assert!(
+                        batch.push(addr + i as u64 * PAGE),
+                        "an empty batch takes a page"
+                    );
                 }
             }
             addr += n as u64 * PAGE;
         }
         // Runs never cross a mapping boundary.
-        batch.seal();
+        batch.sealed = true;
     }
-    batch.flush(out)?;
-    Ok(batch.count)
+    if !batch.runs.is_empty() {
+        batch.read(pid, mem)?;
+        let _ = full.send(Ok(batch));
+    }
+    Ok(())
 }
 
 /// Pages gathered for one process_vm_readv call.
 struct Batch {
-    pid: i32,
     buf: Vec<u8>,
     /// (address, length) of each run, in address order.
     runs: Vec<(u64, usize)>,
     fill: usize,
-    mem: File,
-    count: PageCount,
     /// The last run must not be extended (a mapping ended).
     sealed: bool,
 }
 
 impl Batch {
-    fn push(&mut self, addr: u64, out: &mut PagesWriter<'_>) -> Result<(), DumpError> {
+    /// Adds a page; false if the batch is full (no room in the buffer or no iovec left).
+    fn push(&mut self, addr: u64) -> bool {
         if self.fill + PAGE as usize > self.buf.len() {
-            self.flush(out)?;
+            return false;
         }
         if let Some(last) = self.runs.last_mut() {
             if !self.sealed && last.0 + last.1 as u64 == addr {
                 last.1 += PAGE as usize;
                 self.fill += PAGE as usize;
-                return Ok(());
+                return true;
             }
         }
         if self.runs.len() == IOV_MAX {
-            self.flush(out)?;
+            return false;
         }
         self.runs.push((addr, PAGE as usize));
         self.fill += PAGE as usize;
         self.sealed = false;
-        Ok(())
+        true
     }
 
-    /// Ends the current run (the next page starts a new one).
-    fn seal(&mut self) {
-        self.sealed = true;
-    }
-
-    fn flush(&mut self, out: &mut PagesWriter<'_>) -> Result<(), DumpError> {
-        if self.runs.is_empty() {
-            self.fill = 0;
-            return Ok(());
-        }
-        let pid = self.pid;
+    /// Reads the runs from the target into the buffer.
+    fn read(&mut self, pid: i32, mem: &File) -> Result<(), DumpError> {
         let remote: Vec<RemoteIoVec> = self
             .runs
             .iter()
@@ -400,8 +460,7 @@ impl Batch {
                 if run_end > got {
                     let skip = got.saturating_sub(off);
                     let at = base + skip as u64;
-                    self.mem
-                        .read_exact_at(&mut self.buf[off + skip..run_end], at)
+                    mem.read_exact_at(&mut self.buf[off + skip..run_end], at)
                         .map_err(DumpError::io(format!(
                             "read memory at {at:#x} of pid {pid} through /proc/{pid}/mem"
                         )))?;
@@ -409,19 +468,6 @@ impl Batch {
                 off = run_end;
             }
         }
-        let mut off = 0usize;
-        for &(base, len) in &self.runs {
-            out.add(base, &self.buf[off..off + len])
-                .map_err(|source| DumpError::Image {
-                    op: format!("pages at {base:#x}"),
-                    source,
-                })?;
-            off += len;
-            self.count.pages += (len as u64) / PAGE;
-            self.count.bytes += len as u64;
-        }
-        self.runs.clear();
-        self.fill = 0;
         Ok(())
     }
 }
