@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::plan::{Open, Plan};
+use crate::plan::{Open, Plan, SessionRole};
 use crcli_image::PipeEnd;
 use crcli_sys::fdtable;
 
@@ -354,6 +354,16 @@ fn setup_inner(plan: &Plan, inherited: &[(i32, OwnedFd)]) -> Result<Vec<i32>, St
             .map_err(ctx(|| format!("changing root to {}", root.display())))?;
     }
     rustix::process::umask(Mode::from_bits_truncate(plan.umask));
+    match plan.session {
+        SessionRole::SessionLeader => {
+            rustix::process::setsid().map_err(ctx(|| "creating a session (setsid)".into()))?;
+        }
+        SessionRole::GroupLeader => {
+            rustix::process::setpgid(None, None)
+                .map_err(ctx(|| "creating a process group (setpgid)".into()))?;
+        }
+        SessionRole::Member => {}
+    }
     fdtable::personality(plan.personality).map_err(ctx(|| {
         format!("setting personality {:#x}", plan.personality)
     }))?;

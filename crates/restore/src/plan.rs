@@ -80,6 +80,17 @@ pub(crate) struct AuxFile {
     pub(crate) writable: bool,
 }
 
+/// Whether the restored process leads a session or a process group of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionRole {
+    /// `setsid()`: it was the leader of its session.
+    SessionLeader,
+    /// `setpgid(0, 0)`: it led its process group (in someone else's session).
+    GroupLeader,
+    /// It stays in crcli's session and process group.
+    Member,
+}
+
 /// Everything the child does to itself, and what the tracer needs to know about it.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -97,6 +108,8 @@ pub(crate) struct Plan {
     /// (resource, soft, hard).
     pub(crate) rlimits: Vec<(u32, u64, u64)>,
     pub(crate) personality: u32,
+    /// The process was a session leader (`setsid`) or a process-group leader (`setpgid`).
+    pub(crate) session: SessionRole,
     /// The lowest fd number above every fd of the process.
     pub(crate) high_fd: i32,
 }
@@ -262,6 +275,16 @@ pub(crate) fn plan(
             .map(|(i, r)| (i as u32, r.cur, r.max))
             .collect(),
         personality: p.personality,
+        session: if opts.shell_job {
+            // A shell job stays in the shell's session and process group, as in CRIU.
+            SessionRole::Member
+        } else if p.sid == p.pid {
+            SessionRole::SessionLeader
+        } else if p.pgid == p.pid {
+            SessionRole::GroupLeader
+        } else {
+            SessionRole::Member
+        },
         high_fd: 0,
     };
 
@@ -313,6 +336,7 @@ pub(crate) fn plan(
         });
     }
     plan.high_fd = (last_fd + 1).max(3) as i32;
+    warn_one_ended_pipes(image, p);
 
     // cwd and root.
     let dir_path = |id: FileId, what: &str| -> Result<PathBuf, RestoreError> {
@@ -589,4 +613,26 @@ fn unlinked_content(image: &Image, file: &FileEntry) -> Result<Vec<(u64, Vec<u8>
         out.push((e.offset, buf));
     }
     Ok(out)
+}
+
+/// A pipe of which the process held only one end had its other end in another process, which
+/// is not restored: say what that means for the program.
+fn warn_one_ended_pipes(image: &Image, p: &Process) {
+    let mut ends: BTreeMap<PipeId, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
+    for fd in &p.fds {
+        if let Some(FileKind::Pipe { pipe, end }) = image.file(fd.file).map(|f| &f.kind) {
+            let e = ends.entry(*pipe).or_default();
+            match end {
+                PipeEnd::Read => e.0.push(fd.fd),
+                PipeEnd::Write => e.1.push(fd.fd),
+            }
+        }
+    }
+    for (pipe, (readers, writers)) in ends {
+        if readers.is_empty() {
+            tracing::warn!("pipe {pipe} (fds {writers:?}): its read end was in another process, which is not restored; writes will fail with EPIPE");
+        } else if writers.is_empty() {
+            tracing::warn!("pipe {pipe} (fds {readers:?}): its write end was in another process, which is not restored; reads will see end-of-file after the buffered data");
+        }
+    }
 }

@@ -62,6 +62,8 @@ int main(int argc, char **argv) {
     snprintf(dir, sizeof dir, "%s", argv[1]);
     /* Whatever the test runner leaked to us is not part of the table under test. */
     syscall(SYS_close_range, 3, ~0U, 0);
+    /* A session leader, as a daemon is: the restore must make it one again. */
+    if (setsid() < 0) { perror("setsid"); return 2; }
     char path[4200];
     int p[2];
     if (pipe(p)) return 2;
@@ -142,6 +144,7 @@ int main(int argc, char **argv) {
     if (lseek(100, 0, SEEK_CUR) != 3) fail("fd 100 offset");
     snprintf(path, sizeof path, "%s/gone", dir);
     if (access(path, F_OK) == 0) fail("the unlinked file has a name again");
+    if (getsid(0) != getpid() || getpgrp() != getpid()) fail("not a session leader: sid %d pgid %d pid %d", getsid(0), getpgrp(), getpid());
     mode_t old = umask(0);
     if (old != 027) fail("umask %o", old);
     char cwd[4200];
