@@ -50,7 +50,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a program may take from the trigger to its `result` (the sleeper needs ~1 s).
 pub const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one `crcli` command may run before the test kills it and fails.
-pub const CRCLI_TIMEOUT: Duration = Duration::from_secs(120);
+pub const CRCLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a process that should be gone may take to exit.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 

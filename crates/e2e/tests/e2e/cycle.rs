@@ -153,6 +153,11 @@ fn cycle(prog: Prog, mode: Mode) -> Result<(), E2eError> {
                 .dump(&wd, target.pid(), &["--leave-running"])?
                 .expect_success("dump --leave-running")?;
             expect_image(&wd, &wd.img())?;
+            // The log's size at dump time: a restore checks that the files it reopens have not
+            // changed size (as CRIU does), so the "then restore" variant puts the log back.
+            let log_meta = std::fs::metadata(wd.file("log")).ok();
+            let log_len = log_meta.as_ref().map_or(0, |m| m.len());
+            let log_mtime = log_meta.and_then(|m| m.modified().ok());
             std::thread::sleep(SETTLE);
             if let Some(exit) = target.try_exit()? {
                 return Err(E2eError::Unexpected(format!(
@@ -170,6 +175,23 @@ fn cycle(prog: Prog, mode: Mode) -> Result<(), E2eError> {
             }
             expect_pass(&wd, &prog, Some(&mut target))?;
             if let Mode::LeaveRunningThenRestore = mode {
+                // Put the file system back as it was at dump time (the original has run on and
+                // appended to its log): keep its log aside, cut the log to its dumped size and
+                // give it back its dump-time mtime.
+                let log = std::fs::read(wd.file("log")).unwrap_or_default();
+                let dumped = log.get(..log_len as usize).unwrap_or(&log).to_vec();
+                let restore_fs = std::fs::write(wd.file("log.original"), &log)
+                    .and_then(|()| std::fs::write(wd.file("log"), dumped))
+                    .and_then(|()| match log_mtime {
+                        Some(t) => std::fs::File::options()
+                            .write(true)
+                            .open(wd.file("log"))?
+                            .set_modified(t),
+                        None => Ok(()),
+                    });
+                restore_fs.map_err(|e| {
+                    E2eError::Unexpected(format!("putting the log back to its dumped size: {e}"))
+                })?;
                 wd.clear_result()?;
                 let (mut restored, _) = crcli.restore_detached_from(&wd, &wd.img())?;
                 // `go` already exists: the restored program verifies at its next poll.
@@ -180,14 +202,10 @@ fn cycle(prog: Prog, mode: Mode) -> Result<(), E2eError> {
     }
 }
 
-const NEEDS_ENGINE: &str = "needs crcli dump/restore (issue 5); remove when it lands";
-
 macro_rules! cycle_tests {
     ($($test:ident: $prog:expr, $mode:ident;)*) => {$(
         #[test]
-        #[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
-        fn $test() -> Result<(), E2eError> {
-            let _ = NEEDS_ENGINE;
+                fn $test() -> Result<(), E2eError> {
             cycle($prog, Mode::$mode)
         }
     )*};
@@ -238,7 +256,6 @@ cycle_tests! {
 
 /// Without -d crcli exits with the restored program's status: 1 when its check fails.
 #[test]
-#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
 fn foreground_exit_status_follows_the_program() -> Result<(), E2eError> {
     let prog = c("counter");
     let (wd, mut target, crcli) = start(&prog)?;
@@ -258,14 +275,12 @@ fn foreground_exit_status_follows_the_program() -> Result<(), E2eError> {
 
 /// `busybox sh -c` with a builtin-only loop.
 #[test]
-#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
 fn busybox_sh() -> Result<(), E2eError> {
     cycle(Prog::busybox()?, Mode::Detached)
 }
 
 /// A python3 loop (host only: the VM guest has no python3).
 #[test]
-#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
 fn python3() -> Result<(), E2eError> {
     if crcli_e2e::in_vm() {
         crcli_e2e::skip("python3", "no python3 in the guest");

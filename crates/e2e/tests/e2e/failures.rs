@@ -34,7 +34,6 @@ fn state(pid: i32) -> String {
 }
 
 #[test]
-#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
 fn dump_of_a_missing_pid_fails_cleanly() -> Result<(), E2eError> {
     let crcli = Crcli::locate()?;
     let wd = Workdir::new("missing-pid")?;
@@ -45,7 +44,6 @@ fn dump_of_a_missing_pid_fails_cleanly() -> Result<(), E2eError> {
 }
 
 #[test]
-#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
 fn restore_of_a_missing_image_fails_cleanly() -> Result<(), E2eError> {
     let crcli = Crcli::locate()?;
     let wd = Workdir::new("missing-image")?;
@@ -65,7 +63,6 @@ fn restore_of_a_missing_image_fails_cleanly() -> Result<(), E2eError> {
 
 /// A damaged image is refused before anything is created (the image is validated first).
 #[test]
-#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
 fn restore_of_a_damaged_image_fails_cleanly() -> Result<(), E2eError> {
     let prog = Prog::c("counter", Linkage::Static);
     let crcli = Crcli::locate()?;
@@ -113,7 +110,6 @@ fn restore_of_a_damaged_image_fails_cleanly() -> Result<(), E2eError> {
 
 /// A multi-threaded target is refused (this issue), and left running, not stopped.
 #[test]
-#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
 fn dump_of_a_multithreaded_process_is_refused() -> Result<(), E2eError> {
     if crcli_e2e::in_vm() {
         crcli_e2e::skip(
@@ -186,7 +182,6 @@ fn spawn_raw(
 
 /// A process with a child (a process tree) is refused in this issue, and both keep running.
 #[test]
-#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
 fn dump_of_a_process_tree_is_refused() -> Result<(), E2eError> {
     let crcli = Crcli::locate()?;
     let wd = Workdir::new("tree")?;
@@ -226,7 +221,6 @@ fn dump_of_a_process_tree_is_refused() -> Result<(), E2eError> {
 /// An fd crcli does not support yet (a socket) fails the dump with a message naming the fd, its
 /// type and the pid; the target keeps running.
 #[test]
-#[ignore = "needs crcli dump/restore (issue 5); remove when it lands"]
 fn dump_with_a_socket_names_the_fd() -> Result<(), E2eError> {
     if crcli_e2e::in_vm() {
         crcli_e2e::skip("dump_with_a_socket_names_the_fd", "no python3 in the guest");
