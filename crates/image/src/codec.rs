@@ -171,10 +171,27 @@ pub struct RecordReader<R> {
     buf: Vec<u8>,
 }
 
+/// Opens an image file for reading; refuses anything but a regular file (a FIFO or a device
+/// planted in an image must not block or feed endless bytes to the reader).
+pub(crate) fn open_regular(path: &Path) -> Result<File> {
+    let f = File::options()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| ImageError::io("opening", path, e))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| ImageError::io("reading metadata of", path, e))?;
+    if !meta.is_file() {
+        return Err(corrupt(path, 0, "not a regular file"));
+    }
+    Ok(f)
+}
+
 impl RecordReader<BufReader<File>> {
     /// Opens a record file and checks its header.
     pub fn open(path: &Path, tag: FileTag, max_records: u64, version_path: &Path) -> Result<Self> {
-        let f = File::open(path).map_err(|e| ImageError::io("opening", path, e))?;
+        let f = open_regular(path)?;
         Self::new(
             BufReader::with_capacity(256 << 10, f),
             path,

@@ -115,7 +115,7 @@ pub struct DataReader {
 impl DataReader {
     /// Opens a data file and checks its header.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let mut f = File::open(path).map_err(|e| ImageError::io("opening", path, e))?;
+        let mut f = crate::codec::open_regular(path)?;
         read_header(&mut f, path, FileTag::Data, path)?;
         let len = f
             .metadata()

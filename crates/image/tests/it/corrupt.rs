@@ -189,6 +189,38 @@ fn missing_file_is_named() {
 }
 
 #[test]
+fn fifos_and_devices_in_an_image_are_refused_without_blocking() {
+    let (_d, img) = small_sample();
+    let fifo = img.join("processes.img");
+    let saved = std::fs::read(&fifo).unwrap();
+    std::fs::remove_file(&fifo).unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let msg = open_err(&img);
+    assert!(
+        msg.contains("processes.img record 0: not a regular file"),
+        "{msg}"
+    );
+    std::fs::remove_file(&fifo).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &fifo).unwrap();
+    let msg = open_err(&img);
+    assert!(
+        msg.contains("processes.img record 0: not a regular file"),
+        "{msg}"
+    );
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::write(&fifo, saved).unwrap();
+    Image::open(&img).unwrap();
+    let data = img.join("pages-1.data");
+    std::fs::remove_file(&data).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &data).unwrap();
+    assert!(open_err(&img).contains("pages-1.data"));
+}
+
+#[test]
 fn absurd_record_length_is_refused_before_reading() {
     let (_d, img) = small_sample();
     let path = img.join("processes.img");
