@@ -160,8 +160,15 @@ fn mode_type(mode: u32) -> u32 {
 }
 
 /// Checks that `path` is still the kind of file the image says, and for regular files that its
-/// size and modification time are unchanged.
-fn check_file(path: &Path, loc: &FileLocation, kind: &FileKind) -> Result<(), RestoreError> {
+/// size and modification time are unchanged. A file the process only appends to (`append`:
+/// opened with `O_APPEND`, e.g. a log that a `--leave-running` original kept writing) may have
+/// grown.
+fn check_file(
+    path: &Path,
+    loc: &FileLocation,
+    kind: &FileKind,
+    append: bool,
+) -> Result<(), RestoreError> {
     let mismatch = |problem: String| RestoreError::FileMismatch {
         path: path.to_path_buf(),
         problem,
@@ -176,6 +183,15 @@ fn check_file(path: &Path, loc: &FileLocation, kind: &FileKind) -> Result<(), Re
         )));
     }
     match kind {
+        FileKind::Regular(_) if append => {
+            if meta.size() < loc.size {
+                return Err(mismatch(format!(
+                    "shrank since the dump ({} bytes, was {})",
+                    meta.size(),
+                    loc.size
+                )));
+            }
+        }
         FileKind::Regular(_) => {
             if meta.size() != loc.size {
                 return Err(mismatch(format!(
@@ -349,7 +365,7 @@ pub(crate) fn plan(
         match &file.kind {
             FileKind::Directory(loc) | FileKind::Path(loc) => {
                 let path = resolve(loc, image, &format!("the {what}"))?;
-                check_file(&path, loc, &file.kind)?;
+                check_file(&path, loc, &file.kind, false)?;
                 Ok(path)
             }
             other => Err(invalid(format!(
@@ -386,7 +402,7 @@ pub(crate) fn plan(
                 }
             };
             let path = resolve(loc, image, what)?;
-            check_file(&path, loc, &file.kind)?;
+            check_file(&path, loc, &file.kind, false)?;
             plan.aux_files.push(AuxFile { path, writable });
             plan.aux_of_file.insert(id, plan.aux_files.len() - 1);
             Ok(plan.aux_files.len() - 1)
@@ -505,7 +521,12 @@ fn plan_open(
         | FileKind::CharDevice { location: loc, .. }
         | FileKind::BlockDevice { location: loc, .. } => {
             let path = resolve(loc, image, &what)?;
-            check_file(&path, loc, &file.kind)?;
+            check_file(
+                &path,
+                loc,
+                &file.kind,
+                file.flags & libc::O_APPEND as u32 != 0,
+            )?;
             let seekable = matches!(
                 file.kind,
                 FileKind::Regular(_) | FileKind::Directory(_) | FileKind::BlockDevice { .. }
@@ -521,7 +542,7 @@ fn plan_open(
         }
         FileKind::Fifo { location, pipe } => {
             let path = resolve(location, image, &what)?;
-            check_file(&path, location, &file.kind)?;
+            check_file(&path, location, &file.kind, false)?;
             Open::Fifo {
                 path,
                 flags,

@@ -47,6 +47,10 @@ fn main() {
             refuses_a_file_changed_since_the_dump,
         ),
         (
+            "accepts_an_append_only_file_that_grew",
+            accepts_an_append_only_file_that_grew,
+        ),
+        (
             "refuses_files_on_unmounted_mounts_for_now",
             refuses_files_on_unmounted_mounts_for_now,
         ),
@@ -263,6 +267,34 @@ fn refuses_a_file_changed_since_the_dump() -> Result<(), String> {
         error_chain(&err).contains("data.txt"),
         "the error names the file",
     )
+}
+
+fn accepts_an_append_only_file_that_grew() -> Result<(), String> {
+    // The same change as above, on a file opened O_APPEND (a log a --leave-running original
+    // kept writing): validation accepts it, so the restore gets as far as the CPU check, which
+    // this image fails on purpose (and the child made by then is killed and reaped).
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let data = tmp.path().join("log.txt");
+    std::fs::write(&data, b"hello").map_err(|e| e.to_string())?;
+    let mut files = minimal_files();
+    let mut entry = regular_file(FileId(10), &data)?;
+    entry.flags = (libc::O_WRONLY | libc::O_APPEND) as u32;
+    if let crcli_image::FileKind::Regular(loc) = &mut entry.kind {
+        loc.size = 3;
+        loc.mtime.secs -= 10;
+    }
+    files.push(entry);
+    let mut p = minimal_process(free_pid()? as u32);
+    p.fds.push(crcli_image::Fd {
+        fd: 3,
+        file: FileId(10),
+        cloexec: false,
+    });
+    p.threads[0].xstate.size = 512;
+    p.threads[0].xstate.data = vec![0; 512];
+    let img = tmp.path().join("img");
+    write_image(&img, &p, &files, &[root_mount()])?;
+    expect_refusal(&img, tmp.path(), "extended-state layout").map(|_| ())
 }
 
 fn refuses_files_on_unmounted_mounts_for_now() -> Result<(), String> {
