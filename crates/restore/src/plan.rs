@@ -183,15 +183,14 @@ fn check_file(
         )));
     }
     match kind {
-        FileKind::Regular(_) if append => {
-            if meta.size() < loc.size {
-                return Err(mismatch(format!(
-                    "shrank since the dump ({} bytes, was {})",
-                    meta.size(),
-                    loc.size
-                )));
-            }
+        FileKind::Regular(_) if append && meta.size() < loc.size => {
+            return Err(mismatch(format!(
+                "shrank since the dump ({} bytes, was {})",
+                meta.size(),
+                loc.size
+            )));
         }
+        FileKind::Regular(_) if append => {}
         FileKind::Regular(_) => {
             if meta.size() != loc.size {
                 return Err(mismatch(format!(
