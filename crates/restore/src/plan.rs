@@ -423,16 +423,27 @@ pub(crate) fn plan(
                 size,
                 offset,
             } => {
-                let users = p
-                    .vmas
-                    .iter()
-                    .filter(|v| matches!(&v.backing, VmaBacking::SharedAnonymous { content: c, .. } if c == content))
-                    .count();
-                if users != 1 || *offset != 0 || *size != vma.end - vma.start {
-                    return Err(unsupported(format!(
-                        "the shared anonymous mapping at {:#x} is one of {users} views of one object; only whole single mappings are supported yet",
+                let bad = |why: &str| {
+                    invalid(format!(
+                        "the shared anonymous mapping at {:#x} (object {content}): {why}",
                         vma.start
-                    )));
+                    ))
+                };
+                let page = crcli_image::PAGE_SIZE;
+                if offset % page != 0 || size % page != 0 {
+                    return Err(bad("offset or size not page aligned"));
+                }
+                if offset
+                    .checked_add(vma.end - vma.start)
+                    .is_none_or(|end| end > *size)
+                {
+                    return Err(bad("reaches past the end of its object"));
+                }
+                let disagree = p.vmas.iter().any(|v| {
+                    matches!(&v.backing, VmaBacking::SharedAnonymous { content: c, size: s, .. } if c == content && s != size)
+                });
+                if disagree {
+                    return Err(bad("its views disagree about the object's size"));
                 }
             }
             _ => {}

@@ -325,11 +325,7 @@ pub(crate) fn rebuild(
     if let Some(id) = p.pages {
         rb.write_pages(id, 0)?;
     }
-    for vma in &p.vmas {
-        if let VmaBacking::SharedAnonymous { content, .. } = &vma.backing {
-            rb.write_pages(*content, vma.start)?;
-        }
-    }
+    rb.shared_objects()?;
 
     // 8. Final protections.
     for vma in &p.vmas {
@@ -554,7 +550,8 @@ impl Rebuild<'_> {
                 u64::MAX,
                 0,
             ),
-            VmaBacking::SharedAnonymous { .. } => (MAP_SHARED | MAP_ANONYMOUS | keep, u64::MAX, 0),
+            // Built with their content by `shared_objects`.
+            VmaBacking::SharedAnonymous { .. } => return Ok(()),
             VmaBacking::File { file, offset } => {
                 let i = self.plan.aux_of_file.get(file).copied().ok_or_else(|| {
                     RestoreError::Invalid(format!(
@@ -618,14 +615,34 @@ impl Rebuild<'_> {
     /// Streams page stream `id` into the child; addresses are virtual addresses, or offsets
     /// added to `base` for a shared object's content.
     fn write_pages(&self, id: PagesId, base: u64) -> Result<(), RestoreError> {
+        self.write_pages_checked(id, base, None)
+    }
+
+    /// [`Self::write_pages`]; with `object_size`, the stream is a shared object's content
+    /// written at `base` (a temporary mapping of the whole object) instead of into the image's
+    /// mappings, and must stay below `object_size`.
+    fn write_pages_checked(
+        &self,
+        id: PagesId,
+        base: u64,
+        object_size: Option<u64>,
+    ) -> Result<(), RestoreError> {
         let mut reader = self.image.pages(id)?;
         let mut buf = vec![0u8; MAX_CHUNK_LEN as usize];
         let mut mem: Option<std::fs::File> = None;
         while let Some(chunk) = reader.next_chunk(&mut buf)? {
             let addr = base + chunk.addr;
             let end = addr + chunk.len as u64;
+            if let Some(size) = object_size {
+                if chunk.addr + chunk.len as u64 > size {
+                    return Err(RestoreError::Invalid(format!(
+                        "page stream {id} has content at offset {:#x}, past the end of its {size}-byte object",
+                        chunk.addr
+                    )));
+                }
+            }
             // Every byte must land in a mapping the image has and that may be written.
-            let mut at = addr;
+            let mut at = if object_size.is_some() { end } else { addr };
             while at < end {
                 let vma = self
                     .p
@@ -670,6 +687,85 @@ impl Rebuild<'_> {
                     "writing {} bytes at {addr:#x}",
                     chunk.len
                 )))?;
+        }
+        Ok(())
+    }
+
+    /// Shared anonymous objects (`MAP_SHARED|MAP_ANONYMOUS`): each one is mapped whole at a
+    /// temporary address and filled with its content; every view the process had is then made
+    /// with `mremap(old_size = 0)`, which maps the same pages again (so views of one object stay
+    /// one object, and `/proc` still shows `/dev/zero (deleted)`), and given its protection; the
+    /// temporary mapping goes away.
+    fn shared_objects(&self) -> Result<(), RestoreError> {
+        let mut objects: Vec<(PagesId, u64)> = Vec::new();
+        for vma in &self.p.vmas {
+            if let VmaBacking::SharedAnonymous { content, size, .. } = &vma.backing {
+                if !objects.iter().any(|(c, _)| c == content) {
+                    objects.push((*content, *size));
+                }
+            }
+        }
+        for (content, size) in objects {
+            let mut busy: Vec<(u64, u64)> = self.p.vmas.iter().map(|v| (v.start, v.end)).collect();
+            busy.push((self.scratch, self.scratch + SCRATCH_LEN));
+            let temp = find_free(&busy, size).ok_or_else(|| {
+                RestoreError::Invalid(format!("no free address range for shared object {content}"))
+            })?;
+            let got = self.sc(
+                libc::SYS_mmap,
+                [
+                    temp,
+                    size,
+                    3,
+                    MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                    u64::MAX,
+                    0,
+                ],
+                || format!("mapping shared object {content} ({size} bytes)"),
+            )?;
+            if got != temp {
+                return Err(RestoreError::Invalid(format!(
+                    "shared object {content} landed at {got:#x}"
+                )));
+            }
+            self.write_pages_checked(content, temp, Some(size))?;
+            for vma in &self.p.vmas {
+                let VmaBacking::SharedAnonymous {
+                    content: c, offset, ..
+                } = &vma.backing
+                else {
+                    continue;
+                };
+                if *c != content {
+                    continue;
+                }
+                let len = vma.end - vma.start;
+                self.sc(
+                    libc::SYS_mremap,
+                    [
+                        temp + offset,
+                        0,
+                        len,
+                        MREMAP_MAYMOVE | MREMAP_FIXED,
+                        vma.start,
+                        0,
+                    ],
+                    || {
+                        format!(
+                            "mapping view {:#x}-{:#x} of shared object {content}",
+                            vma.start, vma.end
+                        )
+                    },
+                )?;
+                self.sc(
+                    libc::SYS_mprotect,
+                    [vma.start, len, u64::from(vma.prot), 0, 0, 0],
+                    || format!("protecting {:#x}-{:#x}", vma.start, vma.end),
+                )?;
+            }
+            self.sc(libc::SYS_munmap, [temp, size, 0, 0, 0, 0], || {
+                format!("unmapping the temporary view of shared object {content}")
+            })?;
         }
         Ok(())
     }

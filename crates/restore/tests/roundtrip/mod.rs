@@ -13,6 +13,7 @@ use crate::common::{ensure, ensure_eq, list_dir, rewrite_image};
 
 const FDTABLE_C: &str = include_str!("progs/fdtable.c");
 const CHAIN_C: &str = include_str!("progs/chain.c");
+const SHARED_C: &str = include_str!("progs/shared.c");
 
 /// Why a round trip cannot run here, or the tools it needs.
 struct Tools {
@@ -26,7 +27,11 @@ fn tools() -> Result<&'static Tools, String> {
         .get_or_init(|| {
             let crcli = find_crcli()?;
             let bin_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            for (name, src) in [("fdtable", FDTABLE_C), ("chain", CHAIN_C)] {
+            for (name, src) in [
+                ("fdtable", FDTABLE_C),
+                ("chain", CHAIN_C),
+                ("shared", SHARED_C),
+            ] {
                 let c = bin_dir.path().join(format!("{name}.c"));
                 std::fs::write(&c, src).map_err(|e| e.to_string())?;
                 for (suffix, extra) in [("", None), ("-static", Some("-static"))] {
@@ -413,4 +418,33 @@ fn status_creds(pid: i32) -> Result<String, String> {
         })
         .collect::<Vec<_>>()
         .join(" | "))
+}
+
+/// Shared anonymous memory: one object seen through three mappings with different protections
+/// and a single-mapping object, through two dump/restore cycles.
+pub fn shared_anonymous() -> Result<(), String> {
+    with_tools("round_trip_shared_anonymous", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, mut pid) = start(t, "shared", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img1");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let mut first = restore_bg(t, &img, &dir)?;
+        std::thread::sleep(Duration::from_millis(150));
+        pid = current_pid(&dir, pid)?;
+        let img = work.path().join("img2");
+        dump(t, pid, &img)?;
+        let st = first.wait().map_err(|e| e.to_string())?;
+        ensure_eq(
+            st.code(),
+            Some(128 + 9),
+            "the first restore's process was killed by the second dump",
+        )?;
+        let second = restore_bg(t, &img, &dir)?;
+        std::thread::sleep(Duration::from_millis(150));
+        finish(second, &dir).map(|_| ())
+    })
 }
