@@ -81,7 +81,7 @@ fn open_one(
     open: &Open,
     high: i32,
     pipes: &mut [Option<(OwnedFd, OwnedFd)>],
-    fifo_helpers: &mut Vec<OwnedFd>,
+    fifo_helpers: &mut Vec<(usize, OwnedFd)>,
     plan: &Plan,
     inherited: &[(i32, OwnedFd)],
 ) -> Result<OwnedFd, String> {
@@ -100,7 +100,9 @@ fn open_one(
             let helper = rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
                 .map_err(ctx(|| format!("opening FIFO {}", path.display())))?;
             let spec = &plan.pipes[*pipe];
-            if pipes[*pipe].is_none() {
+            // The first open of a FIFO refills its buffer; its helper stays open (keeping the
+            // buffer alive) until every fd is in place.
+            if !fifo_helpers.iter().any(|(i, _)| i == pipe) {
                 if spec.capacity as usize > 65536 {
                     rustix::pipe::fcntl_setpipe_size(&helper, spec.capacity as usize).map_err(
                         ctx(|| format!("setting the size of FIFO {}", path.display())),
@@ -111,12 +113,6 @@ fn open_one(
                     &spec.buffered,
                     &format!("refilling FIFO {}", path.display()),
                 )?;
-                // Mark the buffer as filled (the pair itself is not used for FIFOs).
-                let dup_a =
-                    rustix::io::fcntl_dupfd_cloexec(&helper, high).map_err(ctx(|| "dup".into()))?;
-                let dup_b =
-                    rustix::io::fcntl_dupfd_cloexec(&helper, high).map_err(ctx(|| "dup".into()))?;
-                pipes[*pipe] = Some((dup_a, dup_b));
             }
             let fd = rustix::fs::open(
                 path,
@@ -127,7 +123,7 @@ fn open_one(
             rustix::fs::fcntl_setfl(&fd, oflags(*flags)).map_err(ctx(|| {
                 format!("setting the flags of FIFO {}", path.display())
             }))?;
-            fifo_helpers.push(lift(helper, high)?);
+            fifo_helpers.push((*pipe, lift(helper, high)?));
             lift(fd, high)
         }
         Open::Pipe { pipe, end, flags } => {

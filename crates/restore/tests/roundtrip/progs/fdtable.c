@@ -79,6 +79,11 @@ int main(int argc, char **argv) {
     at(open(dir, O_RDONLY | O_DIRECTORY), 20);
     at(open(path, O_PATH), 21);
     at(open("/dev/null", O_WRONLY | O_NONBLOCK), 30);
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    if (mkfifo(path, 0600)) return 2;
+    at(open(path, O_RDONLY | O_NONBLOCK), 40);
+    at(open(path, O_WRONLY), 41);
+    if (write(41, "fifo data", 9) != 9) return 2;
     snprintf(path, sizeof path, "%s/gone", dir);
     at(open(path, O_RDWR | O_CREAT | O_EXCL, 0640), 100);
     if (write(100, "secret", 6) != 6) return 2;
@@ -100,7 +105,7 @@ int main(int argc, char **argv) {
     while (access(path, F_OK) != 0) usleep(10000);
 
     /* The fd table: exactly these numbers. */
-    int want[] = {0, 1, 2, 3, 4, 10, 11, 12, 20, 21, 30, 100};
+    int want[] = {0, 1, 2, 3, 4, 10, 11, 12, 20, 21, 30, 40, 41, 100};
     int nwant = sizeof want / sizeof want[0], seen = 0;
     DIR *d = opendir("/proc/self/fd");
     struct dirent *e;
@@ -122,10 +127,17 @@ int main(int argc, char **argv) {
     check_fl(20, O_RDONLY, O_DIRECTORY, 0);
     check_fl(21, O_PATH, O_PATH, 0);
     check_fl(30, O_WRONLY, O_NONBLOCK, 0);
+    check_fl(40, O_RDONLY, O_NONBLOCK, 0);
+    check_fl(41, O_WRONLY, 0, 0);
     check_fl(100, O_RDWR, 0, 0);
+    if (fcntl(41, F_GETFL) & O_NONBLOCK) fail("fd 41 gained O_NONBLOCK");
 
     char buf[64] = {0};
     if (read(3, buf, sizeof buf) != 10 || memcmp(buf, "hello pipe", 10)) fail("pipe content %s", buf);
+    memset(buf, 0, sizeof buf);
+    if (read(40, buf, sizeof buf) != 9 || memcmp(buf, "fifo data", 9)) fail("FIFO content %s", buf);
+    if (read(40, buf, sizeof buf) != -1 || errno != EAGAIN) fail("the FIFO holds more than its data");
+    if (write(41, "x", 1) != 1 || read(40, buf, 1) != 1 || buf[0] != 'x') fail("fds 40 and 41 are not one FIFO");
     if (lseek(10, 0, SEEK_CUR) != 10) fail("fd 10 offset %ld", (long)lseek(10, 0, SEEK_CUR));
     if (lseek(11, 0, SEEK_CUR) != 4) fail("fd 11 offset %ld", (long)lseek(11, 0, SEEK_CUR));
     if (read(12, buf, 1) != 1 || buf[0] != '4') fail("fd 12 read %c", buf[0]);
