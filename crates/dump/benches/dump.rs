@@ -1,0 +1,249 @@
+//! Dump benchmark: wall time, throughput and peak RSS of a dump of (a) a process with 1 GiB of
+//! dirty anonymous memory and (b) a small process, compared with CRIU when `criu-peer`
+//! (/work/shared/tools/install-criu) is installed.
+//!
+//! `cargo bench -p crcli-dump --bench dump`. Environment:
+//! - `CRCLI_BENCH_MIB` (default 1024): the dirty memory of the big target;
+//! - `CRCLI_BENCH_DIR` (default the system temp dir): where images are written (use a tmpfs such
+//!   as /dev/shm to leave the disk out);
+//! - `CRCLI_BENCH_RUNS` (default 3): runs per case; the median is reported.
+//!
+//! Each dump runs in a fresh process (this binary re-executed with `CRCLI_BENCH_CHILD` set) that
+//! does nothing but the dump and reports its own peak RSS (`VmHWM`), so the number is what a
+//! `crcli dump` process needs. The targets are dumped with `leave_running` and reused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crcli_dump::{dump, DumpOptions};
+
+fn main() {
+    if let Ok(spec) = std::env::var("CRCLI_BENCH_CHILD") {
+        child(&spec);
+        return;
+    }
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs it too: keep that quick.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let mib: u64 = std::env::var("CRCLI_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 16 } else { 1024 });
+    let runs: usize = std::env::var("CRCLI_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 3 });
+    let base = std::env::var_os("CRCLI_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("crcli-bench-")
+        .tempdir_in(&base)
+        .expect("work dir");
+    let bin = build_target(work.path());
+    let criu = which("criu-peer");
+    println!(
+        "images in {} ({} runs per case, median shown)",
+        base.display(),
+        runs
+    );
+    if criu.is_none() {
+        println!("criu-peer not installed (/work/shared/tools/install-criu): no CRIU comparison");
+    }
+
+    for (name, mode, env_mib) in [
+        ("small process", "plain", None),
+        ("dirty anonymous memory", "big", Some(mib)),
+    ] {
+        let target = Target::spawn(&bin, work.path(), mode, env_mib);
+        let mut results = Vec::new();
+        for i in 0..runs {
+            let dir = work.path().join(format!("img-{mode}-{i}"));
+            results.push(run_crcli(target.pid, &dir));
+            std::fs::remove_dir_all(&dir).expect("remove image");
+        }
+        results.sort_by_key(|r| r.wall);
+        let r = &results[results.len() / 2];
+        let label = match env_mib {
+            Some(m) => format!("{name} ({m} MiB)"),
+            None => name.to_owned(),
+        };
+        println!(
+            "crcli {label}: {:.1} ms wall, {:.1} ms frozen, {:.1} MiB saved, {:.2} GB/s, peak RSS {:.1} MiB",
+            r.wall.as_secs_f64() * 1e3,
+            r.frozen.as_secs_f64() * 1e3,
+            r.bytes as f64 / (1 << 20) as f64,
+            r.bytes as f64 / r.wall.as_secs_f64() / 1e9,
+            r.hwm_kib as f64 / 1024.0
+        );
+        if let Some(criu) = &criu {
+            let mut walls = Vec::new();
+            for i in 0..runs {
+                let dir = work.path().join(format!("criu-{mode}-{i}"));
+                std::fs::create_dir(&dir).expect("criu dir");
+                let t0 = Instant::now();
+                let status = Command::new(criu)
+                    .args([
+                        "dump",
+                        "--leave-running",
+                        "--shell-job",
+                        "-t",
+                        &target.pid.to_string(),
+                        "-D",
+                    ])
+                    .arg(&dir)
+                    .arg("-o")
+                    .arg(dir.join("dump.log"))
+                    .status()
+                    .expect("run criu");
+                let wall = t0.elapsed();
+                if !status.success() {
+                    let log = std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default();
+                    let errors: Vec<&str> =
+                        log.lines().filter(|l| l.starts_with("Error")).collect();
+                    println!(
+                        "criu  {label}: dump failed ({status}): {}",
+                        errors.join(" | ")
+                    );
+                    break;
+                }
+                walls.push(wall);
+                std::fs::remove_dir_all(&dir).expect("remove criu image");
+            }
+            walls.sort();
+            if let Some(w) = walls.get(walls.len() / 2) {
+                println!("criu  {label}: {:.1} ms wall", w.as_secs_f64() * 1e3);
+            }
+        }
+    }
+}
+
+struct Result1 {
+    wall: Duration,
+    frozen: Duration,
+    bytes: u64,
+    hwm_kib: u64,
+}
+
+/// Runs one dump in a fresh process; parses what it reports.
+fn run_crcli(pid: i32, dir: &Path) -> Result1 {
+    let t0 = Instant::now();
+    let out = Command::new(std::env::current_exe().expect("current exe"))
+        .env("CRCLI_BENCH_CHILD", format!("{pid}:{}", dir.display()))
+        .output()
+        .expect("run the dump child");
+    let wall = t0.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dump child failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut fields = text
+        .split_whitespace()
+        .map(|w| w.parse::<u64>().expect("number"));
+    let (_inner, frozen_us, bytes, hwm_kib) = (
+        fields.next().unwrap(),
+        fields.next().unwrap(),
+        fields.next().unwrap(),
+        fields.next().unwrap(),
+    );
+    Result1 {
+        wall,
+        frozen: Duration::from_micros(frozen_us),
+        bytes,
+        hwm_kib,
+    }
+}
+
+/// In the re-executed child: one dump, then "elapsed_us frozen_us bytes vmhwm_kib".
+fn child(spec: &str) {
+    let (pid, dir) = spec.split_once(':').expect("pid:dir");
+    let s = dump(
+        pid.parse().expect("pid"),
+        Path::new(dir),
+        &DumpOptions {
+            leave_running: true,
+        },
+    )
+    .expect("dump");
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("VmHWM");
+    println!(
+        "{} {} {} {hwm}",
+        s.elapsed.as_micros(),
+        s.frozen.as_micros(),
+        s.page_bytes
+    );
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn build_target(work: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/progs/target.c");
+    let out = work.join("target");
+    let status = Command::new("cc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "compiling {} failed", src.display());
+    out
+}
+
+/// A target process, killed when dropped.
+struct Target {
+    child: Child,
+    pid: i32,
+}
+
+impl Target {
+    fn spawn(bin: &Path, work: &Path, mode: &str, mib: Option<u64>) -> Target {
+        let dir = work.join(format!("target-{mode}"));
+        std::fs::create_dir(&dir).expect("target dir");
+        // stdout to a file, not a pipe to this process: CRIU refuses a pipe whose other end is
+        // outside the dumped tree.
+        let log = dir.join("log");
+        let mut cmd = Command::new(bin);
+        cmd.arg(&dir)
+            .arg(mode)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log"));
+        if let Some(m) = mib {
+            cmd.env("TARGET_MIB", m.to_string());
+        }
+        let child = cmd.spawn().expect("spawn target");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let pid = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(p) = text.lines().find_map(|l| l.strip_prefix("ready ")) {
+                break p.trim().parse().expect("pid");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the target never got ready: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Target { child, pid }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
