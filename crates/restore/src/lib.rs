@@ -8,17 +8,37 @@
 //! How (DESIGN.md, "Restore"; RESTORE-NOTES.md):
 //! 1. The whole image is opened and checked first ([`crcli_image::Image::open`] checks the
 //!    format; this crate checks that it can be restored here: one single-threaded process,
-//!    files on attached mounts that still exist with the dumped size and mtime, sane
-//!    addresses, the kernel features the dump relied on). Nothing is created before that.
-//! 2. A child is made with `clone3(set_tid)` at the dumped PID where possible
-//!    ([`Restored::pid_outcome`] says when not), held until crcli has `PTRACE_SEIZE`d it with
-//!    `PTRACE_O_EXITKILL`; it closes crcli's fds, opens the process's files at their numbers
-//!    with their flags and positions, sets cwd, root, umask, personality and limits, and stops.
-//! 3. crcli checks the CPU's extended-state layout against the image, then rebuilds the
-//!    address space and every piece of state by injected syscalls (see the `tracer` module),
-//!    sets registers and the signal mask, and detaches.
+//!    the machine's architecture and page size, the kernel features the dump relied on, files
+//!    on attached mounts that still exist and are still the dumped files (type; size and mtime
+//!    of regular files, except that a file opened `O_APPEND` may have grown; device numbers),
+//!    sane addresses). Nothing is created before that.
+//! 2. A child is made with `clone3(set_tid)` at the dumped PID where possible (a pid still held
+//!    by the killed original's zombie is waited for, up to 2 s; [`Restored::pid_outcome`] says
+//!    when the pid could not be kept), held until crcli has `PTRACE_SEIZE`d it with
+//!    `PTRACE_O_EXITKILL`. It closes every fd it inherited from crcli, opens the process's
+//!    files at their numbers with their flags, positions and close-on-exec bits (open file
+//!    descriptions shared by several fds stay shared; pipes and FIFOs get their buffered bytes
+//!    back; an unlinked file is recreated from its content under its old name, reopened and
+//!    unlinked again, or made with `O_TMPFILE` if the name is taken), opens the files the
+//!    tracer will map, sets cwd, root (chroot), umask, session or process-group leadership,
+//!    personality and resource limits, reports on a pipe and stops itself with SIGSTOP.
+//! 3. crcli checks the CPU's extended-state layout (XSAVE size and XCR0) against the image,
+//!    then, as the tracer, rebuilds everything by injected syscalls (the `tracer` module):
+//!    address space (a scratch page, vdso/vvar moved where the program had them, every
+//!    mapping, pages streamed in with `process_vm_writev` or `/proc/PID/mem`, shared anonymous
+//!    objects with all their views), `PR_SET_MM_MAP`, name, sigactions, sigaltstack, robust
+//!    list, `clear_child_tid`, rseq, pending signals, flags and credentials; then the extended
+//!    state, the registers (an interrupted syscall is restarted, see `tracer::final_regs`) and
+//!    the signal mask with ptrace; and detaches.
 //! 4. On any failure the child is killed and reaped, and nothing else was created (a recreated
 //!    unlinked file is unlinked again at once).
+//!
+//! Not restored yet (refused with a message naming what): several processes or threads; files
+//! on unmounted or anonymous mounts (issue 6); mappings of deleted files; 32-bit TLS
+//! descriptors; a capability bounding or ambient set other than crcli's. Not restored and not
+//! in the image: interval and POSIX timers, scheduling policy and affinity, timer slack. A pipe
+//! whose other end was in another process comes back with that end closed (a warning says so);
+//! with `--shell-job` ([`RestoreOptions::shell_job`]) terminal fds 0–2 become crcli's own.
 //!
 //! ```no_run
 //! use crcli_restore::{restore, RestoreOptions};
