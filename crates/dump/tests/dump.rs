@@ -495,3 +495,79 @@ fn an_empty_directory_is_replaced_by_the_image() {
     assert!(dir.is_dir() && std::fs::read_dir(&dir).unwrap().next().is_none());
     s.assert_counting();
 }
+
+#[test]
+fn a_process_stopped_outside_any_syscall_is_dumped_through_borrowed_code() {
+    let t = Target::spawn("busy");
+    t.assert_counting();
+    let code = t.code_bytes();
+    let dir = image_dir(&t);
+    dump(
+        t.pid,
+        &dir,
+        &DumpOptions {
+            leave_running: true,
+        },
+    )
+    .expect("dump");
+    t.assert_counting();
+    assert_eq!(t.code_bytes(), code, "the borrowed code bytes are back");
+    let image = Image::open(&dir).expect("open image");
+    let th = &image.process(t.pid as u32).unwrap().threads[0];
+    // Stopped in the loop (not in a syscall: the injected syscalls went through borrowed
+    // code), or, rarely, in its write.
+    assert!(
+        th.regs.orig_rax == u64::MAX || th.regs.orig_rax == libc::SYS_write as u64,
+        "{:x?}",
+        th.regs
+    );
+}
+
+#[test]
+fn an_interrupted_sleep_is_recorded_as_the_kernel_shows_it() {
+    // `sleep` sits in clock_nanosleep: the dump records orig_rax = the syscall and
+    // rax = -ERESTART_RESTARTBLOCK (-516), for the restore to normalise.
+    let mut child = Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .expect("spawn sleep");
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if stat.contains(") S ") && wchan.contains("nanosleep") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sleep never slept");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    let result = dump(
+        pid,
+        &img,
+        &DumpOptions {
+            leave_running: true,
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let still_sleeping = loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        if stat.contains(") S ") {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result.expect("dump sleep");
+    assert!(still_sleeping, "sleep went back to sleep after the dump");
+    let image = Image::open(&img).expect("open image");
+    let regs = image.process(pid as u32).unwrap().threads[0].regs;
+    assert_eq!(regs.orig_rax, libc::SYS_clock_nanosleep as u64, "{regs:x?}");
+    assert_eq!(regs.rax as i64, -516, "{regs:x?}");
+}

@@ -7,6 +7,7 @@
  *        eventfd - also holds an eventfd
  *        thread  - also runs a second thread
  *        big     - also dirties MiB of anonymous memory given by $TARGET_MIB
+ *        busy    - counts in a busy loop (no syscall but a write every 2^22 turns)
  *
  * State: DIR/count opened O_WRONLY|O_APPEND|O_CLOEXEC (fd 3), a line appended every 2 ms;
  * a pipe (fds 4, 5) holding "pipe-data"; a dup of the count fd (fd 6); an unlinked file
@@ -110,6 +111,15 @@ int main(int argc, char **argv)
 
 	printf("ready %d\n", getpid());
 	fflush(stdout);
+	if (!strcmp(mode, "busy")) {
+		for (;;) {
+			if ((++counter & ((1UL << 22) - 1)) == 0) {
+				char line[32];
+				int len = snprintf(line, sizeof line, "%lu\n", counter >> 22);
+				if (write(3, line, len) != len) die("write count");
+			}
+		}
+	}
 	for (;;) {
 		char line[32];
 		int len = snprintf(line, sizeof line, "%lu\n", counter++);
