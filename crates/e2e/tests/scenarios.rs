@@ -22,6 +22,9 @@
 //!   are compared, and no mount under the work directory may appear in the test's own namespace).
 //!   A kernel without what the scenario needs: the test FAILS in the VM (`CRCLI_VM=1`), else
 //!   prints `SKIPPED` and returns.
+//! - `failed_restore_leaves_nothing_*`: after the dump the file the process had open is removed
+//!   from the live mount, so the restore must fail: it must leave no process in the namespace,
+//!   no mount, and nothing in `/` or the work directory.
 //! - `refused_*` (the scenarios with an fd on an unmounted mount, which need `STATMOUNT_BY_FD`;
 //!   anonymous mounts are proven anonymous without it, see [`ANONYMOUS`]): on a kernel without it, `crcli dump`
 //!   must refuse with a message naming the pid, an fd on an unmounted or anonymous mount, the
@@ -67,6 +70,9 @@ struct Scenario {
     plan: &'static str,
     /// The program's corrupt switches and a fragment of the failure each must cause.
     switches: &'static [(&'static str, &'static str)],
+    /// Switches whose failure must, on a kernel with `STATMOUNT_BY_FD`, also show in the BY_FD
+    /// checks (this fragment): proof that those checks can fail too.
+    by_fd_switches: &'static [(&'static str, &'static str)],
 }
 
 /// Every mount-aware scenario needs these: fd -> mount through BY_FD, and the new mount API to
@@ -121,6 +127,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("flags", "open flags"),
             ("mount", "want attached"),
         ],
+        by_fd_switches: &[("mount", "want attached (MNT_POINT)")],
     },
     Scenario {
         number: 2,
@@ -136,6 +143,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("mount", "want unmounted"),
             ("write", "not visible through"),
         ],
+        by_fd_switches: &[("mount", "want unmounted (no MNT_POINT)")],
     },
     Scenario {
         number: 3,
@@ -152,6 +160,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("hole", "holes"),
             ("xattr", "xattr"),
         ],
+        by_fd_switches: &[("mount", "want unmounted (no MNT_POINT)")],
     },
     Scenario {
         number: 4,
@@ -166,6 +175,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("root", "path /sub/file, want /file"),
             ("write", "not visible through the fd"),
         ],
+        by_fd_switches: &[("root", "mount root /, want /sub")],
     },
     Scenario {
         number: 5,
@@ -178,6 +188,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("share", "they shared one mount"),
             ("mount", "want unmounted"),
         ],
+        by_fd_switches: &[("mount", "want unmounted (no MNT_POINT)")],
     },
     Scenario {
         number: 6,
@@ -190,6 +201,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("attr", "mount flags"),
             ("write", "not visible through the fd"),
         ],
+        by_fd_switches: &[("attr", "statmount mnt_attr")],
     },
     Scenario {
         number: 7,
@@ -203,6 +215,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("share", "they shared one mount"),
             ("pos", "position"),
         ],
+        by_fd_switches: &[("share", "want ENOENT (anonymous mount)")],
     },
     Scenario {
         number: 8,
@@ -216,6 +229,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("mountfd", "tree:"),
             ("share", "they shared one mount"),
         ],
+        by_fd_switches: &[("share", "want ENOENT (anonymous mount)")],
     },
     Scenario {
         number: 9,
@@ -229,6 +243,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("root", "path /file, want /"),
             ("write", "not visible through"),
         ],
+        by_fd_switches: &[("root", "mount root /, want /file")],
     },
     Scenario {
         number: 10,
@@ -242,6 +257,7 @@ static SCENARIOS: [Scenario; 10] = [
             ("separate", "they were on different mounts"),
             ("flags", "open flags"),
         ],
+        by_fd_switches: &[("separate", "want attached (MNT_POINT)")],
     },
 ];
 
@@ -557,6 +573,7 @@ fn selfcheck(program: &str, number: u32) -> Result<(), E2eError> {
         "scenario {number} ({}) left alone must pass; log:\n{log}",
         sc.name
     );
+    let by_fd = Features::current().has(Feature::StatmountByFd);
     for (what, expect) in sc.switches {
         let (result, exit, log) = run_alone(program, number, Some(what))?;
         assert!(
@@ -568,6 +585,14 @@ fn selfcheck(program: &str, number: u32) -> Result<(), E2eError> {
                 .any(|l| l.contains(": FAIL: ") && l.contains(expect)),
             "scenario {number} with `{what}` corrupted must report {expect:?}; log:\n{log}"
         );
+        let by_fd_expect = sc.by_fd_switches.iter().find(|(w, _)| w == what);
+        if let (true, Some((_, expect))) = (by_fd, by_fd_expect) {
+            assert!(
+                log.lines()
+                    .any(|l| l.contains(": FAIL: ") && l.contains(expect)),
+                "scenario {number} with `{what}` corrupted must report {expect:?} from its BY_FD checks; log:\n{log}"
+            );
+        }
     }
     Ok(())
 }
@@ -631,6 +656,12 @@ fn roundtrip(test: &str, program: &str, number: u32) -> Result<(), E2eError> {
     let restored_pid = last_number(&run.stdout)
         .ok_or_else(|| unexpected(format!("crcli restore -d printed no pid: {:?}", run.stdout)))?;
     let mut restored = Restored::new(restored_pid);
+    let inside = processes_in(&ns);
+    if inside != [restored_pid] {
+        return Err(unexpected(format!(
+            "the namespace should hold the restored pid {restored_pid} alone, it holds {inside:?}"
+        )));
+    }
     same_set(
         "the mount table (by the restore)",
         &mounts_before,
@@ -658,6 +689,110 @@ fn roundtrip(test: &str, program: &str, number: u32) -> Result<(), E2eError> {
         )));
     }
     Ok(())
+}
+
+/// The processes in the namespace other than its holder.
+fn processes_in(ns: &Ns) -> Vec<i32> {
+    let holder = ns.holder.pid();
+    let Ok(want) = std::fs::read_link(format!("/proc/{holder}/ns/mnt")) else {
+        return Vec::new();
+    };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != holder)
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|l| l == want))
+        .collect()
+}
+
+/// A restore that fails (the file the process had open is gone from the live mount) leaves no
+/// process, no mount and no file behind.
+fn failed_restore(test: &str, number: u32, lost: &str) -> Result<(), E2eError> {
+    let sc = scenario(number);
+    if !can_run(test, sc, Flavour::Host)? {
+        return Ok(());
+    }
+    let crcli = Crcli::locate()?;
+    become_subreaper()?;
+    let wd = Workdir::new(&format!("scenario{number}-failed-restore"))?;
+    let ns = Ns::new(&wd)?;
+    let mut target = spawn_scenario(&ns, &wd, "scenario", number)?;
+    wd.wait_ready(&mut target, READY_TIMEOUT)?;
+    std::thread::sleep(SETTLE);
+    let mounts_before = ns.mounts()?;
+    let img = wd.img();
+    let pid = target.pid().to_string();
+    crcli_in(
+        &ns,
+        &wd,
+        &crcli,
+        &[
+            "dump".as_ref(),
+            "-t".as_ref(),
+            pid.as_ref(),
+            "-D".as_ref(),
+            img.as_os_str(),
+        ],
+    )?
+    .expect_success("dump")?;
+    let exit = wait_exit(&mut target, EXIT_TIMEOUT)?;
+    assert_eq!(exit, Exit::Signal(9), "the dumped original must be killed");
+    // The live tmpfs is mounted in the namespace only: reach it through the holder's root.
+    let victim = PathBuf::from(format!("/proc/{}/root", ns.holder.pid()))
+        .join(wd.path().strip_prefix("/").unwrap_or(wd.path()))
+        .join(lost);
+    std::fs::remove_file(&victim).map_err(io(format!("removing {}", victim.display())))?;
+    let root_before = ns.root_entries()?;
+    let dir_before = names(wd.path())?;
+    let run = crcli_in(
+        &ns,
+        &wd,
+        &crcli,
+        &[
+            "restore".as_ref(),
+            "-D".as_ref(),
+            img.as_os_str(),
+            "-d".as_ref(),
+        ],
+    )?;
+    let msg = format!("{}\n{}", run.stdout, run.stderr);
+    assert!(
+        matches!(run.exit, Exit::Code(c) if c != 0),
+        "the restore must fail without {lost}, got {} (`{}`)\n{msg}",
+        run.exit,
+        run.command
+    );
+    assert!(!msg.contains("panicked"), "crcli panicked:\n{msg}");
+    assert!(
+        !run.stderr.trim().is_empty(),
+        "the restore failed without saying why"
+    );
+    // Give a process that would be left behind a moment to show.
+    std::thread::sleep(SETTLE);
+    let left = processes_in(&ns);
+    assert!(
+        left.is_empty(),
+        "the failed restore left processes behind: {left:?}"
+    );
+    same_set(
+        "the mount table (by the failed restore)",
+        &mounts_before,
+        &ns.mounts()?,
+        &wd,
+    )?;
+    same_set(
+        "/ (by the failed restore)",
+        &root_before,
+        &ns.root_entries()?,
+        &wd,
+    )?;
+    same_set(
+        "the work directory (by the failed restore)",
+        &dir_before,
+        &names(wd.path())?,
+        &wd,
+    )
 }
 
 /// Without STATMOUNT_BY_FD the dump refuses, clearly, and leaves the target running untouched.
@@ -831,6 +966,32 @@ refusal_tests! {
     10: refused_10_two_fds_one_mount #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
 }
 
+#[test]
+fn failed_restore_leaves_nothing_1_regular() -> Result<(), E2eError> {
+    failed_restore("failed_restore_leaves_nothing_1_regular", 1, "src/file")
+}
+
+#[test]
+#[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"]
+fn failed_restore_leaves_nothing_2_unmounted_bind() -> Result<(), E2eError> {
+    failed_restore(
+        "failed_restore_leaves_nothing_2_unmounted_bind",
+        2,
+        "src/file",
+    )
+}
+
+#[test]
+#[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"]
+fn failed_restore_leaves_nothing_10_two_fds_one_mount() -> Result<(), E2eError> {
+    // "b" is opened after "a" on the same clone: the clone already serves one fd when it fails.
+    failed_restore(
+        "failed_restore_leaves_nothing_10_two_fds_one_mount",
+        10,
+        "src/b",
+    )
+}
+
 /// The table is consistent: numbers in order, names unique, corrupt switches for each; the
 /// scenarios with an fd on an unmounted mount need BY_FD and declare the refusal, the others not.
 #[test]
@@ -840,6 +1001,13 @@ fn declarations_are_consistent() {
         assert_eq!(sc.number as usize, i + 1);
         assert!(names.insert(sc.name), "duplicate name {}", sc.name);
         assert!(!sc.plan.is_empty() && !sc.switches.is_empty());
+        for (w, _) in sc.by_fd_switches {
+            assert!(
+                sc.switches.iter().any(|(s, _)| s == w),
+                "scenario {}: BY_FD switch {w} is not a switch",
+                sc.number
+            );
+        }
         let by_fd = sc.needs.contains(&Feature::StatmountByFd);
         assert_eq!(
             by_fd,
