@@ -19,6 +19,7 @@
 //! Environment: `CRCLI_BENCH_RUNS` (runs per case, default 5 for the small case, 3 for 1 GiB),
 //! `CRCLI_BENCH_CASES` (comma-separated subset of `heap-1GiB,counter`), `CRCLI_BENCH_TOOLS`
 //! (subset of `crcli,criu`).
+#![forbid(unsafe_code)]
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

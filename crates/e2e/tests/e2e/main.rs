@@ -7,6 +7,7 @@
 //!
 //! The `crcli` binary is found through `CRCLI_BIN` or next to the test's `deps` directory
 //! (see `crcli_e2e::crcli`): build it first with `cargo build -p crcli`.
+#![forbid(unsafe_code)]
 
 mod cycle;
 mod failures;
