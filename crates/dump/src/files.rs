@@ -124,10 +124,17 @@ impl<'p> Files<'p> {
         let path = link.strip_suffix(b" (deleted)").unwrap_or(link);
         let Some((mount, rel)) = self.mounts.locate(old_mnt_id, path)? else {
             let (fd_no, _) = what();
-            let kind = format!(
+            let mut kind = format!(
                 "a file on a mount that is in no mount table (unmounted or anonymous mount {old_mnt_id}, path {:?})",
                 String::from_utf8_lossy(path)
             );
+            let features = crcli_sys::features::Features::current();
+            if !features.has(crcli_sys::features::Feature::StatmountByFd) {
+                kind.push_str(&format!(
+                    " on kernel {}, which lacks statmount(STATMOUNT_BY_FD): an unmounted mount cannot be identified before Linux 7.0",
+                    features.kernel_release()
+                ));
+            }
             return Err(if fd_no >= 0 {
                 DumpError::UnsupportedFd {
                     pid,

@@ -1,8 +1,11 @@
 //! Tying files to mounts: the target's mount table (crcli-mountinfo, listmount + statmount +
 //! mountinfo merged) and the image's mount entries for the mounts its files live on.
 //!
-//! Only attached mounts are handled here yet: a file whose mount is in no mount table
-//! (unmounted or anonymous) is refused by the caller with a clear message.
+//! Only attached mounts are handled here yet: the target's namespace, or crcli's own when the
+//! target entered a namespace of its own but still holds fds from crcli's. A file whose mount is
+//! in no mount table (unmounted or anonymous) is refused by the caller with a clear message.
+//! TODO(next issue): use `crcli_mountinfo::resolve_fd` for unmounted and anonymous mounts and
+//! record their rebuild plans.
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -22,6 +25,10 @@ const MS_SHARED: u64 = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct Mounts {
     table: MountTable,
+    /// crcli's own namespace, when it differs from the target's (read on first need): a
+    /// process that entered a new mount namespace may still hold fds on mounts of the old one.
+    own: Option<Option<MountTable>>,
+    same_namespace: bool,
     entries: Vec<MountEntry>,
     by_old_id: HashMap<u32, MountId>,
 }
@@ -33,8 +40,16 @@ impl Mounts {
             op: format!("read the mount table of pid {pid}"),
             source,
         })?;
+        let ns_of = |p: &str| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        };
+        let same_namespace = ns_of(&format!("/proc/{pid}/ns/mnt")) == ns_of("/proc/self/ns/mnt");
         Ok(Mounts {
             table,
+            own: None,
+            same_namespace,
             entries: Vec::new(),
             by_old_id: HashMap::new(),
         })
@@ -54,7 +69,16 @@ impl Mounts {
         old_id: u32,
         path: &[u8],
     ) -> Result<Option<(MountId, ImagePath)>, DumpError> {
-        let Some(mount) = self.table.by_old_id(old_id) else {
+        if self.own.is_none() && !self.same_namespace && self.table.by_old_id(old_id).is_none() {
+            self.own = Some(MountTable::of(Namespace::Current).ok());
+        }
+        let found = self.table.by_old_id(old_id).or_else(|| {
+            self.own
+                .as_ref()
+                .and_then(|t| t.as_ref())
+                .and_then(|t| t.by_old_id(old_id))
+        });
+        let Some(mount) = found else {
             return Ok(None);
         };
         let Some(rel) = relative_to(path, mount.mount_point.as_os_str().as_bytes()) else {

@@ -571,3 +571,79 @@ fn an_interrupted_sleep_is_recorded_as_the_kernel_shows_it() {
     assert_eq!(regs.orig_rax, libc::SYS_clock_nanosleep as u64, "{regs:x?}");
     assert_eq!(regs.rax as i64, -516, "{regs:x?}");
 }
+
+/// Starts the target in a private mount namespace of its own (unshare(1) makes / private
+/// recursively) after running `pre` (bash) there.
+fn spawn_in_namespace(pre: &str) -> Target {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "set -e; {pre}; exec {} {} plain",
+        target_binary().display(),
+        dir.path().display()
+    );
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "bash", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn unshare");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read ready line");
+    let pid = line
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("target said {line:?}"));
+    Target {
+        pid: pid.trim().parse().expect("pid"),
+        child,
+        dir,
+    }
+}
+
+#[test]
+fn a_process_in_its_own_mount_namespace_is_dumped() {
+    // Its stdin and stderr are on mounts of the test's namespace, its other files on its own.
+    let t = spawn_in_namespace("true");
+    let dir = image_dir(&t);
+    dump(
+        t.pid,
+        &dir,
+        &DumpOptions {
+            leave_running: true,
+        },
+    )
+    .expect("dump");
+    t.assert_counting();
+    let image = Image::open(&dir).expect("open image");
+    let p = image.process(t.pid as u32).unwrap();
+    let own_ns = std::fs::metadata(format!("/proc/{}/ns/mnt", t.pid))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    assert_ne!(
+        own_ns,
+        std::fs::metadata("/proc/self/ns/mnt")
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap()
+    );
+    assert!(p.fds.iter().any(|f| f.fd == 0));
+    assert!(image.mounts().len() >= 2, "{:?}", image.mounts());
+}
+
+#[test]
+fn a_file_on_a_detached_mount_is_refused_for_now() {
+    // fd 20 is on a tmpfs that was detached with umount -l.
+    let t = spawn_in_namespace(
+        "m=$(mktemp -d); mount -t tmpfs crcli-test \"$m\"; echo x > \"$m/f\"; \
+         exec 20<\"$m/f\"; umount -l \"$m\"; rmdir \"$m\"",
+    );
+    let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "pid {} fd 20: a file on a mount that is in no mount table",
+            t.pid
+        )) && text.ends_with("is not supported"),
+        "{text}"
+    );
+    assert_refused_untouched(&t, err, "no mount table");
+}
