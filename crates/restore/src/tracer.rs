@@ -225,6 +225,7 @@ pub(crate) fn rebuild(
     aux_fds: &[i32],
 ) -> Result<(), RestoreError> {
     let pid = t.pid();
+    let started = std::time::Instant::now();
     // 1. The child stopped itself inside kill(2): the syscall instruction is at rip - 2.
     let regs0 = t
         .get_regs()
@@ -321,12 +322,20 @@ pub(crate) fn rebuild(
         rb.map_vma(vma)?;
     }
 
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "mappings in place"
+    );
     // 7. Pages.
     if let Some(id) = p.pages {
         rb.write_pages(id, 0)?;
     }
     rb.shared_objects()?;
 
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "pages written"
+    );
     // 8. Final protections.
     for vma in &p.vmas {
         if rb.mapped_writable(vma) && vma.prot & PROT_WRITE == 0 {
@@ -373,6 +382,10 @@ pub(crate) fn rebuild(
     })?;
     t.set_syscall_site(None);
 
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "state set"
+    );
     // 15. CPU state and the signal mask.
     let thread = &p.threads[0];
     t.set_xstate(&thread.xstate.data)
