@@ -1,8 +1,8 @@
-//! Real round trips: small C programs (in `progs/`) are compiled with the system C compiler,
-//! started, dumped with `crcli dump` and restored with `crcli restore`, and check themselves.
-//! They need `cc` and the `crcli` binary (`$CRCLI_BIN`, or `<target>/<profile>/crcli` next to
-//! this test's `deps` directory: `cargo build -p crcli` first); without them they print SKIPPED
-//! (and fail inside the VM, `CRCLI_VM=1`).
+//! Real round trips: small C programs (`progs/`, compiled by build.rs into
+//! `CRCLI_RESTORE_PROGS_DIR`) are started, dumped with `crcli dump`, restored with
+//! `crcli restore`, and check themselves. They need the `crcli` binary (`$CRCLI_BIN`, or
+//! `<target>/<profile>/crcli` next to this test's `deps` directory: `cargo build -p crcli`
+//! first); without it they print SKIPPED (and fail inside the VM, `CRCLI_VM=1`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 
 use crate::common::{ensure, ensure_eq, list_dir, rewrite_image};
 
-const FDTABLE_C: &str = include_str!("progs/fdtable.c");
-const CHAIN_C: &str = include_str!("progs/chain.c");
-const SHARED_C: &str = include_str!("progs/shared.c");
+/// Where build.rs put the compiled test programs.
+const PROGS_DIR: &str = env!("CRCLI_RESTORE_PROGS_DIR");
 
-/// Why a round trip cannot run here, or the tools it needs.
+/// What a round trip needs: the `crcli` binary and the compiled programs.
 struct Tools {
     crcli: PathBuf,
-    bin_dir: tempfile::TempDir,
+    bin_dir: PathBuf,
 }
 
 fn tools() -> Result<&'static Tools, String> {
@@ -26,25 +25,13 @@ fn tools() -> Result<&'static Tools, String> {
     TOOLS
         .get_or_init(|| {
             let crcli = find_crcli()?;
-            let bin_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            for (name, src) in [
-                ("fdtable", FDTABLE_C),
-                ("chain", CHAIN_C),
-                ("shared", SHARED_C),
-            ] {
-                let c = bin_dir.path().join(format!("{name}.c"));
-                std::fs::write(&c, src).map_err(|e| e.to_string())?;
-                for (suffix, extra) in [("", None), ("-static", Some("-static"))] {
-                    let out = bin_dir.path().join(format!("{name}{suffix}"));
-                    let mut cmd = Command::new("cc");
-                    cmd.args(["-O2", "-o"]).arg(&out).arg(&c);
-                    if let Some(flag) = extra {
-                        cmd.arg(flag);
-                    }
-                    let status = cmd.status().map_err(|e| format!("running cc: {e}"))?;
-                    if !status.success() {
-                        return Err(format!("cc failed for {name}{suffix}"));
-                    }
+            let bin_dir = PathBuf::from(PROGS_DIR);
+            for prog in ["fdtable", "fdtable-static", "chain", "shared"] {
+                if !bin_dir.join(prog).is_file() {
+                    return Err(format!(
+                        "test program {} is missing",
+                        bin_dir.join(prog).display()
+                    ));
                 }
             }
             Ok(Tools { crcli, bin_dir })
@@ -87,7 +74,7 @@ fn with_tools(name: &str, body: impl FnOnce(&Tools) -> Result<(), String>) -> Re
 
 /// Starts `prog` with work directory `dir`; waits until it is ready and returns it and its pid.
 fn start(t: &Tools, prog: &str, dir: &Path, args: &[&str]) -> Result<(Child, i32), String> {
-    start_with(&[], &t.bin_dir.path().join(prog), dir, args)
+    start_with(&[], &t.bin_dir.join(prog), dir, args)
 }
 
 /// [`start`], through a wrapper command (e.g. `setpriv ...`) that execs the program.
