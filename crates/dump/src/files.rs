@@ -124,17 +124,19 @@ impl<'p> Files<'p> {
         let path = link.strip_suffix(b" (deleted)").unwrap_or(link);
         let Some((mount, rel)) = self.mounts.locate(old_mnt_id, path)? else {
             let (fd_no, _) = what();
-            let mut kind = format!(
-                "a file on a mount that is in no mount table (unmounted or anonymous mount {old_mnt_id}, path {:?})",
+            let features = crcli_sys::features::Features::current();
+            let kernel = if features.has(crcli_sys::features::Feature::StatmountByFd) {
+                String::new()
+            } else {
+                format!(
+                    "; kernel {} lacks statmount(STATMOUNT_BY_FD), which identifies unmounted mounts since Linux 7.0",
+                    features.kernel_release()
+                )
+            };
+            let kind = format!(
+                "a file on a mount that is in no mount table (unmounted or anonymous mount {old_mnt_id}, path {:?}{kernel})",
                 String::from_utf8_lossy(path)
             );
-            let features = crcli_sys::features::Features::current();
-            if !features.has(crcli_sys::features::Feature::StatmountByFd) {
-                kind.push_str(&format!(
-                    " on kernel {}, which lacks statmount(STATMOUNT_BY_FD): an unmounted mount cannot be identified before Linux 7.0",
-                    features.kernel_release()
-                ));
-            }
             return Err(if fd_no >= 0 {
                 DumpError::UnsupportedFd {
                     pid,

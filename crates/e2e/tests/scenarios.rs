@@ -957,13 +957,13 @@ roundtrip_tests! {
 }
 
 refusal_tests! {
-    2: refused_2_unmounted_bind #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
-    3: refused_3_unmounted_whole_fs #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
-    4: refused_4_unmounted_subdir_bind #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
-    5: refused_5_dir_and_opath_fds #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
-    6: refused_6_readonly_unmounted_bind #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
-    9: refused_9_unmounted_file_bind #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
-    10: refused_10_two_fds_one_mount #[ignore = "the dump refuses but does not name the kernel version needed yet (issue 6: \"Linux 7.0\"); remove when it does"];
+    2: refused_2_unmounted_bind;
+    3: refused_3_unmounted_whole_fs;
+    4: refused_4_unmounted_subdir_bind;
+    5: refused_5_dir_and_opath_fds;
+    6: refused_6_readonly_unmounted_bind;
+    9: refused_9_unmounted_file_bind;
+    10: refused_10_two_fds_one_mount;
 }
 
 #[test]
