@@ -39,12 +39,17 @@ fn init_logging(verbose: u8, log_file: Option<&PathBuf>) -> Result<()> {
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false);
     let result = match log_file {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("creating log file {}", path.display()))?;
-            builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init()
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .try_init()
         }
         None => builder.with_writer(std::io::stderr).try_init(),
     };
