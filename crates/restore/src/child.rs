@@ -430,3 +430,26 @@ pub(crate) fn run(plan: &Plan, report: OwnedFd) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_round_trip_and_errors_are_named() {
+        assert_eq!(
+            decode_report(&encode_ready(&[101, 102])),
+            Ok(vec![101, 102])
+        );
+        assert_eq!(decode_report(&encode_ready(&[])), Ok(vec![]));
+        assert_eq!(
+            decode_report(b"ERR opening /x: No such file\n"),
+            Err("opening /x: No such file".to_string())
+        );
+        assert!(decode_report(b"")
+            .unwrap_err()
+            .contains("exited before reporting"));
+        assert!(decode_report(b"OK 1 x").unwrap_err().contains("garbled"));
+        assert!(decode_report(b"hello").unwrap_err().contains("garbled"));
+    }
+}

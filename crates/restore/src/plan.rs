@@ -667,3 +667,19 @@ fn warn_one_ended_pipes(image: &Image, p: &Process) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminals_are_recognised_by_device_number() {
+        let dev = |major: u64, minor: u64| (major << 8) | minor | ((minor & !0xff) << 12);
+        assert!(is_tty_rdev(dev(136, 0)));
+        assert!(is_tty_rdev(dev(136, 300)));
+        assert!(is_tty_rdev(dev(4, 1)));
+        assert!(is_tty_rdev(dev(5, 0)));
+        assert!(!is_tty_rdev(dev(1, 3)));
+        assert!(!is_tty_rdev(dev(8, 0)));
+    }
+}

@@ -1027,3 +1027,57 @@ impl Rebuild<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regs(rax: i64, orig_rax: i64, rip: u64) -> UserRegs {
+        UserRegs {
+            rax: rax as u64,
+            orig_rax: orig_rax as u64,
+            rip,
+            ..UserRegs::default()
+        }
+    }
+
+    #[test]
+    fn interrupted_syscalls_are_restarted_from_their_start() {
+        for code in [-512i64, -513, -514, -516] {
+            let r = final_regs(&regs(code, 230, 0x1002));
+            assert_eq!(
+                (r.rax, r.rip, r.orig_rax as i64),
+                (230, 0x1000, -1),
+                "code {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn finished_syscalls_and_user_code_are_left_alone() {
+        // A syscall that returned -EINTR, one that returned a value, and plain user code.
+        for (rax, orig) in [(-4i64, 0i64), (5, 1), (-516, -1)] {
+            let r = final_regs(&regs(rax, orig, 0x2000));
+            assert_eq!((r.rax as i64, r.rip, r.orig_rax as i64), (rax, 0x2000, -1));
+        }
+    }
+
+    #[test]
+    fn free_ranges_avoid_every_busy_range() {
+        let top = 0x7e00_0000_0000u64;
+        assert_eq!(find_free(&[], 0x4000), Some(top));
+        let busy = [
+            (top - 0x1000, top + 0x10_0000),
+            (top - 0x20_0000, top - 0x8000),
+        ];
+        let got = find_free(&busy, 0x4000).unwrap();
+        assert_eq!(got % PAGE_SIZE, 0);
+        for (s, e) in busy {
+            assert!(
+                got + 0x4000 <= s || got >= e,
+                "{got:#x} overlaps {s:#x}-{e:#x}"
+            );
+        }
+        assert_eq!(find_free(&[(0, TASK_SIZE)], 0x1000), None);
+    }
+}
