@@ -395,7 +395,7 @@ pub(crate) fn plan(
                 | FileKind::BlockDevice { location: loc, .. } => loc,
                 other => {
                     return Err(unsupported(format!(
-                        "{what}: mapping a {} is not supported yet",
+                        "{what}: mapping this kind of file ({}) is not supported yet",
                         kind_name(other)
                     )))
                 }
