@@ -260,9 +260,14 @@ fn collect_and_write(
         true,
     )?;
     let exe_link = proc.readlink("exe")?;
-    let exe_file = files
-        .proc_entry("exe", OFlags::PATH, libc::O_RDONLY as u32, false)
-        .ok();
+    // The exe is recorded by path in any case; as a file entry when crcli can locate it.
+    let exe_file = match files.proc_entry("exe", OFlags::PATH, libc::O_RDONLY as u32, false) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!("pid {pid}: the executable is recorded by path only: {e}");
+            None
+        }
+    };
 
     let maps = proc.maps()?;
     let vmflags = proc.smaps_vmflags()?;

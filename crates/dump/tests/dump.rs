@@ -309,6 +309,24 @@ fn leave_running_dump_matches_the_process() {
             .count();
     }
     assert!(pattern_pages >= 1000, "{pattern_pages} heap pages found");
+    // The PROT_NONE pages (unreadable for process_vm_readv) are saved too, through /proc/PID/mem.
+    let hidden = p
+        .vmas
+        .iter()
+        .find(|v| v.prot == 0 && v.end - v.start == 8192 && v.backing == VmaBacking::Anonymous);
+    let hidden = hidden.expect("the 8 KiB PROT_NONE mapping");
+    let mut reader = image.pages(p.pages.unwrap()).expect("pages");
+    let mut hidden_bytes = 0;
+    while let Some(chunk) = reader.next_chunk(&mut buf).expect("chunk") {
+        for (i, pg) in buf[..chunk.len].chunks(4096).enumerate() {
+            let addr = chunk.addr + i as u64 * 4096;
+            if (hidden.start..hidden.end).contains(&addr) {
+                assert!(pg.iter().all(|&b| b == 0x3c), "page {addr:#x}");
+                hidden_bytes += 4096;
+            }
+        }
+    }
+    assert_eq!(hidden_bytes, 8192);
     let shared = p
         .vmas
         .iter()

@@ -14,7 +14,8 @@
  * DIR/gone holding "unlinked-content" then a hole then "tail" (fd 7); DIR as O_DIRECTORY (fd 8)
  * and as O_PATH (fd 9); a FIFO DIR/fifo opened O_RDWR holding "fifo-data" (fd 10);
  * a SIGUSR1 handler with SA_RESTART; SIGUSR2 blocked and pending; 4 MiB of heap filled
- * with the pattern 0x5a; 64 KiB of shared anonymous memory filled with 0xa7; umask 027.
+ * with the pattern 0x5a; 64 KiB of shared anonymous memory filled with 0xa7; 8 KiB of anonymous
+ * memory filled with 0x3c then made PROT_NONE; umask 027.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -101,6 +102,10 @@ int main(int argc, char **argv)
 	unsigned char *shared = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (shared == MAP_FAILED) die("mmap shared");
 	memset(shared, 0xa7, 64 << 10);
+	unsigned char *hidden = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (hidden == MAP_FAILED) die("mmap hidden");
+	memset(hidden, 0x3c, 8192);
+	if (mprotect(hidden, 8192, PROT_NONE) < 0) die("mprotect");
 	if (!strcmp(mode, "big")) {
 		size_t len = (size_t)atol(getenv("TARGET_MIB")) << 20;
 		unsigned char *big = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
