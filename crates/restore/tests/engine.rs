@@ -61,6 +61,7 @@ fn main() {
         ("round_trip_fd_table", || roundtrip::fd_table(false)),
         ("round_trip_fd_table_static", || roundtrip::fd_table(true)),
         ("round_trip_shared_anonymous", roundtrip::shared_anonymous),
+        ("round_trip_chroot", roundtrip::chroot),
         ("round_trip_other_groups", || roundtrip::other_creds(false)),
         ("round_trip_as_nobody", || roundtrip::other_creds(true)),
         (

@@ -26,7 +26,7 @@ fn tools() -> Result<&'static Tools, String> {
         .get_or_init(|| {
             let crcli = find_crcli()?;
             let bin_dir = PathBuf::from(PROGS_DIR);
-            for prog in ["fdtable", "fdtable-static", "chain", "shared"] {
+            for prog in ["fdtable", "fdtable-static", "chain", "shared", "rooted"] {
                 if !bin_dir.join(prog).is_file() {
                     return Err(format!(
                         "test program {} is missing",
@@ -433,5 +433,22 @@ pub fn shared_anonymous() -> Result<(), String> {
         let second = restore_bg(t, &img, &dir)?;
         std::thread::sleep(Duration::from_millis(150));
         finish(second, &dir).map(|_| ())
+    })
+}
+
+/// A process inside a chroot, working in a sub-directory: root and cwd come back.
+pub fn chroot() -> Result<(), String> {
+    with_tools("round_trip_chroot", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "rooted", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let restorer = restore_bg(t, &img, &dir)?;
+        std::thread::sleep(Duration::from_millis(150));
+        finish(restorer, &dir).map(|_| ())
     })
 }
