@@ -297,21 +297,36 @@ pub(crate) fn rebuild(
     rb.poke(0, &SYSCALL_INT3)?;
     t.set_syscall_site(Some(scratch));
 
-    // 4. Unmap everything of the child but the scratch area and the vdso group.
-    for m in &ours {
-        if is_vdso_name(&m.name) || m.name == "[vsyscall]" || m.start >= TASK_SIZE {
-            continue;
+    // 4. Unmap everything of the child but the scratch area and the vdso group: one munmap per
+    //    gap between the ranges kept (munmap of a range holding nothing is harmless).
+    let mut keep: Vec<(u64, u64)> = ours
+        .iter()
+        .filter(|m| is_vdso_name(&m.name))
+        .map(|m| (m.start, m.end))
+        .collect();
+    keep.push((scratch, scratch + SCRATCH_LEN));
+    keep.sort_unstable();
+    let mut from = PAGE_SIZE;
+    for (start, end) in keep
+        .iter()
+        .copied()
+        .chain(std::iter::once((TASK_SIZE, TASK_SIZE)))
+    {
+        if start > from {
+            rb.sc(libc::SYS_munmap, [from, start - from, 0, 0, 0, 0], || {
+                format!("unmapping the child's memory {from:#x}-{start:#x}")
+            })?;
         }
-        rb.sc(
-            libc::SYS_munmap,
-            [m.start, m.end - m.start, 0, 0, 0, 0],
-            || {
-                format!(
-                    "unmapping the child's mapping {:#x}-{:#x} {}",
-                    m.start, m.end, m.name
-                )
-            },
-        )?;
+        from = from.max(end);
+    }
+    if let Some(left) = read_maps(pid)?
+        .into_iter()
+        .find(|m| m.start < TASK_SIZE && !is_vdso_name(&m.name) && m.start != scratch)
+    {
+        return Err(RestoreError::Invalid(format!(
+            "the child still has {:#x}-{:#x} {} after unmapping",
+            left.start, left.end, left.name
+        )));
     }
 
     // 5. vdso, vvar, vvar_vclock.
