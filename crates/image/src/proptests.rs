@@ -48,7 +48,7 @@ where
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn inventory_round_trips(v: Inventory) { round_trip(FileTag::Inventory, &v)?; }
