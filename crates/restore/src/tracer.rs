@@ -490,6 +490,17 @@ impl Rebuild<'_> {
                 )
             })
             .count();
+        if targets == 0 {
+            // The program ran without a vdso (e.g. `vdso=0`): it must not get one now.
+            for m in &ours {
+                self.sc(
+                    libc::SYS_munmap,
+                    [m.start, m.end - m.start, 0, 0, 0, 0],
+                    || format!("unmapping the child's {}", m.name),
+                )?;
+            }
+            return Ok(());
+        }
         if targets != ours.len() {
             return Err(RestoreError::Unsupported(format!(
                 "the dumped process has {targets} vdso/vvar mappings, a process of this kernel has {}",
