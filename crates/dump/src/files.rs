@@ -124,19 +124,7 @@ impl<'p> Files<'p> {
         let path = link.strip_suffix(b" (deleted)").unwrap_or(link);
         let Some((mount, rel)) = self.mounts.locate(old_mnt_id, path)? else {
             let (fd_no, _) = what();
-            let features = crcli_sys::features::Features::current();
-            let kernel = if features.has(crcli_sys::features::Feature::StatmountByFd) {
-                String::new()
-            } else {
-                format!(
-                    "; kernel {} lacks statmount(STATMOUNT_BY_FD), which identifies unmounted mounts since Linux 7.0",
-                    features.kernel_release()
-                )
-            };
-            let kind = format!(
-                "a file on a mount that is in no mount table (unmounted or anonymous mount {old_mnt_id}, path {:?}{kernel})",
-                String::from_utf8_lossy(path)
-            );
+            let kind = self.why_no_mount(fd, old_mnt_id, path);
             return Err(if fd_no >= 0 {
                 DumpError::UnsupportedFd {
                     pid,
@@ -159,6 +147,41 @@ impl<'p> Files<'p> {
             size: st.st_size as u64,
             mtime: timestamp(st.st_mtime, st.st_mtime_nsec),
         })
+    }
+
+    /// Says why the mount of a file is in no mount table the dump can use, as precisely as the
+    /// kernel allows (crcli-mountinfo's `resolve_fd`).
+    fn why_no_mount(&self, fd: &OwnedFd, old_mnt_id: u32, path: &[u8]) -> String {
+        use crcli_mountinfo::Resolution;
+        use crcli_sys::features::{Feature, Features};
+        let at = format!(
+            "mount {old_mnt_id}, path {:?}",
+            String::from_utf8_lossy(path)
+        );
+        match crcli_mountinfo::resolve_fd(fd, &self.mounts.tables()) {
+            Ok(Resolution::CannotTell { missing, .. }) => {
+                let what = if missing == Feature::StatmountByFd {
+                    "statmount(STATMOUNT_BY_FD)".to_owned()
+                } else {
+                    missing.to_string()
+                };
+                format!(
+                    "a file on an unmounted or anonymous mount ({at}) on kernel {}, which lacks {what} (Linux {}) to identify it,",
+                    Features::current().kernel_release(),
+                    missing.since()
+                )
+            }
+            Ok(Resolution::Unmounted { .. }) => format!("a file on an unmounted mount ({at})"),
+            Ok(Resolution::Anonymous { .. }) => format!("a file on an anonymous mount ({at})"),
+            Ok(Resolution::Attached { .. }) => format!(
+                "a file on a mount of another mount namespace or outside the process's root ({at})"
+            ),
+            Ok(Resolution::Internal { .. }) => format!("a file on a kernel-internal mount ({at})"),
+            Ok(other) => format!("a file on a mount crcli cannot place ({at}: {other:?})"),
+            Err(e) => format!(
+                "a file on a mount that is in no mount table ({at}; resolving it failed: {e})"
+            ),
+        }
     }
 
     /// Dumps every fd of the target, in fd order. Unlinked files' content goes to `image`.

@@ -55,6 +55,15 @@ impl Mounts {
         })
     }
 
+    /// The mount tables known: the target's namespace first, then crcli's if it was read.
+    pub fn tables(&self) -> Vec<&MountTable> {
+        let mut out = vec![&self.table];
+        if let Some(Some(own)) = &self.own {
+            out.push(own);
+        }
+        out
+    }
+
     /// The mount entries made so far, in id order.
     pub fn entries(&self) -> &[MountEntry] {
         &self.entries

@@ -656,12 +656,27 @@ fn a_file_on_a_detached_mount_is_refused_for_now() {
     );
     let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
     let text = err.to_string();
-    assert!(
-        text.starts_with(&format!(
-            "pid {} fd 20: a file on a mount that is in no mount table",
+    // On Linux 6.18 only statmount(STATMOUNT_BY_FD) (7.0) tells an unmounted mount from an
+    // anonymous one; with it, the mount is known to be unmounted.
+    let by_fd =
+        crcli_sys::features::Features::current().has(crcli_sys::features::Feature::StatmountByFd);
+    let want = if by_fd {
+        format!("pid {} fd 20: a file on an unmounted mount (mount ", t.pid)
+    } else {
+        format!(
+            "pid {} fd 20: a file on an unmounted or anonymous mount (mount ",
             t.pid
-        )) && text.ends_with("is not supported"),
+        )
+    };
+    assert!(
+        text.starts_with(&want) && text.ends_with("is not supported"),
         "{text}"
     );
-    assert_refused_untouched(&t, err, "no mount table");
+    if !by_fd {
+        assert!(
+            text.contains("lacks statmount(STATMOUNT_BY_FD) (Linux 7.0)"),
+            "{text}"
+        );
+    }
+    assert_refused_untouched(&t, err, "unmounted");
 }
