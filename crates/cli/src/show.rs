@@ -1,6 +1,6 @@
 //! `crcli show DIR`: print an image. By default a short human summary (what was dumped, when,
 //! where, and what it holds); with `--json`, the full JSON view of every entry
-//! (`crcli_image::Image::to_json`). The image is read and checked completely first: a damaged
+//! (`crcli_image::Image::to_json`); with `--verify`, all data is read and checksummed too. The image is read and checked completely first: a damaged
 //! image gives an error naming the file and record, never partial output.
 
 use std::fmt::Write as _;
@@ -19,18 +19,35 @@ pub struct Args {
     /// Print the full JSON view instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Also read all page and file data and check every chunk's checksum (the metadata is
+    /// always checked).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Runs `crcli show`.
 pub fn run(args: Args) -> Result<()> {
     let image =
         Image::open(&args.dir).with_context(|| format!("reading image {}", args.dir.display()))?;
+    let verified = if args.verify {
+        Some(
+            image
+                .verify_data()
+                .with_context(|| format!("verifying the data of image {}", args.dir.display()))?,
+        )
+    } else {
+        None
+    };
     let out = if args.json {
         let mut s = image.to_json_pretty();
         s.push('\n');
         s
     } else {
-        summary(&image)
+        let mut s = summary(&image);
+        if let Some(n) = verified {
+            let _ = writeln!(s, "verified: {} of data, every checksum matches", bytes(n));
+        }
+        s
     };
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();

@@ -267,6 +267,34 @@ fn show_json_prints_everything() {
 }
 
 #[test]
+fn show_verify_reads_all_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    write_image(&img);
+    let (ok, out, err) = crcli(&["show".as_ref(), "--verify".as_ref(), img.as_os_str()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.ends_with("verified: 16.0 KiB of data, every checksum matches\n"),
+        "{out}"
+    );
+    let data = img.join("pages-1.data");
+    let mut b = std::fs::read(&data).unwrap();
+    b[20] ^= 1;
+    std::fs::write(&data, b).unwrap();
+    let (ok, _, _) = crcli(&["show".as_ref(), img.as_os_str()]);
+    assert!(ok, "without --verify only metadata is read");
+    let (ok, out, err) = crcli(&["show".as_ref(), "--verify".as_ref(), img.as_os_str()]);
+    assert!(!ok);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("verifying the data of image")
+            && err.contains("pages-1.data")
+            && err.contains("checksum mismatch"),
+        "{err}"
+    );
+}
+
+#[test]
 fn show_refuses_damaged_and_missing_images() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");

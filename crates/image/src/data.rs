@@ -121,7 +121,7 @@ impl DataReader {
             .metadata()
             .map_err(|e| ImageError::io("reading metadata of", path, e))?
             .len()
-            - HEADER_LEN;
+            .saturating_sub(HEADER_LEN);
         Ok(Self {
             f,
             path: path.to_owned(),

@@ -319,6 +319,42 @@ impl Image {
         DataReader::open(&self.dir.join(fs_file_names(id).1))
     }
 
+    /// Reads every byte of data in the image (all page streams, the content of unlinked files
+    /// and of dumped filesystems) and checks every chunk's checksum; returns how many bytes
+    /// were checked. [`Image::open`] checks metadata only; this is the full check of an image
+    /// that was copied or stored (`crcli show --verify`).
+    pub fn verify_data(&self) -> Result<u64> {
+        let mut buf = vec![0u8; MAX_CHUNK_LEN as usize];
+        let mut total = 0u64;
+        for s in &self.pages {
+            let mut r = self.pages(s.id)?;
+            while let Some(c) = r.next_chunk(&mut buf)? {
+                total += c.len as u64;
+            }
+        }
+        let files_data = self.files_data()?;
+        for (i, f) in self.files.iter().enumerate() {
+            if let crate::file::FileKind::Unlinked { extents, .. } = &f.kind {
+                for e in extents {
+                    files_data.read_extent(e, &mut buf, i as u64)?;
+                    total += u64::from(e.len);
+                }
+            }
+        }
+        for c in &self.fs_contents {
+            let data = self.fs_data(c.id)?;
+            for (i, entry) in c.entries.iter().enumerate() {
+                if let crate::fs::FsEntryKind::Regular { extents, .. } = &entry.kind {
+                    for e in extents {
+                        data.read_extent(e, &mut buf, i as u64)?;
+                        total += u64::from(e.len);
+                    }
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// The whole image metadata as JSON (what `crcli show --json` prints): the inventory, every
     /// entry, and a summary of each page stream. Paths and names that are not UTF-8 are escaped
     /// (`\xNN`), raw blobs (XSAVE areas, pipe buffers, xattr values) are hex strings.

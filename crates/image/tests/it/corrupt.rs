@@ -133,6 +133,26 @@ fn flipped_page_data_is_caught_by_its_chunk_checksum() {
 }
 
 #[test]
+fn verify_data_checks_every_data_byte() {
+    for name in ["pages-1.data", "pages-2.data", "fs-1.data", "files.data"] {
+        let (_d, img) = small_sample();
+        let clean = Image::open(&img).unwrap().verify_data().unwrap();
+        assert_eq!(clean, 8192 + 8192 + 23 + 5000 + 16);
+        let data = img.join(name);
+        let mut b = std::fs::read(&data).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 0x40;
+        std::fs::write(&data, &b).unwrap();
+        let image = Image::open(&img).unwrap();
+        let err = image.verify_data().unwrap_err().to_string();
+        assert!(
+            err.contains(name) && err.contains("checksum mismatch"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
 fn flipped_fs_and_file_data_are_caught() {
     let (_d, img) = small_sample();
     for name in ["fs-1.data", "files.data"] {
