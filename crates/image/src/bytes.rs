@@ -253,6 +253,82 @@ pub(crate) fn take_problem() -> Option<String> {
     PROBLEM.with(|p| p.borrow_mut().take())
 }
 
+/// Deserializes a list of at most `MAX` elements (`#[serde(deserialize_with =
+/// "crate::bytes::bounded_vec::<MAX, _, _>")]`): a decoder stops at the limit instead of
+/// building a huge list of tiny elements (a 16 MiB record of 2-byte elements would otherwise
+/// become hundreds of MiB in memory).
+pub(crate) fn bounded_vec<'de, const MAX: usize, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<const MAX: usize, T>(std::marker::PhantomData<T>);
+    impl<'de, const MAX: usize, T: Deserialize<'de>> Visitor<'de> for V<MAX, T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of at most {MAX} elements")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            if let Some(n) = seq.size_hint() {
+                if n > MAX {
+                    return Err(limit(n, MAX));
+                }
+            }
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX).min(4096));
+            while let Some(v) = seq.next_element()? {
+                if out.len() == MAX {
+                    return Err(limit(MAX + 1, MAX));
+                }
+                charge::<A::Error>(std::mem::size_of::<T>())?;
+                out.push(v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V::<MAX, T>(std::marker::PhantomData))
+}
+
+thread_local! {
+    /// Bytes of list elements the current record decode may still build (`None`: no decode
+    /// with a budget is running).
+    static BUDGET: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` (one record decode) with a budget of `bytes` bytes of list elements, over all the
+/// lists of the record, nested ones included.
+pub(crate) fn with_budget<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BUDGET.with(|b| b.set(None));
+        }
+    }
+    BUDGET.with(|b| b.set(Some(bytes)));
+    let _reset = Reset;
+    f()
+}
+
+fn charge<E: de::Error>(bytes: usize) -> Result<(), E> {
+    BUDGET.with(|b| match b.get() {
+        None => Ok(()),
+        Some(left) if left >= bytes => {
+            b.set(Some(left - bytes));
+            Ok(())
+        }
+        Some(_) => {
+            let msg = "its lists would take more memory than the decoding limit".to_string();
+            PROBLEM.with(|p| *p.borrow_mut() = Some(msg.clone()));
+            Err(E::custom(msg))
+        }
+    })
+}
+
+fn limit<E: de::Error>(n: usize, max: usize) -> E {
+    let msg = format!("a list of {n} elements exceeds the limit of {max}");
+    PROBLEM.with(|p| *p.borrow_mut() = Some(msg.clone()));
+    E::custom(msg)
+}
+
 /// Serde helpers for raw byte blobs (`Vec<u8>` fields): bytes in the binary image, a hex string
 /// in the JSON view.
 pub(crate) mod hex {
@@ -344,9 +420,12 @@ pub(crate) mod hex {
             seq.end()
         }
 
-        /// Deserializes a list of blobs.
+        /// The most blobs a list may hold.
+        pub const MAX: usize = 1 << 16;
+
+        /// Deserializes a list of at most [`MAX`] blobs.
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
-            let v: Vec<OwnedBlob> = Deserialize::deserialize(d)?;
+            let v: Vec<OwnedBlob> = crate::bytes::bounded_vec::<MAX, _, _>(d)?;
             Ok(v.into_iter().map(|b| b.0).collect())
         }
     }

@@ -35,6 +35,10 @@ use crate::{FORMAT_VERSION, MIN_FORMAT_VERSION};
 
 /// The longest record payload accepted, in bytes.
 pub const MAX_RECORD_LEN: u32 = 16 << 20;
+/// The most bytes of list elements one record may decode into (over all its lists, nested
+/// ones included). With [`MAX_RECORD_LEN`] this bounds the memory one record can make a reader
+/// allocate, whatever counts it claims.
+pub const MAX_DECODED_LIST_BYTES: usize = 32 << 20;
 /// Size of every file header, in bytes.
 pub const HEADER_LEN: u64 = 16;
 const TRAILER_MARK: u32 = u32::MAX;
@@ -361,7 +365,9 @@ pub fn decode_payload<T: DeserializeOwned>(
         ));
     }
     crate::bytes::take_problem();
-    match postcard::from_bytes::<T>(raw) {
+    let decoded =
+        crate::bytes::with_budget(MAX_DECODED_LIST_BYTES, || postcard::from_bytes::<T>(raw));
+    match decoded {
         Ok(v) => Ok(v),
         Err(postcard::Error::SerdeDeCustom) => {
             Err(crate::bytes::take_problem().unwrap_or_else(|| "invalid value".to_string()))

@@ -74,6 +74,7 @@ pub enum FileKind {
         /// Where it lived (the mount it is on, the path it had before it was unlinked).
         location: FileLocation,
         /// Its content: data extents in `files.data`; the gaps up to `location.size` are holes.
+        #[serde(deserialize_with = "crate::bytes::bounded_vec::<{ usize::MAX }, _, _>")]
         extents: Vec<Extent>,
     },
 }

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::bytes::{ImagePath, OsBytes};
 use crate::common::{Extent, FsContentId, Timestamp};
 
+/// The most extended attributes one entry may have in an image.
+pub const MAX_XATTRS: usize = 1 << 16;
+
 /// The dumped content of one lost superblock: its entries, parents before children.
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +39,8 @@ pub struct FsEntry {
     pub atime: Timestamp,
     /// Last modification.
     pub mtime: Timestamp,
-    /// Extended attributes.
+    /// Extended attributes, at most [`MAX_XATTRS`].
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_XATTRS, _, _>")]
     pub xattrs: Vec<Xattr>,
     /// `st_ino` at dump time (to match fds to entries).
     pub ino: u64,
@@ -54,6 +58,7 @@ pub enum FsEntryKind {
         /// File size in bytes.
         size: u64,
         /// Data extents.
+        #[serde(deserialize_with = "crate::bytes::bounded_vec::<{ usize::MAX }, _, _>")]
         extents: Vec<Extent>,
     },
     /// A symbolic link.

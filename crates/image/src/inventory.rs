@@ -26,6 +26,7 @@ pub struct Inventory {
     /// The page size of that machine, in bytes (4096).
     pub page_size: u32,
     /// The kernel features the dump relied on; the restore refuses to start without them.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<1024, _, _>")]
     pub features: Vec<KernelFeature>,
     /// The pid of the root of the dumped tree (in the tree's own PID namespace).
     pub root_pid: u32,
@@ -64,6 +65,9 @@ impl Inventory {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Contents {
     /// The pids of the dumped processes, in the order of `processes.img`.
+    #[serde(
+        deserialize_with = "crate::bytes::bounded_vec::<{ crate::image::MAX_PROCESSES as usize }, _, _>"
+    )]
     pub pids: Vec<u32>,
     /// How many open file descriptions (`files.img`).
     pub files: u32,
@@ -72,8 +76,14 @@ pub struct Contents {
     /// How many mounts (`mounts.img`).
     pub mounts: u32,
     /// The dumped lost-superblock contents (`fs-N.img` and `fs-N.data`).
+    #[serde(
+        deserialize_with = "crate::bytes::bounded_vec::<{ crate::image::MAX_ENTRIES as usize }, _, _>"
+    )]
     pub fs_contents: Vec<FsContentId>,
     /// The page streams (`pagemap-N.img` and `pages-N.data`).
+    #[serde(
+        deserialize_with = "crate::bytes::bounded_vec::<{ crate::image::MAX_ENTRIES as usize }, _, _>"
+    )]
     pub pages: Vec<PagesId>,
     /// Total bytes of page data over all page streams.
     pub page_bytes: u64,

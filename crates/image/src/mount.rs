@@ -55,6 +55,7 @@ pub struct MountEntry {
     pub rebuild: Option<RebuildPlan>,
     /// For an anonymous mount: the fds that are the mount fd itself (from `open_tree` or
     /// `fsmount`), which the restore must keep open at these numbers.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<{ crate::process::MAX_FDS }, _, _>")]
     pub kept_fds: Vec<ProcessFd>,
 }
 

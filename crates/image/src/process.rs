@@ -17,6 +17,18 @@ pub const NSIG: usize = 64;
 pub const RLIM_NLIMITS: usize = 16;
 /// Size of a raw `siginfo_t`, in bytes.
 pub const SIGINFO_SIZE: usize = 128;
+/// The most threads a process may have in an image.
+pub const MAX_THREADS: usize = 1 << 16;
+/// The most mappings a process may have in an image.
+pub const MAX_VMAS: usize = 1 << 20;
+/// The most fds a process may have in an image.
+pub const MAX_FDS: usize = 1 << 20;
+/// The most TLS descriptors a thread may have in an image.
+pub const MAX_TLS: usize = 16;
+/// The most supplementary groups (`NGROUPS_MAX`).
+pub const MAX_GROUPS: usize = 65536;
+/// The most words of an auxiliary vector.
+pub const MAX_AUXV: usize = 4096;
 /// The largest XSAVE area accepted, in bytes (AMX needs about 11 KiB; this leaves room).
 pub const MAX_XSTATE_SIZE: usize = 64 * 1024;
 
@@ -35,10 +47,18 @@ pub struct Process {
     /// The process name (`/proc/PID/comm`, `PR_SET_NAME`), at most 16 bytes.
     pub comm: OsBytes,
     /// Threads; the first is the thread-group leader (`tid == pid`).
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_THREADS, _, _>")]
     pub threads: Vec<Thread>,
     /// Signals pending for the whole process (shared pending).
     pub shared_pending: PendingSignals,
     /// The 64 signal dispositions, index 0 for signal 1.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<NSIG, _, _>")]
+    #[cfg_attr(
+        test,
+        proptest(
+            strategy = "proptest::collection::vec(proptest::arbitrary::any::<SigAction>(), 0..=NSIG)"
+        )
+    )]
     pub sigactions: Vec<SigAction>,
     /// Credentials.
     pub creds: Creds,
@@ -49,6 +69,13 @@ pub struct Process {
     /// File mode creation mask.
     pub umask: u32,
     /// The 16 resource limits, indexed by `RLIMIT_*`.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<RLIM_NLIMITS, _, _>")]
+    #[cfg_attr(
+        test,
+        proptest(
+            strategy = "proptest::collection::vec(proptest::arbitrary::any::<Rlimit>(), 0..=RLIM_NLIMITS)"
+        )
+    )]
     pub rlimits: Vec<Rlimit>,
     /// `personality(0xffffffff)`.
     pub personality: u32,
@@ -63,10 +90,12 @@ pub struct Process {
     /// Memory-descriptor fields (`PR_SET_MM_MAP`).
     pub mm: MmInfo,
     /// The memory layout, sorted by address, not overlapping.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_VMAS, _, _>")]
     pub vmas: Vec<Vma>,
     /// The page stream with the content of private and anonymous memory, if any was dumped.
     pub pages: Option<PagesId>,
     /// The fd table, sorted by fd number, no duplicates.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_FDS, _, _>")]
     pub fds: Vec<Fd>,
 }
 
@@ -96,6 +125,13 @@ pub struct Thread {
     pub clear_child_tid: u64,
     /// 32-bit TLS descriptors in the GDT (`PTRACE_GET_THREAD_AREA`); usually empty on x86_64,
     /// where TLS is `fs_base`.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_TLS, _, _>")]
+    #[cfg_attr(
+        test,
+        proptest(
+            strategy = "proptest::collection::vec(proptest::arbitrary::any::<TlsDesc>(), 0..=MAX_TLS)"
+        )
+    )]
     pub tls: Vec<TlsDesc>,
 }
 
@@ -239,6 +275,7 @@ pub struct Creds {
     /// Real, effective, saved and filesystem gid.
     pub gids: [u32; 4],
     /// Supplementary groups.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_GROUPS, _, _>")]
     pub groups: Vec<u32>,
     /// Inheritable capabilities.
     pub cap_inh: u64,
@@ -281,6 +318,7 @@ pub struct MmInfo {
     /// End of the environment.
     pub env_end: u64,
     /// The auxiliary vector (`/proc/PID/auxv`), as pairs of words, including the final AT_NULL.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_AUXV, _, _>")]
     pub auxv: Vec<u64>,
     /// The executable's path as `/proc/PID/exe` showed it.
     pub exe_path: ImagePath,

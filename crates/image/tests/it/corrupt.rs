@@ -319,6 +319,70 @@ fn absurd_counts_inside_a_record_are_refused() {
     assert!(err.to_string().contains("bytes after the trailer"), "{err}");
 }
 
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+#[test]
+fn many_tiny_list_elements_hit_a_limit_not_the_allocator() {
+    // An FsEntry whose 16 MiB payload is 8 million empty xattrs (2 bytes each, 48 in memory).
+    let n = (16 << 20) / 2 - 64;
+    let mut p = vec![0u8; 9]; // path "", Directory, mode, uid, gid, atime, mtime
+    varint(n as u64, &mut p);
+    p.resize(p.len() + 2 * n, 0);
+    p.push(0); // ino
+    let err = codec::decode_payload::<FsEntry>(FORMAT_VERSION, &p).unwrap_err();
+    assert_eq!(
+        err,
+        format!("a list of {n} elements exceeds the limit of 65536")
+    );
+
+    // A regular file with 4 million empty extents (4 bytes each, 32 in memory): under every
+    // per-list cap, stopped by the per-record budget.
+    let n = (16 << 20) / 4 - 64;
+    let mut p = vec![0u8, 1, 0]; // path "", Regular, size 0
+    varint(n as u64, &mut p);
+    p.resize(p.len() + 4 * n, 0);
+    p.extend([0u8; 10]);
+    let err = codec::decode_payload::<FsEntry>(FORMAT_VERSION, &p).unwrap_err();
+    assert_eq!(
+        err,
+        "its lists would take more memory than the decoding limit"
+    );
+
+    // Nested lists share the budget: 200 threads, each with 65 536 empty queued siginfos (one
+    // byte each, 24 in memory: 300 MiB if trusted), every list under its own cap.
+    let mut v: Vec<u8> = vec![];
+    // pid ppid pgid sid comm("") then threads count
+    v.extend([1u8, 0, 1, 1, 0]);
+    let threads = 200usize;
+    varint(threads as u64, &mut v);
+    for _ in 0..threads {
+        v.extend([1u8, 0]); // tid, comm ""
+        v.extend([0u8; 27]); // regs
+        v.extend([0u8, 0, 0]); // xstate size, features, data ""
+        v.push(0); // sigmask
+        v.push(0); // pending.mask
+        varint(65536, &mut v);
+        v.resize(v.len() + 65536, 0); // 65 536 empty blobs
+        v.extend([0u8; 3 + 1 + 2 + 1 + 1]); // sigaltstack, rseq None, robust, cctid, tls []
+    }
+    assert!(v.len() < MAX_RECORD_LEN as usize);
+    let err = codec::decode_payload::<Process>(FORMAT_VERSION, &v).unwrap_err();
+    assert_eq!(
+        err,
+        "its lists would take more memory than the decoding limit"
+    );
+}
+
 /// Frames raw payloads as a record file with correct checksums.
 fn frame(tag: FileTag, payloads: &[Vec<u8>]) -> Vec<u8> {
     let mut out = codec::encode_header(tag, FORMAT_VERSION).to_vec();
@@ -445,7 +509,7 @@ fn invalid_entries_are_refused_with_file_and_record() {
         ),
         (
             &|p, _, _| p[0].rlimits.push(Rlimit::default()),
-            "17 rlimits, not 16",
+            "processes.img record 0: a list of 17 elements exceeds the limit of 16",
         ),
         (
             &|p, _, _| p[0].vmas.swap(0, 1),
@@ -584,7 +648,10 @@ fn invalid_entries_are_refused_with_file_and_record() {
             Ok(_) => panic!("case {i}: accepted, expected {want:?}"),
             Err(e) => e.to_string(),
         };
-        assert!(err.starts_with("checking "), "case {i}: {err}");
+        assert!(
+            err.starts_with("checking ") || err.starts_with("decoding "),
+            "case {i}: {err}"
+        );
         assert!(err.contains(want), "case {i}: expected {want:?} in {err:?}");
         assert!(!target.exists());
         assert_eq!(
