@@ -184,32 +184,38 @@ fn dump_frozen(
     started: Instant,
 ) -> Result<Summary, DumpError> {
     let pid = proc.pid;
-    let frozen = freeze::Frozen::freeze(proc)?;
+    let mut frozen = Some(freeze::Frozen::freeze(proc)?);
     let frozen_at = Instant::now();
-    tracing::info!("pid {pid} frozen ({})", frozen.stop);
-    let mut summary = match collect_and_write(proc, frozen.tracee(), dir) {
+    if let Some(f) = &frozen {
+        tracing::info!("pid {pid} frozen ({})", f.stop);
+    }
+    let result = collect_and_write(proc, &mut frozen, dir, options.leave_running, frozen_at);
+    let mut summary = match result {
         Ok(summary) => summary,
-        // Dropping `frozen` resumes the target.
         Err(e) => {
-            drop(frozen);
-            tracing::info!("pid {pid} resumed after a failed dump");
+            // Dropping `frozen` (if still held) resumes the target.
+            if frozen.take().is_some() {
+                tracing::info!("pid {pid} resumed after a failed dump");
+            }
             return Err(e);
         }
     };
-    if options.leave_running {
-        frozen.resume().map_err(|source| DumpError::AfterDump {
-            pid,
-            op: "resuming it",
-            source,
-        })?;
-    } else {
-        frozen.kill().map_err(|source| DumpError::AfterDump {
-            pid,
-            op: "killing it",
-            source,
-        })?;
+    if let Some(f) = frozen.take() {
+        if options.leave_running {
+            f.resume().map_err(|source| DumpError::AfterDump {
+                pid,
+                op: "resuming it",
+                source,
+            })?;
+        } else {
+            f.kill().map_err(|source| DumpError::AfterDump {
+                pid,
+                op: "killing it",
+                source,
+            })?;
+        }
+        summary.frozen = frozen_at.elapsed();
     }
-    summary.frozen = frozen_at.elapsed();
     summary.elapsed = started.elapsed();
     summary.left_running = options.leave_running;
     Ok(summary)
@@ -227,12 +233,18 @@ fn os_bytes(what: &str, bytes: &[u8]) -> Result<OsBytes, DumpError> {
     })
 }
 
+/// Collects the target's state and writes the image. With `release_early` (leave-running), the
+/// target is resumed as soon as everything has been read from it, before the image is committed
+/// (and synced); a failure after that point leaves it running untouched all the same.
 fn collect_and_write(
     proc: &procfs::Proc,
-    tracee: &Tracee,
+    frozen: &mut Option<freeze::Frozen>,
     dir: &Path,
+    release_early: bool,
+    frozen_at: Instant,
 ) -> Result<Summary, DumpError> {
     let pid = proc.pid;
+    let tracee = frozen.as_ref().expect("the target is frozen").tracee();
     let stat = proc.stat()?;
     let status = proc.status()?;
 
@@ -393,6 +405,17 @@ fn collect_and_write(
     };
     debug_assert_eq!(process.sigactions.len(), NSIG);
 
+    // Everything has been read from the target.
+    let mut frozen_for = Duration::ZERO;
+    if release_early {
+        if let Some(f) = frozen.take() {
+            f.resume()
+                .map_err(DumpError::ptrace(format!("resume pid {pid}")))?;
+            frozen_for = frozen_at.elapsed();
+            tracing::debug!("pid {pid} resumed; writing the image");
+        }
+    }
+
     for f in &files.entries {
         image
             .add_file(f)
@@ -422,7 +445,7 @@ fn collect_and_write(
         pages: count.pages,
         page_bytes: count.bytes,
         fds: process.fds.len(),
-        frozen: Duration::ZERO,
+        frozen: frozen_for,
         elapsed: Duration::ZERO,
         left_running: false,
     })
