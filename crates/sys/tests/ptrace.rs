@@ -435,3 +435,42 @@ fn robust_list_rlimits_and_kcmp() {
         Err(rustix::io::Errno::BADF)
     );
 }
+
+#[test]
+fn a_stopped_process_is_seized_injected_into_and_stays_stopped() {
+    let child = Sleeper::spawn();
+    let pid = rustix::process::Pid::from_raw(child.pid()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.state() != 'T' {
+        assert!(Instant::now() < deadline, "never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let tracee = Tracee::seize(child.pid(), PtraceOptions::empty()).expect("seize");
+    // A group-stop of a seized tracee is reported as PTRACE_EVENT_STOP with the stop signal.
+    let status = tracee.interrupt_and_wait().expect("interrupt");
+    assert_eq!(
+        status,
+        WaitStatus::Stopped {
+            signal: libc::SIGSTOP,
+            event: PTRACE_EVENT_STOP
+        }
+    );
+    let regs = tracee.get_regs().expect("regs");
+    // Stopped inside clock_nanosleep: the `syscall` instruction is right before rip.
+    assert_eq!(
+        tracee.peek_data(regs.rip - 2).expect("peek") & 0xffff,
+        0x050f
+    );
+    tracee.set_syscall_site(Some(regs.rip - 2));
+    let ret = tracee
+        .inject_syscall(libc::SYS_getppid, [0; 6])
+        .expect("getppid");
+    assert_eq!(ret, i64::from(std::process::id() as i32));
+    assert_eq!(tracee.get_regs().expect("regs"), regs);
+    tracee.detach(0).expect("detach");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(child.state(), 'T', "still stopped after the detach");
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    assert_sleeps_again(&child);
+}
