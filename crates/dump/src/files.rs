@@ -122,7 +122,10 @@ impl<'p> Files<'p> {
         let st = rustix::fs::fstat(fd)
             .map_err(DumpError::sys(format!("fstat {} of pid {pid}", what().1)))?;
         let path = link.strip_suffix(b" (deleted)").unwrap_or(link);
-        let Some((mount, rel)) = self.mounts.locate(old_mnt_id, path)? else {
+        let Some((mount, rel)) =
+            self.mounts
+                .locate(std::os::fd::AsFd::as_fd(fd), old_mnt_id, path, what().0)?
+        else {
             let (fd_no, _) = what();
             let kind = self.why_no_mount(fd, old_mnt_id, path);
             return Err(if fd_no >= 0 {

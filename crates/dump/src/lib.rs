@@ -55,6 +55,7 @@
 mod error;
 mod files;
 mod freeze;
+mod fscontent;
 mod inject;
 mod memory;
 mod mounts;
@@ -426,6 +427,7 @@ fn collect_and_write(
             .add_pipe(p)
             .map_err(image_err(format!("pipe entry {}", p.id)))?;
     }
+    files.mounts.dump_contents(&mut image)?;
     for m in files.mounts.entries() {
         image
             .add_mount(m)

@@ -1,18 +1,28 @@
 //! Tying files to mounts: the target's mount table (crcli-mountinfo, listmount + statmount +
 //! mountinfo merged) and the image's mount entries for the mounts its files live on.
 //!
-//! Only attached mounts are handled here yet: the target's namespace, or crcli's own when the
-//! target entered a namespace of its own but still holds fds from crcli's. A file whose mount is
-//! in no mount table (unmounted or anonymous) is refused by the caller with a clear message.
-//! TODO(next issue): use `crcli_mountinfo::resolve_fd` for unmounted and anonymous mounts and
-//! record their rebuild plans.
+//! Attached mounts come from the target's namespace, or crcli's own when the target entered a
+//! namespace of its own but still holds fds from crcli's. A file whose mount is in no table is
+//! resolved with `crcli_mountinfo::resolve_fd` on crcli's own duplicate of the fd: an unmounted
+//! mount (statmount `STATMOUNT_BY_FD`, Linux 7.0) or an anonymous one (`ENOENT` from it, or the
+//! clone rule on older kernels) gets an entry with its kind, root, attributes and rebuild plan;
+//! fds on one mount (same unique mount id) share one entry. An `O_PATH` fd at the root of an
+//! anonymous mount is taken to be the mount fd itself (`open_tree`/`fsmount`) and listed in the
+//! entry's `kept_fds`. For a lost superblock the fds that reach its content are kept, and
+//! [`Mounts::dump_contents`] (module `fscontent`) writes what they reach into the image.
+//! Anything else (the kernel cannot tell, a root that cannot be established) is left to the
+//! caller, which refuses the file with a message naming the pid, the fd and the reason.
 
 use std::collections::HashMap;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-use crcli_image::{ImagePath, MountEntry, MountId, MountKind, OsBytes};
+use crcli_image::{
+    FsContentId, ImagePath, MountEntry, MountId, MountKind, OsBytes, ProcessFd, RebuildPlan,
+};
 use crcli_mountinfo::kernel::Namespace;
-use crcli_mountinfo::{Mount, MountTable, SbFlags};
+use crcli_mountinfo::{FdFacts, Mount, MountTable, Rebuild, Resolution, SbFlags};
 
 use crate::error::DumpError;
 
@@ -31,6 +41,14 @@ pub(crate) struct Mounts {
     same_namespace: bool,
     entries: Vec<MountEntry>,
     by_old_id: HashMap<u32, MountId>,
+    /// Unmounted and anonymous mounts made so far, by unique mount id.
+    by_unique_id: HashMap<u64, MountId>,
+    /// Lost superblocks: (mount, content id, the mount's root inside its filesystem).
+    pub(crate) lost: Vec<(MountId, FsContentId, PathBuf)>,
+    /// fds (crcli's own duplicates) that reach lost-superblock content: (mount, path of the
+    /// file inside its filesystem, the fd).
+    pub(crate) content_roots: Vec<(MountId, PathBuf, OwnedFd)>,
+    pid: i32,
 }
 
 impl Mounts {
@@ -52,6 +70,10 @@ impl Mounts {
             same_namespace,
             entries: Vec::new(),
             by_old_id: HashMap::new(),
+            by_unique_id: HashMap::new(),
+            lost: Vec::new(),
+            content_roots: Vec::new(),
+            pid,
         })
     }
 
@@ -69,14 +91,18 @@ impl Mounts {
         &self.entries
     }
 
-    /// The image mount of a file on mount `old_id` (fdinfo's `mnt_id`) seen at `path` (an
-    /// absolute path, as /proc's links show it), and the file's path relative to that mount's
-    /// root. `None` when the mount is in no mount table of the target (unmounted, anonymous) or
-    /// the path does not lie under its mount point.
+    /// The image mount of a file (crcli's own duplicate `fd`, fd number `fd_no` of the target,
+    /// negative for cwd, root, exe and mappings) on mount `old_id` (fdinfo's `mnt_id`) seen at
+    /// `path` (as /proc's links show it: absolute on an attached mount, relative to the
+    /// mount's root on an unmounted or anonymous one), and the file's path relative to that
+    /// mount's root. `None` when the mount cannot be placed (the kernel cannot tell what it is,
+    /// another namespace, a path outside the mount): the caller says why.
     pub fn locate(
         &mut self,
+        fd: BorrowedFd<'_>,
         old_id: u32,
         path: &[u8],
+        fd_no: i32,
     ) -> Result<Option<(MountId, ImagePath)>, DumpError> {
         if self.own.is_none() && !self.same_namespace && self.table.by_old_id(old_id).is_none() {
             self.own = Some(MountTable::of(Namespace::Current).ok());
@@ -88,7 +114,7 @@ impl Mounts {
                 .and_then(|t| t.by_old_id(old_id))
         });
         let Some(mount) = found else {
-            return Ok(None);
+            return self.locate_detached(fd, path, fd_no);
         };
         let Some(rel) = relative_to(path, mount.mount_point.as_os_str().as_bytes()) else {
             return Ok(None);
@@ -106,6 +132,270 @@ impl Mounts {
         self.by_old_id.insert(old_id, id);
         Ok(Some((id, rel)))
     }
+}
+
+impl Mounts {
+    /// [`Mounts::locate`] for a mount in no table: unmounted or anonymous.
+    fn locate_detached(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        path: &[u8],
+        fd_no: i32,
+    ) -> Result<Option<(MountId, ImagePath)>, DumpError> {
+        let pid = self.pid;
+        let Some(rel_bytes) = path.strip_prefix(b"/") else {
+            return Ok(None);
+        };
+        let rel = image_path(
+            &format!("path {:?}", String::from_utf8_lossy(path)),
+            rel_bytes,
+        )?;
+        let unique = crcli_sys::statx::fstatx_mnt_id_unique(fd).map_err(DumpError::sys(
+            format!("statx the mount id of fd {fd_no} of pid {pid}"),
+        ))?;
+        let id = match unique.and_then(|u| self.by_unique_id.get(&u).copied()) {
+            Some(id) => id,
+            None => {
+                let tables = self.tables();
+                let resolution = crcli_mountinfo::resolve_fd(fd, &tables).map_err(|source| {
+                    DumpError::Mounts {
+                        op: format!("resolve the mount of fd {fd_no} of pid {pid}"),
+                        source,
+                    }
+                })?;
+                let Some(id) = self.detached_entry(resolution, fd_no)? else {
+                    return Ok(None);
+                };
+                if let Some(u) = unique {
+                    self.by_unique_id.insert(u, id);
+                }
+                id
+            }
+        };
+        let entry = &mut self.entries[id.0 as usize - 1];
+        if entry.kind == MountKind::Anonymous && fd_no >= 0 && rel_bytes.is_empty() {
+            let o_path = rustix::fs::fcntl_getfl(fd)
+                .map_err(DumpError::sys(format!("F_GETFL fd {fd_no} of pid {pid}")))?
+                .contains(rustix::fs::OFlags::PATH);
+            if o_path {
+                entry.kept_fds.push(ProcessFd {
+                    pid: pid as u32,
+                    fd: fd_no as u32,
+                });
+            }
+        }
+        if let Some((_, _, root)) = self.lost.iter().find(|(m, _, _)| *m == id) {
+            let in_fs = if rel_bytes.is_empty() {
+                root.clone()
+            } else {
+                root.join(Path::new(std::ffi::OsStr::from_bytes(rel_bytes)))
+            };
+            let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)
+                .map_err(DumpError::sys(format!("dup fd {fd_no} of pid {pid}")))?;
+            self.content_roots.push((id, in_fs, dup));
+        }
+        Ok(Some((id, rel)))
+    }
+
+    /// Makes the entry of an unmounted or anonymous mount; `None` for any other answer.
+    fn detached_entry(
+        &mut self,
+        resolution: Resolution,
+        fd_no: i32,
+    ) -> Result<Option<MountId>, DumpError> {
+        let pid = self.pid;
+        let id = MountId(self.entries.len() as u32 + 1);
+        let (mut entry, rebuild, root) = match resolution {
+            Resolution::Unmounted { mount, rebuild, .. } => {
+                let mut e = entry_of(id, &mount)?;
+                e.kind = MountKind::Unmounted;
+                e.mountpoint = None;
+                e.mnt_ns_id = None;
+                e.parent_unique_id = 0;
+                (e, rebuild, mount.root.clone())
+            }
+            Resolution::Anonymous {
+                fd,
+                same_superblock,
+                root,
+                rebuild,
+                ..
+            } => {
+                let root = root.unwrap_or_else(|| PathBuf::from("/"));
+                let e = anonymous_entry(id, &fd, same_superblock.as_ref(), &root, &rebuild)?;
+                (e, rebuild, root)
+            }
+            _ => return Ok(None),
+        };
+        let rel_root = |p: &Path| -> Result<ImagePath, DumpError> {
+            let b = p.as_os_str().as_bytes();
+            image_path("a mount root", b.strip_prefix(b"/").unwrap_or(b))
+        };
+        entry.rebuild = Some(match rebuild {
+            Rebuild::BindOfLive { live, sub_root } => RebuildPlan::BindOfLive {
+                live_mount_id: live.id.unwrap_or(0),
+                live_mountpoint: image_path(
+                    "a live mount point",
+                    live.mount_point.as_os_str().as_bytes(),
+                )?,
+                subroot: image_path("a sub-root", sub_root.as_os_str().as_bytes())?,
+            },
+            Rebuild::Remount {
+                source,
+                fs_type,
+                sb_flags,
+                options,
+                sub_root,
+            } => {
+                let mut opts: Vec<String> = options
+                    .iter()
+                    .map(|o| o.to_string_lossy().into_owned())
+                    .collect();
+                if sb_flags.contains(SbFlags::RDONLY) {
+                    opts.insert(0, "ro".to_owned());
+                }
+                RebuildPlan::Remount {
+                    source: OsBytes::new(source.as_bytes().to_vec()).map_err(|e| {
+                        DumpError::Parse {
+                            what: "a mount source".to_owned(),
+                            detail: e.to_string(),
+                        }
+                    })?,
+                    fs_type,
+                    options: opts.join(","),
+                    subroot: image_path("a sub-root", sub_root.as_os_str().as_bytes())?,
+                }
+            }
+            Rebuild::LostSuperblock { fs_type, options } => {
+                let Some(fs_type) = fs_type else {
+                    return Err(DumpError::UnsupportedFd {
+                        pid,
+                        fd: fd_no,
+                        kind: format!(
+                            "a file on a {} mount of a filesystem that has no live mount and whose type is unknown",
+                            kind_name(entry.kind)
+                        ),
+                    });
+                };
+                let mut opts: Vec<String> = options
+                    .iter()
+                    .map(|o| o.to_string_lossy().into_owned())
+                    .collect();
+                if opts.is_empty() {
+                    // An anonymous fsmount: statmount cannot answer; the size and inode limit
+                    // of a tmpfs show in statfs.
+                    opts = self.statfs_options(&fs_type, fd_no);
+                }
+                let content = FsContentId(self.lost.len() as u32 + 1);
+                self.lost.push((id, content, root.clone()));
+                RebuildPlan::LostSuperblock {
+                    fs_type,
+                    options: opts.join(","),
+                    content,
+                    subroot: rel_root(&root)?,
+                }
+            }
+            Rebuild::RootUnknown { live } => {
+                return Err(DumpError::UnsupportedFd {
+                    pid,
+                    fd: fd_no,
+                    kind: format!(
+                        "a file on an anonymous mount of the superblock of live mount {} whose root cannot be established (a file with several links, a deleted file, or too large a tree to search)",
+                        live.mount_point.display()
+                    ),
+                });
+            }
+        });
+        if entry.fs_type.is_empty() {
+            if let Some(RebuildPlan::LostSuperblock { fs_type, .. }) = &entry.rebuild {
+                entry.fs_type = fs_type.clone();
+            }
+        }
+        self.entries.push(entry);
+        Ok(Some(id))
+    }
+
+    /// `size=` and `nr_inodes=` of a tmpfs from `statfs` of the target's fd.
+    fn statfs_options(&self, fs_type: &str, fd_no: i32) -> Vec<String> {
+        if fs_type != "tmpfs" || fd_no < 0 {
+            return Vec::new();
+        }
+        let Ok(sfs) = rustix::fs::statfs(format!("/proc/{}/fd/{fd_no}", self.pid).as_str()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if sfs.f_blocks > 0 {
+            out.push(format!("size={}", sfs.f_blocks * sfs.f_bsize as u64));
+        }
+        if sfs.f_files > 0 {
+            out.push(format!("nr_inodes={}", sfs.f_files));
+        }
+        out
+    }
+}
+
+fn kind_name(kind: MountKind) -> &'static str {
+    match kind {
+        MountKind::Attached => "attached",
+        MountKind::Unmounted => "unmounted",
+        MountKind::Anonymous => "anonymous",
+    }
+}
+
+/// The entry of an anonymous mount: facts from the fd, superblock facts from a live mount of
+/// the same superblock when there is one.
+fn anonymous_entry(
+    id: MountId,
+    fd: &FdFacts,
+    same_superblock: Option<&Mount>,
+    root: &Path,
+    rebuild: &Rebuild,
+) -> Result<MountEntry, DumpError> {
+    let mut e = match same_superblock {
+        Some(m) => entry_of(id, m)?,
+        None => MountEntry {
+            id,
+            kind: MountKind::Anonymous,
+            unique_id: 0,
+            old_id: 0,
+            parent_unique_id: 0,
+            parent: None,
+            mnt_ns_id: None,
+            root: image_path("a mount root", b"/")?,
+            mountpoint: None,
+            fs_type: match rebuild {
+                Rebuild::LostSuperblock {
+                    fs_type: Some(t), ..
+                } => t.clone(),
+                _ => String::new(),
+            },
+            fs_subtype: None,
+            source: None,
+            super_options: "rw".to_owned(),
+            dev_major: fd.dev.major,
+            dev_minor: fd.dev.minor,
+            attributes: 0,
+            propagation: MS_PRIVATE,
+            peer_group: 0,
+            master: 0,
+            propagate_from: 0,
+            rebuild: None,
+            kept_fds: Vec::new(),
+        },
+    };
+    e.kind = MountKind::Anonymous;
+    e.unique_id = fd.mnt_id.unwrap_or(0);
+    e.old_id = fd.old_mnt_id.unwrap_or(0);
+    e.parent_unique_id = 0;
+    e.mnt_ns_id = None;
+    e.mountpoint = None;
+    e.root = image_path("a mount root", root.as_os_str().as_bytes())?;
+    e.attributes = fd.attrs.bits() | fd.atime.mount_attr();
+    e.propagation = MS_PRIVATE;
+    e.peer_group = 0;
+    e.master = 0;
+    e.propagate_from = 0;
+    Ok(e)
 }
 
 /// `path` relative to `mount_point` (no leading `/`), if it lies under it.

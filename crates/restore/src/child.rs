@@ -4,6 +4,10 @@
 //! files the tracer will map, set cwd, root, umask, personality and resource limits, report to
 //! the parent and stop.
 //!
+//! Files on unmounted and anonymous mounts were opened by crcli through the rebuilt mounts
+//! (`mounts`): the child inherits them at fork, moves them above every needed number before it
+//! closes what it inherited, and places them like the others (cwd and root by `fchdir`).
+//!
 //! It runs in a forked copy of crcli ([`crcli_sys::clone3::spawn`]), so it may allocate, but it
 //! must not log or touch any fd it did not open itself: those belonged to crcli and are closed.
 
@@ -84,8 +88,16 @@ fn open_one(
     fifo_helpers: &mut Vec<(usize, OwnedFd)>,
     plan: &Plan,
     inherited: &[(i32, OwnedFd)],
+    held: &[OwnedFd],
 ) -> Result<OwnedFd, String> {
     match open {
+        Open::Held { held: i } => {
+            let fd = held
+                .get(*i)
+                .ok_or_else(|| format!("crcli opened no file number {i} for the process"))?;
+            rustix::io::fcntl_dupfd_cloexec(fd, high)
+                .map_err(ctx(|| format!("taking over {}", plan.held[*i].what)))
+        }
         Open::Path { path, flags, pos } => {
             let fd = rustix::fs::open(path, oflags(*flags) | OFlags::CLOEXEC, Mode::empty())
                 .map_err(ctx(|| format!("opening {}", path.display())))?;
@@ -237,6 +249,7 @@ fn open_one(
 pub(crate) fn setup(
     plan: &Plan,
     report: OwnedFd,
+    parent_held: &[OwnedFd],
 ) -> Result<(Vec<i32>, OwnedFd), (String, OwnedFd)> {
     // Keep the report pipe and (for --shell-job) crcli's terminal fds above every needed number.
     let high = plan.high_fd;
@@ -267,8 +280,17 @@ pub(crate) fn setup(
             }
         }
     }
+    // The files crcli opened on rebuilt mounts, moved above every needed number.
+    let mut held = Vec::with_capacity(parent_held.len());
+    for fd in parent_held {
+        match rustix::io::fcntl_dupfd_cloexec(fd, high) {
+            Ok(dup) => held.push(dup),
+            Err(e) => return Err((format!("taking over a file crcli opened: {e}"), report)),
+        }
+    }
     // Close everything else: crcli's own fds must not leak into the restored process.
     let mut keep: Vec<i32> = inherited.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+    keep.extend(held.iter().map(|fd| fd.as_raw_fd()));
     keep.push(report.as_raw_fd());
     keep.sort_unstable();
     let mut from: u32 = 0;
@@ -284,13 +306,17 @@ pub(crate) fn setup(
     if let Err(e) = fdtable::close_range(from, u32::MAX) {
         return Err((format!("closing inherited fds: {e}"), report));
     }
-    match setup_inner(plan, &inherited) {
+    match setup_inner(plan, &inherited, &held) {
         Ok(aux) => Ok((aux, report)),
         Err(msg) => Err((msg, report)),
     }
 }
 
-fn setup_inner(plan: &Plan, inherited: &[(i32, OwnedFd)]) -> Result<Vec<i32>, String> {
+fn setup_inner(
+    plan: &Plan,
+    inherited: &[(i32, OwnedFd)],
+    held: &[OwnedFd],
+) -> Result<Vec<i32>, String> {
     let high = plan.high_fd;
     // As many fds as the process had: make sure the soft limit allows them while we work.
     if let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum {
@@ -313,6 +339,7 @@ fn setup_inner(plan: &Plan, inherited: &[(i32, OwnedFd)]) -> Result<Vec<i32>, St
             &mut fifo_helpers,
             plan,
             inherited,
+            held,
         )?);
     }
     for slot in &plan.slots {
@@ -328,6 +355,14 @@ fn setup_inner(plan: &Plan, inherited: &[(i32, OwnedFd)]) -> Result<Vec<i32>, St
     // Files the tracer maps (and the exe for PR_SET_MM_MAP): left open at numbers >= high.
     let mut aux = Vec::with_capacity(plan.aux_files.len());
     for file in &plan.aux_files {
+        if let Some(h) = file.held {
+            let fd = rustix::io::fcntl_dupfd_cloexec(&held[h], high).map_err(ctx(|| {
+                format!("taking over mapped file {}", file.path.display())
+            }))?;
+            aux.push(fd.as_raw_fd());
+            std::mem::forget(fd);
+            continue;
+        }
         let mode = if file.writable {
             OFlags::RDWR
         } else {
@@ -342,10 +377,22 @@ fn setup_inner(plan: &Plan, inherited: &[(i32, OwnedFd)]) -> Result<Vec<i32>, St
         std::mem::forget(fd);
     }
 
-    rustix::process::chdir(&plan.cwd).map_err(ctx(|| {
-        format!("changing directory to {}", plan.cwd.display())
-    }))?;
-    if let Some(root) = &plan.root {
+    if let Some(h) = plan.root_held {
+        rustix::process::fchdir(&held[h]).map_err(ctx(|| {
+            format!("changing directory to {}", plan.held[h].what)
+        }))?;
+        rustix::process::chroot(".")
+            .map_err(ctx(|| format!("changing root to {}", plan.held[h].what)))?;
+    }
+    match plan.cwd_held {
+        Some(h) => rustix::process::fchdir(&held[h]).map_err(ctx(|| {
+            format!("changing directory to {}", plan.held[h].what)
+        }))?,
+        None => rustix::process::chdir(&plan.cwd).map_err(ctx(|| {
+            format!("changing directory to {}", plan.cwd.display())
+        }))?,
+    }
+    if let Some(root) = plan.root.as_ref().filter(|_| plan.root_held.is_none()) {
         rustix::process::chroot(root)
             .map_err(ctx(|| format!("changing root to {}", root.display())))?;
     }
@@ -407,8 +454,8 @@ fn resource_from(n: u32) -> Option<rustix::process::Resource> {
 
 /// The body of the child: set up, report, stop. The tracer then replaces this process's whole
 /// address space; if it ever lets this code run on, the child exits.
-pub(crate) fn run(plan: &Plan, report: OwnedFd) -> i32 {
-    match setup(plan, report) {
+pub(crate) fn run(plan: &Plan, report: OwnedFd, held: &[OwnedFd]) -> i32 {
+    match setup(plan, report, held) {
         Ok((aux, report)) => {
             if write_all(report.as_fd(), &encode_ready(&aux), "reporting").is_err() {
                 return 3;

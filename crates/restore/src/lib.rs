@@ -51,6 +51,7 @@
 
 mod child;
 mod error;
+mod mounts;
 mod plan;
 mod tracer;
 
@@ -239,6 +240,9 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
     );
 
     // Validation is over: from here on, everything created is undone on failure.
+    // Files on unmounted and anonymous mounts: rebuild the mounts (never attached anywhere)
+    // and open the files through them; the child takes them over. Dropping them undoes it all.
+    let held = mounts::open_held(&image, &plan.held)?;
     let (report_rd, report_wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(RestoreError::errno("creating the report pipe"))?;
     let set_tid = i32::try_from(pid).ok().filter(|&p| p > 0);
@@ -252,7 +256,8 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
         },
         {
             let plan = &plan;
-            move || child::run(plan, report_wr)
+            let held = &held;
+            move || child::run(plan, report_wr, held)
         },
     )?;
     let child_pid = spawned.pid();
@@ -278,6 +283,8 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
     let stopped = wait_for_self_stop(&tracee);
     let aux_fds = read_report(report_rd)?;
     stopped?;
+    // The child holds its own copies now.
+    drop(held);
     tracer::check_xstate(&tracee, p)?;
     tracer::rebuild(&tracee, &image, p, &plan, &aux_fds)?;
     tracee.detach(0).map_err(RestoreError::ptrace(format!(

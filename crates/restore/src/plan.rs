@@ -14,6 +14,7 @@ use crcli_image::{
 };
 
 use crate::error::RestoreError;
+use crate::mounts::HeldOpen;
 use crate::RestoreOptions;
 
 /// The highest user-space address of x86_64 with 4-level paging (`TASK_SIZE_MAX`).
@@ -54,6 +55,9 @@ pub(crate) enum Open {
     },
     /// `--shell-job`: take crcli's own fd of this number (a terminal).
     Inherit { fd: i32 },
+    /// A file on an unmounted or anonymous mount, opened by crcli through the rebuilt mount
+    /// (`mounts`); `held` indexes [`Plan::held`].
+    Held { held: usize },
 }
 
 /// One pipe (anonymous or a FIFO's buffer) to rebuild.
@@ -78,6 +82,8 @@ pub(crate) struct Slot {
 pub(crate) struct AuxFile {
     pub(crate) path: PathBuf,
     pub(crate) writable: bool,
+    /// On an unmounted or anonymous mount: opened by crcli, index into [`Plan::held`].
+    pub(crate) held: Option<usize>,
 }
 
 /// Whether the restored process leads a session or a process group of its own.
@@ -112,6 +118,59 @@ pub(crate) struct Plan {
     pub(crate) session: SessionRole,
     /// The lowest fd number above every fd of the process.
     pub(crate) high_fd: i32,
+    /// Files on unmounted and anonymous mounts, which crcli opens through the rebuilt mounts
+    /// and hands to the child.
+    pub(crate) held: Vec<HeldOpen>,
+    /// The cwd is on an unmounted or anonymous mount: index into `held` (`fchdir`).
+    pub(crate) cwd_held: Option<usize>,
+    /// The root likewise (`fchdir` + `chroot(".")`).
+    pub(crate) root_held: Option<usize>,
+}
+
+/// Where a file is: a path in crcli's view (attached mounts) or a held open on a rebuilt mount.
+enum Place {
+    Path(PathBuf),
+    Mount(crcli_image::MountId, PathBuf),
+}
+
+/// Places a file: attached mounts by path ([`resolve`]), unmounted and anonymous ones through
+/// their rebuilt mount.
+fn place(loc: &FileLocation, image: &Image, what: &str) -> Result<Place, RestoreError> {
+    let mount = image
+        .mount(loc.mount)
+        .ok_or_else(|| invalid(format!("{what}: mount {} is not in the image", loc.mount)))?;
+    if mount.kind == MountKind::Attached {
+        return resolve(loc, image, what).map(Place::Path);
+    }
+    Ok(Place::Mount(mount.id, PathBuf::from(loc.path.as_path())))
+}
+
+/// Adds a held open for a file on a rebuilt mount; returns its index.
+#[allow(clippy::too_many_arguments)]
+fn hold(
+    held: &mut Vec<HeldOpen>,
+    mount: crcli_image::MountId,
+    rel: PathBuf,
+    flags: u32,
+    pos: Option<u64>,
+    loc: &FileLocation,
+    strict: bool,
+    append: bool,
+    mount_fd: bool,
+    what: String,
+) -> usize {
+    held.push(HeldOpen {
+        mount,
+        rel,
+        flags,
+        pos,
+        loc: loc.clone(),
+        append,
+        strict,
+        mount_fd,
+        what,
+    });
+    held.len() - 1
 }
 
 fn unsupported(msg: impl Into<String>) -> RestoreError {
@@ -136,7 +195,7 @@ pub(crate) fn resolve(
         (MountKind::Attached, Some(mp)) => mp,
         (kind, _) => {
             return Err(unsupported(format!(
-                "{what} (path {}) is on a {} mount (id {}, {}); restoring files on unmounted or anonymous mounts is not implemented yet",
+                "{what} (path {}) is on a {} mount (id {}, {}); it has no path in crcli's view",
                 loc.path,
                 match kind {
                     MountKind::Attached => "attached but unplaced",
@@ -153,6 +212,21 @@ pub(crate) fn resolve(
         path.push(loc.path.as_path());
     }
     Ok(path)
+}
+
+/// [`resolve`] for kinds of file that are not restored on rebuilt mounts yet.
+fn resolve_attached(
+    loc: &FileLocation,
+    image: &Image,
+    what: &str,
+    kind: &str,
+) -> Result<PathBuf, RestoreError> {
+    match place(loc, image, what)? {
+        Place::Path(p) => Ok(p),
+        Place::Mount(mount, _) => Err(unsupported(format!(
+            "{what} is {kind} on unmounted or anonymous mount {mount}; only regular files, directories, O_PATH fds, symlinks and devices are restored on such mounts yet"
+        ))),
+    }
 }
 
 fn mode_type(mode: u32) -> u32 {
@@ -301,6 +375,9 @@ pub(crate) fn plan(
             SessionRole::Member
         },
         high_fd: 0,
+        held: Vec::new(),
+        cwd_held: None,
+        root_held: None,
     };
 
     // Fds: one Open per open file description.
@@ -338,6 +415,7 @@ pub(crate) fn plan(
                     opts,
                     &mut plan.pipes,
                     &mut pipe_index,
+                    &mut plan.held,
                 )?;
                 plan.opens.push(open);
                 open_of_file.insert(fd.file, plan.opens.len() - 1);
@@ -354,7 +432,7 @@ pub(crate) fn plan(
     warn_one_ended_pipes(image, p);
 
     // cwd and root.
-    let dir_path = |id: FileId, what: &str| -> Result<PathBuf, RestoreError> {
+    let dir_path = |id: FileId, what: &str| -> Result<Place, RestoreError> {
         let file = image.file(id).ok_or_else(|| {
             invalid(format!(
                 "the {what} of process {} (file {id}) is not in the image",
@@ -363,9 +441,13 @@ pub(crate) fn plan(
         })?;
         match &file.kind {
             FileKind::Directory(loc) | FileKind::Path(loc) => {
-                let path = resolve(loc, image, &format!("the {what}"))?;
-                check_file(&path, loc, &file.kind, false)?;
-                Ok(path)
+                match place(loc, image, &format!("the {what}"))? {
+                    Place::Path(path) => {
+                        check_file(&path, loc, &file.kind, false)?;
+                        Ok(Place::Path(path))
+                    }
+                    held => Ok(held),
+                }
             }
             other => Err(invalid(format!(
                 "the {what} of process {} is not a directory ({other:?})",
@@ -373,10 +455,49 @@ pub(crate) fn plan(
             ))),
         }
     };
-    plan.cwd = dir_path(p.cwd, "current directory")?;
-    let root = dir_path(p.root, "root directory")?;
-    if root != Path::new("/") {
-        plan.root = Some(root);
+    let dir_loc = |id: FileId| match image.file(id).map(|f| &f.kind) {
+        Some(FileKind::Directory(loc) | FileKind::Path(loc)) => Some(loc.clone()),
+        _ => None,
+    };
+    match dir_path(p.cwd, "current directory")? {
+        Place::Path(path) => plan.cwd = path,
+        Place::Mount(mount, rel) => {
+            let loc = dir_loc(p.cwd).expect("checked above");
+            plan.cwd_held = Some(hold(
+                &mut plan.held,
+                mount,
+                rel,
+                (libc::O_PATH | libc::O_DIRECTORY) as u32,
+                None,
+                &loc,
+                false,
+                false,
+                false,
+                format!("the current directory of process {}", p.pid),
+            ));
+        }
+    }
+    match dir_path(p.root, "root directory")? {
+        Place::Path(root) => {
+            if root != Path::new("/") {
+                plan.root = Some(root);
+            }
+        }
+        Place::Mount(mount, rel) => {
+            let loc = dir_loc(p.root).expect("checked above");
+            plan.root_held = Some(hold(
+                &mut plan.held,
+                mount,
+                rel,
+                (libc::O_PATH | libc::O_DIRECTORY) as u32,
+                None,
+                &loc,
+                false,
+                false,
+                false,
+                format!("the root directory of process {}", p.pid),
+            ));
+        }
     }
 
     // Files the tracer needs: mapped files and the executable.
@@ -400,9 +521,35 @@ pub(crate) fn plan(
                     )))
                 }
             };
-            let path = resolve(loc, image, what)?;
-            check_file(&path, loc, &file.kind, false)?;
-            plan.aux_files.push(AuxFile { path, writable });
+            match place(loc, image, what)? {
+                Place::Path(path) => {
+                    check_file(&path, loc, &file.kind, false)?;
+                    plan.aux_files.push(AuxFile {
+                        path,
+                        writable,
+                        held: None,
+                    });
+                }
+                Place::Mount(mount, rel) => {
+                    let h = hold(
+                        &mut plan.held,
+                        mount,
+                        rel.clone(),
+                        libc::O_RDONLY as u32,
+                        None,
+                        loc,
+                        matches!(file.kind, FileKind::Regular(_)),
+                        false,
+                        false,
+                        what.to_owned(),
+                    );
+                    plan.aux_files.push(AuxFile {
+                        path: rel,
+                        writable,
+                        held: Some(h),
+                    });
+                }
+            }
             plan.aux_of_file.insert(id, plan.aux_files.len() - 1);
             Ok(plan.aux_files.len() - 1)
         };
@@ -457,8 +604,25 @@ pub(crate) fn plan(
             plan.aux_files.push(AuxFile {
                 path,
                 writable: false,
+                held: None,
             });
             plan.exe_aux = Some(plan.aux_files.len() - 1);
+        }
+    }
+    // Mapped files on rebuilt mounts: opened read-write when a shared writable mapping needs it.
+    for aux in &plan.aux_files {
+        if let (Some(h), true) = (aux.held, aux.writable) {
+            plan.held[h].flags = libc::O_RDWR as u32;
+        }
+    }
+    // Every rebuilt mount must be rebuildable here; nothing is created before this is known.
+    let mut checked = std::collections::BTreeSet::new();
+    for h in &plan.held {
+        if checked.insert(h.mount) {
+            let e = image
+                .mount(h.mount)
+                .ok_or_else(|| invalid(format!("mount {} is not in the image", h.mount)))?;
+            crate::mounts::check(e, image)?;
         }
     }
     Ok(plan)
@@ -505,6 +669,7 @@ fn plan_pipe(
     Ok(pipes.len() - 1)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_open(
     image: &Image,
     p: &Process,
@@ -513,6 +678,7 @@ fn plan_open(
     opts: &RestoreOptions,
     pipes: &mut Vec<PipePlan>,
     pipe_index: &mut BTreeMap<PipeId, usize>,
+    held: &mut Vec<HeldOpen>,
 ) -> Result<Open, RestoreError> {
     let what = format!("fd {fd} of process {}", p.pid);
     let flags =
@@ -530,28 +696,55 @@ fn plan_open(
         | FileKind::Symlink(loc)
         | FileKind::CharDevice { location: loc, .. }
         | FileKind::BlockDevice { location: loc, .. } => {
-            let path = resolve(loc, image, &what)?;
-            check_file(
-                &path,
-                loc,
-                &file.kind,
-                file.flags & libc::O_APPEND as u32 != 0,
-            )?;
             let seekable = matches!(
                 file.kind,
                 FileKind::Regular(_) | FileKind::Directory(_) | FileKind::BlockDevice { .. }
             );
             let pos = (seekable && file.flags & libc::O_PATH as u32 == 0 && file.pos != 0)
                 .then_some(file.pos);
-            let flags = if matches!(file.kind, FileKind::Symlink(_)) {
+            let sym_flags = if matches!(file.kind, FileKind::Symlink(_)) {
                 flags | libc::O_NOFOLLOW as u32
             } else {
                 flags
             };
-            Open::Path { path, flags, pos }
+            let path = match place(loc, image, &what)? {
+                Place::Path(path) => path,
+                Place::Mount(mount, rel) => {
+                    let mount_fd = image.mount(mount).is_some_and(|m| {
+                        m.kind == MountKind::Anonymous
+                            && m.kept_fds.iter().any(|k| k.pid == p.pid && k.fd == fd)
+                    });
+                    let append = file.flags & libc::O_APPEND as u32 != 0;
+                    return Ok(Open::Held {
+                        held: hold(
+                            held,
+                            mount,
+                            rel,
+                            sym_flags,
+                            pos,
+                            loc,
+                            matches!(file.kind, FileKind::Regular(_)),
+                            append,
+                            mount_fd,
+                            what,
+                        ),
+                    });
+                }
+            };
+            check_file(
+                &path,
+                loc,
+                &file.kind,
+                file.flags & libc::O_APPEND as u32 != 0,
+            )?;
+            Open::Path {
+                path,
+                flags: sym_flags,
+                pos,
+            }
         }
         FileKind::Fifo { location, pipe } => {
-            let path = resolve(location, image, &what)?;
+            let path = resolve_attached(location, image, &what, "a FIFO")?;
             check_file(&path, location, &file.kind, false)?;
             Open::Fifo {
                 path,
@@ -565,7 +758,7 @@ fn plan_open(
             flags,
         },
         FileKind::Unlinked { location, .. } => {
-            let path = resolve(location, image, &what)?;
+            let path = resolve_attached(location, image, &what, "an unlinked file")?;
             let parent = path.parent().unwrap_or(Path::new("/"));
             if !parent.is_dir() {
                 return Err(RestoreError::FileMismatch {
