@@ -127,9 +127,11 @@ fn bootstrap_syscall(
         tracee.set_syscall_site(None);
         return r;
     }
+    // A private mapping only: writing into a shared one would change the file or object
+    // behind it for everyone, even if only for a moment.
     let code = maps
         .iter()
-        .find(|m| m.exec && !m.path.starts_with(b"[") && m.end - m.start >= 8)
+        .find(|m| m.exec && !m.shared && !m.path.starts_with(b"[") && m.end - m.start >= 8)
         .ok_or(crcli_sys::ptrace::PtraceError::NoSyscallSite { pid, nr })?;
     let borrow = tracee.borrow_code(code.start)?;
     let r = tracee.inject_syscall_checked(nr, args);
