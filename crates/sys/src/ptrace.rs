@@ -514,6 +514,10 @@ impl Tracee {
     /// signal). A signal that arrives first (a signal-delivery-stop) is delivered to it as if
     /// nothing had happened (its handler runs), and the wait goes on, as CRIU does. Returns the
     /// stop seen.
+    ///
+    /// Call it on a tracee that is running (or sleeping in a syscall, or group-stopped but not
+    /// yet reported): a tracee already in a ptrace stop that was waited for reports no new
+    /// stop, and this would wait forever.
     pub fn interrupt_and_wait(&self) -> Result<WaitStatus, PtraceError> {
         self.interrupt()?;
         loop {
