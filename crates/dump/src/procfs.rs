@@ -301,11 +301,31 @@ impl Proc {
 
     /// The `VmFlags` of every mapping in `/proc/PID/smaps`, by start address.
     pub fn smaps_vmflags(&self) -> Result<Vec<(u64, Vec<String>)>, DumpError> {
-        let text = self.read("smaps")?;
+        use std::io::BufRead;
+        // Streamed line by line: smaps is ~1 KiB per mapping, too big to hold for a process
+        // with many mappings.
+        let what = self.what("smaps");
+        let file = std::fs::File::open(self.path("smaps")).map_err(|source| DumpError::Io {
+            op: format!("read {what}"),
+            source,
+        })?;
+        let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
         let mut out = Vec::new();
         let mut current: Option<u64> = None;
-        for line in text.split(|&b| b == b'\n') {
-            if let Some(rest) = line.strip_prefix(b"VmFlags:") {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|source| DumpError::Io {
+                    op: format!("read {what}"),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            if let Some(rest) = text.strip_prefix(b"VmFlags:") {
                 if let Some(start) = current.take() {
                     let flags = String::from_utf8_lossy(rest)
                         .split_whitespace()
@@ -313,7 +333,7 @@ impl Proc {
                         .collect();
                     out.push((start, flags));
                 }
-            } else if let Some(entry) = parse_maps_line(line) {
+            } else if let Some(entry) = parse_maps_line(text) {
                 current = Some(entry.start);
             }
         }
