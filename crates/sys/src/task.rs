@@ -1,6 +1,7 @@
 //! Per-process state that another process can read with plain syscalls, where rustix has no
 //! wrapper (or only one that also writes): `get_robust_list(2)`, the read-only form of
-//! `prlimit(2)`, and `kcmp(2)` for telling whether two fds share one open file description.
+//! `prlimit(2)`, `kcmp(2)` for telling whether two fds share one open file description, and the
+//! page frame number of the shared zero page ([`zero_page_pfn`]).
 //!
 //! All of them need ptrace access to the target process (`PTRACE_MODE_READ_REALCREDS`), which
 //! root has.
@@ -105,4 +106,49 @@ pub fn kcmp_same_file(pid1: i32, pid2: i32, fd1: i32, fd2: i32) -> Result<bool, 
         1..=3 => Ok(false),
         _ => Err(last_errno()),
     }
+}
+
+/// The page frame number of the kernel's shared zero page (what an anonymous private page
+/// that was only ever read maps), found by read-faulting one fresh anonymous page of crcli's
+/// own and reading its `/proc/self/pagemap` entry. `None` when the kernel hides page frame
+/// numbers (without `CAP_SYS_ADMIN` pagemap reports them as 0) or the probe fails.
+///
+/// A dumper can skip pages that map it: untouched anonymous memory reads as zeros after a
+/// restore anyway. (CRIU's `kerndat_get_zero_pfn` does the same.)
+pub fn zero_page_pfn() -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    const PAGE: usize = 4096;
+    const PM_PRESENT: u64 = 1 << 63;
+    const PFN_MASK: u64 = (1 << 55) - 1;
+    // SAFETY: a fresh private anonymous read-only mapping of one page; no existing memory is
+    // affected (addr NULL, no MAP_FIXED); it is unmapped below and no reference to it escapes.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return None;
+    }
+    // SAFETY: `addr` is the start of the readable page mapped just above; a volatile read
+    // makes the kernel map the zero page there.
+    let _ = unsafe { std::ptr::read_volatile(addr.cast::<u8>()) };
+    let entry = std::fs::File::open("/proc/self/pagemap")
+        .ok()
+        .and_then(|f| {
+            let mut word = [0u8; 8];
+            f.read_exact_at(&mut word, (addr as u64 / PAGE as u64) * 8)
+                .ok()
+                .map(|_| u64::from_ne_bytes(word))
+        });
+    // SAFETY: unmaps exactly the page mapped above, which nothing references any more.
+    unsafe { libc::munmap(addr, PAGE) };
+    let entry = entry?;
+    let pfn = entry & PFN_MASK;
+    (entry & PM_PRESENT != 0 && pfn != 0).then_some(pfn)
 }

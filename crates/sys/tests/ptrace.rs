@@ -474,3 +474,19 @@ fn a_stopped_process_is_seized_injected_into_and_stays_stopped() {
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
     assert_sleeps_again(&child);
 }
+
+#[test]
+fn the_zero_page_pfn_is_what_read_only_anonymous_memory_maps() {
+    // As root, pagemap shows page frame numbers.
+    let pfn = crcli_sys::task::zero_page_pfn().expect("zero page pfn (root)");
+    assert_ne!(pfn, 0);
+    // Stable: every probe maps the same page.
+    assert_eq!(crcli_sys::task::zero_page_pfn(), Some(pfn));
+    // A written page is not the zero page.
+    let data = vec![1u8; 4096 * 4];
+    let page = (data.as_ptr() as u64 / 4096 + 1) * 4096;
+    let f = std::fs::File::open("/proc/self/pagemap").unwrap();
+    let mut word = [0u8; 8];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut word, page / 4096 * 8).unwrap();
+    assert_ne!(u64::from_ne_bytes(word) & ((1 << 55) - 1), pfn);
+}
