@@ -2,7 +2,8 @@
 //! streamed into page streams.
 //!
 //! Which pages are saved, from `/proc/PID/pagemap`:
-//! - private anonymous memory (also `[heap]`, `[stack]`): pages present or swapped;
+//! - private anonymous memory (also `[heap]`, `[stack]`): pages present or swapped, except
+//!   pages that map the shared zero page (read, never written: they read as zeros anyway);
 //! - private file mappings: only pages that are no longer the file's (present and not
 //!   file-backed, i.e. copied on write, or swapped);
 //! - shared anonymous memory: the whole content of the object (by shmem inode, once for all its
@@ -43,6 +44,8 @@ const PAGEMAP_WINDOW: usize = 32 * 1024;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+/// The page frame number of a present page (0 without CAP_SYS_ADMIN).
+const PM_PFN: u64 = (1 << 55) - 1;
 
 const MAP_SHARED: u32 = 0x01;
 const MAP_PRIVATE: u32 = 0x02;
@@ -286,6 +289,9 @@ pub(crate) fn dump_private(
         .map_err(DumpError::io(format!("open /proc/{pid}/pagemap")))?;
     let mem =
         File::open(proc.path("mem")).map_err(DumpError::io(format!("open /proc/{pid}/mem")))?;
+    // Pages that map the shared zero page (read but never written) are not saved: they read as
+    // zeros after a restore anyway.
+    let zero_pfn = crcli_sys::task::zero_page_pfn();
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, DumpError>>(BUFFERS);
         let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
@@ -295,7 +301,8 @@ pub(crate) fn dump_private(
                 .expect("the channel has room");
         }
         scope.spawn(move || {
-            if let Err(e) = read_batches(pid, &pagemap, &mem, ranges, &free_rx, &full_tx) {
+            if let Err(e) = read_batches(pid, &pagemap, &mem, ranges, zero_pfn, &free_rx, &full_tx)
+            {
                 // The writer may be gone already (it failed first): nothing to tell then.
                 let _ = full_tx.send(Err(e));
             }
@@ -331,6 +338,7 @@ fn read_batches(
     pagemap: &File,
     mem: &File,
     ranges: &[PrivateRange],
+    zero_pfn: Option<u64>,
     free: &mpsc::Receiver<Vec<u8>>,
     full: &mpsc::SyncSender<Result<Batch, DumpError>>,
 ) -> Result<(), DumpError> {
@@ -358,7 +366,9 @@ fn read_batches(
             }
             for (i, &e) in entries[..n].iter().enumerate() {
                 let keep = match r.filter {
-                    Filter::Anon => e & (PM_PRESENT | PM_SWAP) != 0,
+                    Filter::Anon => {
+                        e & PM_SWAP != 0 || (e & PM_PRESENT != 0 && Some(e & PM_PFN) != zero_pfn)
+                    }
                     Filter::PrivateFile => {
                         (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAP != 0
                     }

@@ -327,6 +327,21 @@ fn leave_running_dump_matches_the_process() {
         }
     }
     assert_eq!(hidden_bytes, 8192);
+    // The read-only megabyte that was only read maps the zero page: present, but not saved.
+    let readonly = p
+        .vmas
+        .iter()
+        .find(|v| v.prot == 1 && v.end - v.start == 1 << 20 && v.backing == VmaBacking::Anonymous)
+        .expect("the 1 MiB read-only mapping");
+    let mut reader = image.pages(p.pages.unwrap()).expect("pages");
+    while let Some(chunk) = reader.next_chunk(&mut buf).expect("chunk") {
+        let end = chunk.addr + chunk.len as u64;
+        assert!(
+            end <= readonly.start || chunk.addr >= readonly.end,
+            "zero pages saved at {:#x}",
+            chunk.addr
+        );
+    }
     let shared = p
         .vmas
         .iter()

@@ -15,7 +15,8 @@
  * and as O_PATH (fd 9); a FIFO DIR/fifo opened O_RDWR holding "fifo-data" (fd 10);
  * a SIGUSR1 handler with SA_RESTART; SIGUSR2 blocked and pending; 4 MiB of heap filled
  * with the pattern 0x5a; 64 KiB of shared anonymous memory filled with 0xa7; 8 KiB of anonymous
- * memory filled with 0x3c then made PROT_NONE; umask 027.
+ * memory filled with 0x3c then made PROT_NONE; 1 MiB of read-only anonymous memory, every page read
+ * (so it maps the zero page); umask 027.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -106,6 +107,10 @@ int main(int argc, char **argv)
 	if (hidden == MAP_FAILED) die("mmap hidden");
 	memset(hidden, 0x3c, 8192);
 	if (mprotect(hidden, 8192, PROT_NONE) < 0) die("mprotect");
+	volatile unsigned char *readonly = mmap(NULL, 1 << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (readonly == MAP_FAILED) die("mmap readonly");
+	for (size_t i = 0; i < (1 << 20); i += 4096)
+		(void)readonly[i];
 	if (!strcmp(mode, "big")) {
 		size_t len = (size_t)atol(getenv("TARGET_MIB")) << 20;
 		unsigned char *big = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
