@@ -663,35 +663,58 @@ fn a_process_in_its_own_mount_namespace_is_dumped() {
 }
 
 #[test]
-fn a_file_on_a_detached_mount_is_refused_for_now() {
-    // fd 20 is on a tmpfs that was detached with umount -l.
+fn a_file_on_a_detached_tmpfs_is_refused_or_dumped_as_unmounted() {
+    // fd 20 is on a tmpfs that was detached with umount -l: its data lives only through the fd.
     let t = spawn_in_namespace(
         "m=$(mktemp -d); mount -t tmpfs crcli-test \"$m\"; echo x > \"$m/f\"; \
          exec 20<\"$m/f\"; umount -l \"$m\"; rmdir \"$m\"",
     );
-    let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
-    let text = err.to_string();
-    // On Linux 6.18 only statmount(STATMOUNT_BY_FD) (7.0) tells an unmounted mount from an
-    // anonymous one; with it, the mount is known to be unmounted.
+    // Only statmount(STATMOUNT_BY_FD) (Linux 7.0) tells an unmounted mount from an anonymous
+    // one. Without it the dump must refuse, saying so; with it (the VM) the mount is recorded
+    // as unmounted, to be rebuilt as a fresh tmpfs filled with the dumped content.
     let by_fd =
         crcli_sys::features::Features::current().has(crcli_sys::features::Feature::StatmountByFd);
-    let want = if by_fd {
-        format!("pid {} fd 20: a file on an unmounted mount (mount ", t.pid)
-    } else {
-        format!(
+    if !by_fd {
+        let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
+        let text = err.to_string();
+        let want = format!(
             "pid {} fd 20: a file on an unmounted or anonymous mount (mount ",
             t.pid
-        )
-    };
-    assert!(
-        text.starts_with(&want) && text.ends_with("is not supported"),
-        "{text}"
-    );
-    if !by_fd {
+        );
+        assert!(
+            text.starts_with(&want) && text.ends_with("is not supported"),
+            "{text}"
+        );
         assert!(
             text.contains("lacks statmount(STATMOUNT_BY_FD) (Linux 7.0)"),
             "{text}"
         );
+        assert_refused_untouched(&t, err, "unmounted");
+        return;
     }
-    assert_refused_untouched(&t, err, "unmounted");
+    let dir = image_dir(&t);
+    dump(
+        t.pid,
+        &dir,
+        &DumpOptions {
+            leave_running: true,
+        },
+    )
+    .expect("dump");
+    t.assert_counting();
+    let image = Image::open(&dir).expect("open image");
+    let p = image.process(t.pid as u32).unwrap();
+    let fd20 = p.fds.iter().find(|f| f.fd == 20).expect("fd 20");
+    let FileKind::Regular(loc) = &image.file(fd20.file).unwrap().kind else {
+        panic!("fd 20: {:?}", image.file(fd20.file))
+    };
+    let mount = image.mount(loc.mount).expect("mount entry");
+    assert_eq!(mount.kind, crcli_image::MountKind::Unmounted, "{mount:?}");
+    assert!(
+        matches!(
+            mount.rebuild,
+            Some(crcli_image::RebuildPlan::LostSuperblock { .. })
+        ),
+        "{mount:?}"
+    );
 }
