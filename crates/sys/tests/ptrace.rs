@@ -367,13 +367,15 @@ fn process_vm_partial_and_unreadable() {
     let start = usize::from_str_radix(vvar.split('-').next().unwrap(), 16).unwrap();
     let mut buf = [0u8; 64];
     assert!(process_vm::read_exact(pid, start, &mut buf).is_err());
-    // The ELF header at the start of the executable.
-    let exe = child.exec_addr() as usize;
+    // The ELF header at the start of the executable (coreutils' sleep, or busybox in the VM):
+    // its first mapping, at file offset 0.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe link");
+    let exe = exe.to_str().expect("utf-8 exe path");
     let first = maps
         .lines()
-        .find(|l| l.contains("/sleep"))
+        .find(|l| l.ends_with(exe) && l.split_whitespace().nth(2) == Some("00000000"))
         .map(|l| usize::from_str_radix(l.split('-').next().unwrap(), 16).unwrap())
-        .unwrap_or(exe);
+        .expect("the exe's first mapping");
     process_vm::read_exact(pid, first, &mut buf).expect("read elf header");
     assert_eq!(&buf[..4], b"\x7fELF");
     // A read spanning a readable range then vvar stops short at the first unreadable iovec.

@@ -1,6 +1,6 @@
 /* A dump target for crates/dump/tests: builds a known state, prints "ready <pid>" and counts.
  *
- * usage: target DIR MODE
+ * usage: [TARGET_FD9_TO_20=1] target DIR MODE
  *   DIR  a directory for its files
  *   MODE plain   - the state below only
  *        socket  - also holds a socket (fd refused by the dump)
@@ -58,6 +58,11 @@ int main(int argc, char **argv)
 	const char *dir = argv[1], *mode = argv[2];
 	char path[4096];
 	umask(027);
+	/* $TARGET_FD9_TO_20: an fd 9 set up by the caller moves to 20, out of the way. */
+	if (getenv("TARGET_FD9_TO_20") && fcntl(9, F_GETFD) >= 0) {
+		if (dup2(9, 20) < 0) die("dup2 9 20");
+		close(9);
+	}
 
 	snprintf(path, sizeof path, "%s/count", dir);
 	at(3, open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644), "open count");
