@@ -47,9 +47,11 @@
 //! mask are put back, the scratch page is unmapped, ptrace detaches), no image is left (the
 //! image is written into a temporary directory renamed into place only when complete), and the
 //! error says what failed. What crcli does not support yet (sockets, eventfd, epoll, timerfd,
-//! signalfd, inotify, memfd, System V shared memory, threads, child processes, files on mounts
-//! no mount table shows, …) fails the dump the same way, with a message naming the pid, the fd
-//! and the type.
+//! signalfd, inotify, memfd, System V shared memory, threads, child processes, files on a mount
+//! the kernel cannot identify — an unmounted mount without `STATMOUNT_BY_FD`, Linux 7.0 — …)
+//! fails the dump the same way, with a message naming the pid, the fd and the type. Files on
+//! unmounted and anonymous mounts the kernel identifies are dumped with their mount's rebuild
+//! plan (module `mounts`), and a lost superblock's reachable content with them (`fscontent`).
 #![forbid(unsafe_code)]
 
 mod error;

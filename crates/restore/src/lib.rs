@@ -33,8 +33,16 @@
 //! 4. On any failure the child is killed and reaped, and nothing else was created (a recreated
 //!    unlinked file is unlinked again at once).
 //!
-//! Not restored yet (refused with a message naming what): several processes or threads; files
-//! on unmounted or anonymous mounts (issue 6); mappings of deleted files; 32-bit TLS
+//! Files on unmounted and anonymous mounts (the `mounts` module): after validation and before
+//! the child is made, crcli rebuilds each such mount without attaching it anywhere (a clone of
+//! the live mount at the sub-root, a fresh mount of the device, or a fresh tmpfs filled from
+//! the image's dumped content), opens the files through the mount fd, sets the mount's
+//! attributes, and closes the mount fd (unmounted) or hands it to the process at its number
+//! (anonymous). The child inherits the open files and places them like the others; cwd and
+//! root on such mounts are set with `fchdir`. FIFOs and unlinked files on them are refused.
+//!
+//! Not restored yet (refused with a message naming what): several processes or threads; FIFOs
+//! and unlinked files on unmounted or anonymous mounts; mappings of deleted files; 32-bit TLS
 //! descriptors; a capability bounding or ambient set other than crcli's. Not restored and not
 //! in the image: interval and POSIX timers, scheduling policy and affinity, timer slack. A pipe
 //! whose other end was in another process comes back with that end closed (a warning says so);
