@@ -295,8 +295,8 @@ thread_local! {
 }
 
 /// Runs `f` (one record decode) with a budget of `bytes` bytes of list elements, over all the
-/// lists of the record, nested ones included.
-pub(crate) fn with_budget<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
+/// lists of the record, nested ones included; returns `f`'s result and the bytes left.
+pub(crate) fn with_budget<R>(bytes: usize, f: impl FnOnce() -> R) -> (R, usize) {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -305,7 +305,9 @@ pub(crate) fn with_budget<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
     }
     BUDGET.with(|b| b.set(Some(bytes)));
     let _reset = Reset;
-    f()
+    let r = f();
+    let left = BUDGET.with(|b| b.get()).unwrap_or(0);
+    (r, left)
 }
 
 fn charge<E: de::Error>(bytes: usize) -> Result<(), E> {

@@ -39,6 +39,11 @@ pub const MAX_RECORD_LEN: u32 = 16 << 20;
 /// ones included). With [`MAX_RECORD_LEN`] this bounds the memory one record can make a reader
 /// allocate, whatever counts it claims.
 pub const MAX_DECODED_LIST_BYTES: usize = 32 << 20;
+/// The most bytes of decoded entries (their own size plus their lists' elements) one
+/// [`crate::Image::open`] may build, over all records. With [`crate::MAX_METADATA_BYTES`] of
+/// encoded input (whose strings and blobs are copied at most once) this bounds the memory an
+/// image can make a reader allocate.
+pub const MAX_DECODED_TOTAL_BYTES: usize = 512 << 20;
 /// Size of every file header, in bytes.
 pub const HEADER_LEN: u64 = 16;
 const TRAILER_MARK: u32 = u32::MAX;
@@ -359,14 +364,31 @@ pub fn decode_payload<T: DeserializeOwned>(
     version: u32,
     raw: &[u8],
 ) -> std::result::Result<T, String> {
+    let mut unlimited = usize::MAX;
+    decode_payload_budgeted(version, raw, &mut unlimited)
+}
+
+/// [`decode_payload`], charging the memory of the decoded value (its own size and its lists'
+/// elements) to `total`, which spans many records; fails when it would run out.
+pub(crate) fn decode_payload_budgeted<T: DeserializeOwned>(
+    version: u32,
+    raw: &[u8],
+    total: &mut usize,
+) -> std::result::Result<T, String> {
+    let own = std::mem::size_of::<T>();
+    if *total < own {
+        return Err("the image's entries would take more memory than the decoding limit".into());
+    }
+    *total -= own;
     if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
             "format version {version} is not one this crate reads"
         ));
     }
     crate::bytes::take_problem();
-    let decoded =
-        crate::bytes::with_budget(MAX_DECODED_LIST_BYTES, || postcard::from_bytes::<T>(raw));
+    let budget = MAX_DECODED_LIST_BYTES.min(*total);
+    let (decoded, left) = crate::bytes::with_budget(budget, || postcard::from_bytes::<T>(raw));
+    *total -= budget - left;
     match decoded {
         Ok(v) => Ok(v),
         Err(postcard::Error::SerdeDeCustom) => {

@@ -106,7 +106,9 @@ struct JsonView<'a> {
     pages: &'a [PagesSummary],
 }
 
-struct Budget(u64);
+/// What an [`Image::open`] may still read and build: encoded metadata bytes read so far, and
+/// decoded bytes left.
+struct Budget(u64, usize);
 
 fn read_all<T: serde::de::DeserializeOwned>(
     dir: &Path,
@@ -132,12 +134,13 @@ fn read_all<T: serde::de::DeserializeOwned>(
                 ),
             });
         }
-        let v =
-            crate::codec::decode_payload(version, raw).map_err(|problem| ImageError::Decode {
+        let v = crate::codec::decode_payload_budgeted(version, raw, &mut budget.1).map_err(
+            |problem| ImageError::Decode {
                 path: path.clone(),
                 record: idx,
                 problem,
-            })?;
+            },
+        )?;
         out.push(v);
     }
     Ok(out)
@@ -154,7 +157,7 @@ impl Image {
     /// Opens the image in `dir`, reading and checking all its metadata.
     pub fn open(dir: impl AsRef<Path>) -> Result<Image> {
         let dir = dir.as_ref().to_owned();
-        let mut budget = Budget(0);
+        let mut budget = Budget(0, crate::codec::MAX_DECODED_TOTAL_BYTES);
         let inv_path = dir.join(INVENTORY);
         let mut r = RecordReader::open(&inv_path, FileTag::Inventory, 1, &dir)?;
         let version = r.version();

@@ -383,6 +383,33 @@ fn many_tiny_list_elements_hit_a_limit_not_the_allocator() {
     );
 }
 
+#[test]
+fn many_records_with_big_lists_hit_the_image_wide_limit() {
+    // Each process decodes into 30 MiB (20 threads x 65 536 empty queued siginfos, one byte
+    // each on disk): under the per-record budget, but 20 of them exceed the image-wide one.
+    let src = scratch();
+    let sample = write_sample(&src.path().join("s"), 4096);
+    let dir = scratch();
+    let mut w = Image::create(dir.path().join("img")).unwrap();
+    let mut p = sample.processes[1].clone();
+    let mut t = p.threads[0].clone();
+    t.pending.queued = vec![vec![]; 65536];
+    p.threads = vec![t; 20];
+    for i in 0..20u32 {
+        p.pid = 1000 + i;
+        w.add_process(&p).unwrap();
+    }
+    let err = w
+        .commit(Inventory::new(1000, vec![]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("decoding ") && err.contains("processes.img record 17: "),
+        "{err}"
+    );
+    assert!(err.contains("more memory than the decoding limit"), "{err}");
+}
+
 /// Frames raw payloads as a record file with correct checksums.
 fn frame(tag: FileTag, payloads: &[Vec<u8>]) -> Vec<u8> {
     let mut out = codec::encode_header(tag, FORMAT_VERSION).to_vec();
