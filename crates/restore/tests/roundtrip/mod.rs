@@ -26,7 +26,14 @@ fn tools() -> Result<&'static Tools, String> {
         .get_or_init(|| {
             let crcli = find_crcli()?;
             let bin_dir = PathBuf::from(PROGS_DIR);
-            for prog in ["fdtable", "fdtable-static", "chain", "shared", "rooted"] {
+            for prog in [
+                "fdtable",
+                "fdtable-static",
+                "chain",
+                "shared",
+                "rooted",
+                "anoncwd",
+            ] {
                 if !bin_dir.join(prog).is_file() {
                     return Err(format!(
                         "test program {} is missing",
@@ -450,5 +457,34 @@ pub fn chroot() -> Result<(), String> {
         let restorer = restore_bg(t, &img, &dir)?;
         std::thread::sleep(Duration::from_millis(150));
         finish(restorer, &dir).map(|_| ())
+    })
+}
+
+/// A process whose cwd, a directory fd, a file fd and the mount fd are on an anonymous tmpfs
+/// (`fsmount`, never attached: a lost superblock): the content is dumped through the process's
+/// fds and restored into a fresh tmpfs kept at the mount fd's number; the cwd is set with
+/// `fchdir`. Works without STATMOUNT_BY_FD (the mount is proven anonymous by the clone rule).
+pub fn anonymous_cwd() -> Result<(), String> {
+    with_tools("round_trip_anonymous_cwd", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "anoncwd", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        let mounts_before =
+            std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let restorer = restore_bg(t, &img, &dir)?;
+        std::thread::sleep(Duration::from_millis(150));
+        finish(restorer, &dir)?;
+        let mounts_after =
+            std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+        ensure_eq(
+            mounts_after,
+            mounts_before,
+            "the mount table after the round trip",
+        )
     })
 }
