@@ -945,15 +945,15 @@ selfcheck_tests! {
 roundtrip_tests! {
     1: roundtrip_1_regular "scenario";
     1: roundtrip_1_regular_static "scenario-static";
-    2: roundtrip_2_unmounted_bind "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    3: roundtrip_3_unmounted_whole_fs "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    4: roundtrip_4_unmounted_subdir_bind "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    5: roundtrip_5_dir_and_opath_fds "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    6: roundtrip_6_readonly_unmounted_bind "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    7: roundtrip_7_anonymous_clone "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    8: roundtrip_8_anonymous_fsmount "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    9: roundtrip_9_unmounted_file_bind "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
-    10: roundtrip_10_two_fds_one_mount "scenario" #[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"];
+    2: roundtrip_2_unmounted_bind "scenario";
+    3: roundtrip_3_unmounted_whole_fs "scenario";
+    4: roundtrip_4_unmounted_subdir_bind "scenario";
+    5: roundtrip_5_dir_and_opath_fds "scenario";
+    6: roundtrip_6_readonly_unmounted_bind "scenario";
+    7: roundtrip_7_anonymous_clone "scenario";
+    8: roundtrip_8_anonymous_fsmount "scenario";
+    9: roundtrip_9_unmounted_file_bind "scenario";
+    10: roundtrip_10_two_fds_one_mount "scenario";
 }
 
 refusal_tests! {
@@ -972,7 +972,6 @@ fn failed_restore_leaves_nothing_1_regular() -> Result<(), E2eError> {
 }
 
 #[test]
-#[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"]
 fn failed_restore_leaves_nothing_2_unmounted_bind() -> Result<(), E2eError> {
     failed_restore(
         "failed_restore_leaves_nothing_2_unmounted_bind",
@@ -982,7 +981,6 @@ fn failed_restore_leaves_nothing_2_unmounted_bind() -> Result<(), E2eError> {
 }
 
 #[test]
-#[ignore = "needs mount-aware dump/restore (issue 6); remove when it lands"]
 fn failed_restore_leaves_nothing_10_two_fds_one_mount() -> Result<(), E2eError> {
     // "b" is opened after "a" on the same clone: the clone already serves one fd when it fails.
     failed_restore(
