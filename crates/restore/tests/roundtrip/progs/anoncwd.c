@@ -1,5 +1,5 @@
 /* Engine test program: a process whose cwd, a directory fd, a file fd and the mount fd itself
- * are all on an anonymous tmpfs (fsmount, never attached anywhere): a lost superblock that only
+ * are all on an anonymous tmpfs, and the file is also mapped shared, (fsmount, never attached anywhere): a lost superblock that only
  * the process reaches. After restore it checks the tree, the data, the positions, that all four
  * are on one mount (statx unique mount id), that this mount is in no mount table, that the
  * mount fd still opens files, and the tmpfs size. Changes no mount table.
@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -62,6 +63,8 @@ int main(int argc, char **argv) {
     int f = openat(m, "work/deep/f", O_RDWR | O_CREAT, 0640);
     if (f < 0 || write(f, DATA, sizeof DATA) != (ssize_t)sizeof DATA) { perror("file"); return 2; }
     lseek(f, 9, SEEK_SET);
+    char *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+    if (map == MAP_FAILED) { perror("mmap"); return 2; }
     int d = openat(m, "work", O_RDONLY | O_DIRECTORY);
     if (d < 0 || fchdir(d)) { perror("chdir"); return 2; }
     struct statfs sfs0;
@@ -83,6 +86,10 @@ int main(int argc, char **argv) {
         problem = "deep/f (through the cwd) lost its data";
     else if (h < 0 || fstat(h, &st) || fstat(g, &st2) || st.st_ino != st2.st_ino)
         problem = "the mount fd does not reach the file of the cwd";
+    else if (memcmp(map, DATA, sizeof DATA))
+        problem = "the shared mapping of work/deep/f lost its content";
+    else if ((map[0] = 'D', pread(g, got, 1, 0) != 1 || got[0] != 'D'))
+        problem = "a write through the shared mapping does not reach the file";
     else if (lseek(f, 0, SEEK_CUR) != 9)
         problem = "the file fd lost its position";
     else if (fstat(f, &st2) || st2.st_ino != st.st_ino || (st2.st_mode & 07777) != 0640)
