@@ -32,7 +32,7 @@ vm-test / vm-shell options:
   --accel kvm|tcg       force the accelerator (default: KVM if a quick probe boots, else TCG)
   --cpus N              vCPUs (default 2)
   --memory MIB          guest memory in MiB (default 4096)
-  --timeout SECS        hard timeout for the whole VM run (default 1200)
+  --timeout SECS        hard timeout for the whole VM run (default 1800)
   --guest-binary PATH   run only this executable in the guest (harness debugging)
   --selftest            (vm-test only) check that the harness fails on failing guests
 ";

@@ -48,7 +48,7 @@ impl Default for Options {
             accel: None,
             cpus: 2,
             memory_mib: 4096,
-            timeout: Duration::from_secs(1200),
+            timeout: Duration::from_secs(1800),
             guest_binary: None,
             selftest: false,
             filter: None,
