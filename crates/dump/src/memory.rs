@@ -301,15 +301,18 @@ pub(crate) fn dump_private(
                 .expect("the channel has room");
         }
         scope.spawn(move || {
-            if let Err(e) = read_batches(pid, &pagemap, &mem, ranges, zero_pfn, &free_rx, &full_tx)
-            {
+            if let Err(e) = read_batches(pid, &pagemap, ranges, zero_pfn, &free_rx, &full_tx) {
                 // The writer may be gone already (it failed first): nothing to tell then.
                 let _ = full_tx.send(Err(e));
             }
         });
         let mut count = PageCount::default();
         for batch in full_rx.iter() {
-            let batch = batch?;
+            let mut batch = batch?;
+            // What process_vm_readv could not read, through /proc/PID/mem, from this thread:
+            // kernels built with PROC_MEM_FORCE_PTRACE let only the tracer (the thread that
+            // seized the target) read mappings without read permission there.
+            batch.complete(pid, &mem)?;
             let mut off = 0usize;
             for &(base, len) in &batch.runs {
                 out.add(base, &batch.buf[off..off + len])
@@ -336,7 +339,6 @@ const BUFFERS: usize = 3;
 fn read_batches(
     pid: i32,
     pagemap: &File,
-    mem: &File,
     ranges: &[PrivateRange],
     zero_pfn: Option<u64>,
     free: &mpsc::Receiver<Vec<u8>>,
@@ -347,6 +349,7 @@ fn read_batches(
         buf,
         runs: Vec::with_capacity(IOV_MAX),
         fill: 0,
+        got: 0,
         sealed: false,
     };
     let mut entries = vec![0u64; PAGEMAP_WINDOW];
@@ -374,7 +377,7 @@ fn read_batches(
                     }
                 };
                 if keep && !batch.push(addr + i as u64 * PAGE) {
-                    batch.read(pid, mem)?;
+                    batch.read(pid)?;
                     let Ok(buf) = free.recv() else { return Ok(()) };
                     let done = std::mem::replace(
                         &mut batch,
@@ -382,6 +385,7 @@ fn read_batches(
                             buf,
                             runs: Vec::with_capacity(IOV_MAX),
                             fill: 0,
+                            got: 0,
                             sealed: false,
                         },
                     );
@@ -400,7 +404,7 @@ fn read_batches(
         batch.sealed = true;
     }
     if !batch.runs.is_empty() {
-        batch.read(pid, mem)?;
+        batch.read(pid)?;
         let _ = full.send(Ok(batch));
     }
     Ok(())
@@ -412,6 +416,8 @@ struct Batch {
     /// (address, length) of each run, in address order.
     runs: Vec<(u64, usize)>,
     fill: usize,
+    /// Bytes process_vm_readv filled (the rest is read by [`Batch::complete`]).
+    got: usize,
     /// The last run must not be extended (a mapping ended).
     sealed: bool,
 }
@@ -438,8 +444,9 @@ impl Batch {
         true
     }
 
-    /// Reads the runs from the target into the buffer.
-    fn read(&mut self, pid: i32, mem: &File) -> Result<(), DumpError> {
+    /// Reads the runs from the target into the buffer with process_vm_readv, as far as it can
+    /// (it stops at the first page it cannot read); [`Batch::complete`] reads the rest.
+    fn read(&mut self, pid: i32) -> Result<(), DumpError> {
         let remote: Vec<RemoteIoVec> = self
             .runs
             .iter()
@@ -462,8 +469,15 @@ impl Batch {
                 ))
             }
         };
+        self.got = got;
+        Ok(())
+    }
+
+    /// Reads what [`Batch::read`] could not through `/proc/PID/mem` (which can read mappings
+    /// without read permission). Call it from the tracing thread.
+    fn complete(&mut self, pid: i32, mem: &File) -> Result<(), DumpError> {
+        let got = self.got;
         if got < self.fill {
-            // The rest through /proc/PID/mem, which can read what process_vm_readv cannot.
             let mut off = 0usize;
             for &(base, len) in &self.runs {
                 let run_end = off + len;
