@@ -37,6 +37,8 @@ pub struct Options {
     guest_binary: Option<PathBuf>,
     selftest: bool,
     filter: Option<String>,
+    /// A script the guest runs instead of the tests (`cargo xtask demo`): its guest path and text.
+    guest_script: Option<(PathBuf, String)>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             guest_binary: None,
             selftest: false,
             filter: None,
+            guest_script: None,
         }
     }
 }
@@ -65,7 +68,7 @@ pub enum Accel {
     Tcg,
 }
 
-fn parse_options(args: &[String], allow_filter: bool) -> Result<Options> {
+pub(crate) fn parse_options(args: &[String], allow_filter: bool) -> Result<Options> {
     let mut o = Options::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -98,6 +101,16 @@ fn parse_options(args: &[String], allow_filter: bool) -> Result<Options> {
         }
     }
     Ok(o)
+}
+
+impl Options {
+    /// Run the busybox `sh` script `text`, placed at `path` in the guest, instead of the tests:
+    /// `crcli` and the C programs of `crates/*/progs` are shipped (the tests are not built), and
+    /// the script is judged like one test executable (its exit status).
+    pub(crate) fn with_guest_script(mut self, path: PathBuf, text: String) -> Self {
+        self.guest_script = Some((path, text));
+        self
+    }
 }
 
 fn number(s: &str, name: &str) -> Result<u32> {
@@ -403,8 +416,10 @@ fn prepare(opts: &Options, mode: Mode) -> Result<Guest> {
         hidden_in_guest(&crate::project_root())?;
         let crcli = build_crcli(opts.release)?;
         hidden_in_guest(&crcli)?;
-        tests = build_tests(opts.release)?;
-        if tests.is_empty() && mode == Mode::Test {
+        if opts.guest_script.is_none() {
+            tests = build_tests(opts.release)?;
+        }
+        if tests.is_empty() && mode == Mode::Test && opts.guest_script.is_none() {
             bail!("cargo test --no-run produced no test executables");
         }
         tree.mirror_with_libs(&crcli)?;
@@ -454,6 +469,14 @@ fn prepare(opts: &Options, mode: Mode) -> Result<Guest> {
             ));
         }
         expected.push(t.path.clone());
+    }
+    if let Some((path, text)) = &opts.guest_script {
+        tree.data(path, text.as_bytes(), 0o755);
+        run.push_str(&format!(
+            "crcli_run {} /\n",
+            sh_quote(path_str(path)?)
+        ));
+        expected.push(path.clone());
     }
     match mode {
         Mode::Test => run.push_str(
@@ -645,14 +668,13 @@ impl Session {
         let err_buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let eb = err_buf.clone();
         std::thread::spawn(move || {
-            let mut s = String::new();
             let mut r = stderr;
             let mut chunk = [0u8; 4096];
             while let Ok(n) = r.read(&mut chunk) {
                 if n == 0 {
                     break;
                 }
-                s = String::from_utf8_lossy(&chunk[..n]).into_owned();
+                let s = String::from_utf8_lossy(&chunk[..n]);
                 if echo {
                     eprint!("{s}");
                 }
@@ -660,7 +682,6 @@ impl Session {
                     g.push_str(&s);
                 }
             }
-            drop(s);
         });
         Ok(Session {
             child,
