@@ -604,7 +604,7 @@ impl ImageWriter {
         inv.write(&inventory)?;
         inv.finish()?;
         // Check everything before it gets its final name.
-        Image::open(tmp)?;
+        let mut image = Image::open(tmp)?;
         sync_dir(tmp)?;
         let parent = match self.target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -629,7 +629,9 @@ impl ImageWriter {
         let mut guard = self.tmp;
         guard.armed = false;
         sync_dir(&parent)?;
-        Image::open(&self.target)
+        // Same files, new name: no need to read them again.
+        image.dir = self.target.clone();
+        Ok(image)
     }
 }
 

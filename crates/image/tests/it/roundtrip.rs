@@ -9,6 +9,11 @@ fn sample_image_reads_back_equal() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("img");
     let w = write_sample(&target, 5 << 20);
+    assert_eq!(
+        w.image.dir(),
+        target,
+        "commit returns the image at its final name"
+    );
     // Read it again from disk, independently of the writer's own check.
     let img = Image::open(&target).unwrap();
     assert_eq!(img.format_version(), FORMAT_VERSION);
