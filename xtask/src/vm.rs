@@ -286,6 +286,28 @@ fn build_crcli(release: bool) -> Result<PathBuf> {
         .context("cargo build -p crcli produced no crcli executable")
 }
 
+/// Remove `initramfs-*-<pid>.cpio` files left by runs that were killed (their process is gone).
+fn remove_stale_initramfs(vm_dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(vm_dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name
+            .strip_prefix("initramfs-")
+            .and_then(|n| n.strip_suffix(".cpio"))
+        else {
+            continue;
+        };
+        let pid = stem.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Fail if `p` lies where the guest mounts a fresh filesystem (it would be hidden there).
 fn hidden_in_guest(p: &Path) -> Result<()> {
     for m in ["/tmp", "/run", "/proc", "/sys", "/dev"] {
@@ -389,6 +411,7 @@ fn prepare(opts: &Options, mode: Mode) -> Result<Guest> {
     host::ensure(&[&host::QEMU, &host::BUSYBOX, &host::APT_GET, &host::DPKG_DEB])?;
     let vm_dir = crate::project_root().join("target/vm");
     std::fs::create_dir_all(&vm_dir).with_context(|| format!("creating {}", vm_dir.display()))?;
+    remove_stale_initramfs(&vm_dir);
     let kernel = match &opts.kernel {
         Some(k) => kernel::check_image(k)?,
         None => kernel::sid_kernel(&vm_dir, opts.refresh_kernel)?,
@@ -472,10 +495,7 @@ fn prepare(opts: &Options, mode: Mode) -> Result<Guest> {
     }
     if let Some((path, text)) = &opts.guest_script {
         tree.data(path, text.as_bytes(), 0o755);
-        run.push_str(&format!(
-            "crcli_run {} /\n",
-            sh_quote(path_str(path)?)
-        ));
+        run.push_str(&format!("crcli_run {} /\n", sh_quote(path_str(path)?)));
         expected.push(path.clone());
     }
     match mode {
