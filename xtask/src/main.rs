@@ -4,10 +4,13 @@
 //! - `vm-test [FILTER]` ([`vm`]): builds the workspace's tests and runs them inside a QEMU VM on a
 //!   current Debian kernel (Linux 7.0 or newer), so tests of new kernel features really run.
 //! - `vm-shell` ([`vm`]): boots the same guest with an interactive shell on the serial console.
+//! - `demo` ([`demo`]): boots the same guest and shows a process with files on an unmounted and
+//!   an anonymous mount being dumped, killed, restored and carrying on.
 //! - `tidy` ([`tidy`]): checks the layering of the crates and that `unsafe` lives only in
 //!   `crates/sys`; also run as a `#[test]`, so `cargo test --workspace` runs it.
 #![forbid(unsafe_code)]
 
+mod demo;
 mod host;
 mod tidy;
 mod vm;
@@ -22,6 +25,8 @@ usage: cargo xtask <task> [options]
 tasks:
   vm-test [FILTER]   build the workspace's tests and run them in a QEMU VM on Linux >= 7.0
   vm-shell           boot the same guest with an interactive shell on the serial console
+  demo               boot the same guest and checkpoint/restore a process with files on an
+                     unmounted and an anonymous mount, step by step (vm-shell options apply)
   tidy               check crate layering and that `unsafe` appears only in crates/sys
   help               print this text
 
@@ -54,6 +59,7 @@ fn main() -> Result<()> {
         }
         Some("vm-test") => vm::cmd_vm_test(&rest),
         Some("vm-shell") => vm::cmd_vm_shell(&rest),
+        Some("demo") => demo::cmd_demo(&rest),
         Some(other) => bail!("unknown task {other:?}\n\n{USAGE}"),
     }
 }

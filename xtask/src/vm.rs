@@ -478,7 +478,9 @@ fn prepare(opts: &Options, mode: Mode) -> Result<Guest> {
                             .is_some_and(|n| n == "target" || n.starts_with("target-"))
                     }))
         };
-        tree.mirror_tree(&root, &skip)?;
+        if opts.guest_script.is_none() {
+            tree.mirror_tree(&root, &skip)?;
+        }
     }
     for t in &tests {
         hidden_in_guest(&t.path)?;
