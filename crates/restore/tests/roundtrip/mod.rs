@@ -197,18 +197,31 @@ pub fn fd_table(static_build: bool) -> Result<(), String> {
         dump(t, pid, &img)?;
         let status = child.wait().map_err(|e| e.to_string())?;
         ensure_eq(status.code(), None, "the dumped process was killed")?;
-        let restorer = restore_bg(t, &img, &dir)?;
-        std::thread::sleep(Duration::from_millis(200));
+        let mut restorer = KillOnDrop(Some(restore_bg(t, &img, &dir)?));
+        // Up to 10 s for the restore (a TCG VM is slow), until the pid is back or crcli ended.
+        let proc_dir = format!("/proc/{pid}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&proc_dir).exists() && Instant::now() < deadline {
+            let ended = restorer
+                .0
+                .as_mut()
+                .map(|c| c.try_wait().ok().flatten().is_some())
+                .unwrap_or(true);
+            if ended {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let err = std::fs::read_to_string(dir.join("restore.err")).unwrap_or_default();
         ensure(
             !err.contains("restored pid"),
             &format!("the pid was not kept: {err}"),
         )?;
         ensure(
-            Path::new(&format!("/proc/{pid}")).exists(),
-            "a process has the dumped pid again",
+            Path::new(&proc_dir).exists(),
+            &format!("a process has the dumped pid again (crcli: {err})"),
         )?;
-        finish(restorer, &dir).map(|_| ())
+        finish(restorer.0.take().expect("still held"), &dir).map(|_| ())
     })
 }
 
