@@ -14,6 +14,7 @@ mod kernel;
 mod selftest;
 
 use std::io::{BufRead, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -479,7 +480,18 @@ fn prepare(opts: &Options, mode: Mode) -> Result<Guest> {
                     }))
         };
         if opts.guest_script.is_none() {
-            tree.mirror_tree(&root, &skip)?;
+            match source_files(&root) {
+                // In a git checkout: only what git tracks or would track, so build output
+                // and scratch files (fuzz/target, fuzz/corpus, …) stay out of the guest.
+                Some(files) => {
+                    for f in files {
+                        if f.exists() {
+                            tree.mirror(&f)?;
+                        }
+                    }
+                }
+                None => tree.mirror_tree(&root, &skip)?,
+            }
         }
     }
     for t in &tests {
@@ -965,6 +977,33 @@ fn run_guest(opts: &Options, guest: &Guest, accel: Accel) -> Result<Verdict> {
         p.push(format!("qemu exited with {status}: {}", qemu_stderr.trim()));
     }
     Ok(v)
+}
+
+/// The workspace's source files as git sees them: tracked files plus untracked ones that are
+/// not ignored. `None` outside a git checkout (or without git), where the caller walks the tree.
+fn source_files(root: &Path) -> Option<Vec<PathBuf>> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        out.stdout
+            .split(|&b| b == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| root.join(std::ffi::OsStr::from_bytes(name)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
