@@ -35,6 +35,39 @@ pub const DPKG_DEB: Tool = Tool {
     package: "dpkg",
 };
 
+/// Python 3: the host end-to-end tests checkpoint a python3 loop.
+pub const PYTHON3: Tool = Tool {
+    path: "/usr/bin/python3",
+    package: "python3-minimal",
+};
+/// A C compiler: crates/e2e and crates/dump build their C test programs in build scripts.
+pub const CC: Tool = Tool {
+    path: "/usr/bin/cc",
+    package: "gcc",
+};
+/// glibc's static archive: the test programs are also linked statically.
+pub const LIBC_STATIC: Tool = Tool {
+    path: "/usr/lib/x86_64-linux-gnu/libc.a",
+    package: "libc6-dev",
+};
+/// mkfs.ext4: mount-model tests make a loop-device filesystem.
+pub const MKFS_EXT4: Tool = Tool {
+    path: "/sbin/mkfs.ext4",
+    package: "e2fsprogs",
+};
+
+/// Everything the host tests and the VM harness need (`cargo xtask deps`).
+pub const ALL: [&Tool; 8] = [
+    &QEMU,
+    &BUSYBOX,
+    &APT_GET,
+    &DPKG_DEB,
+    &PYTHON3,
+    &CC,
+    &LIBC_STATIC,
+    &MKFS_EXT4,
+];
+
 /// Make sure every tool exists, installing the missing packages with apt-get (saying so).
 /// Fails with the exact command to run when that is impossible.
 pub fn ensure(tools: &[&Tool]) -> Result<()> {

@@ -6,6 +6,7 @@
 //! - `vm-shell` ([`vm`]): boots the same guest with an interactive shell on the serial console.
 //! - `demo` ([`demo`]): boots the same guest and shows a process with files on an unmounted and
 //!   an anonymous mount being dumped, killed, restored and carrying on.
+//! - `deps` ([`host`]): installs the host packages the tests need, with apt-get.
 //! - `tidy` ([`tidy`]): checks the layering of the crates and that `unsafe` lives only in
 //!   `crates/sys`; also run as a `#[test]`, so `cargo test --workspace` runs it.
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ tasks:
   demo               boot the same guest and checkpoint/restore a process with files on an
                      unmounted and an anonymous mount, step by step (vm-shell options apply)
   tidy               check crate layering and that `unsafe` appears only in crates/sys
+  deps               install the host packages the tests need (busybox-static, qemu, python3, …)
   help               print this text
 
 vm-test / vm-shell options:
@@ -56,6 +58,14 @@ fn main() -> Result<()> {
                 bail!("tidy takes no arguments, got {rest:?}");
             }
             tidy::run(&project_root())
+        }
+        Some("deps") => {
+            if !rest.is_empty() {
+                bail!("deps takes no arguments, got {rest:?}");
+            }
+            host::ensure(&host::ALL)?;
+            println!("deps: every host tool the tests need is installed");
+            Ok(())
         }
         Some("vm-test") => vm::cmd_vm_test(&rest),
         Some("vm-shell") => vm::cmd_vm_shell(&rest),
