@@ -250,15 +250,43 @@ pub fn sleeps_still_sleep() -> Result<(), String> {
                     )?;
                 }
             }
-            let r = restore_bg(t, &img, &dir)?;
+            let mut r = restore_bg(t, &img, &dir)?;
+            pid = wait_restored(&mut r, &dir, pid)?;
             std::thread::sleep(Duration::from_millis(150));
-            pid = current_pid(&dir, pid)?;
             restorer = Some(r);
         }
         let result = finish(restorer.take().expect("restorer"), &dir)?;
         eprintln!("  chain: {}", result.trim());
         Ok(())
     })
+}
+
+/// Waits (up to 10 s: a TCG VM is slow) until the restore started by `restorer` has handed the
+/// process over: its pid (the dumped one, or the one crcli printed) exists, carries the
+/// program's name again and is no longer traced. Returns that pid; fails with crcli's output if crcli ended first.
+fn wait_restored(restorer: &mut Child, dir: &Path, dumped: i32) -> Result<i32, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid = current_pid(dir, dumped)?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        // Before crcli seizes it, the new child is an untraced copy of crcli: its name tells.
+        let untraced = status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["TracerPid:", "0"]));
+        let renamed = status.lines().next().is_some_and(|l| {
+            l.starts_with("Name:") && l.split_whitespace().nth(1) != Some("crcli")
+        });
+        if untraced && renamed {
+            return Ok(pid);
+        }
+        if restorer.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
+            let err = std::fs::read_to_string(dir.join("restore.err")).unwrap_or_default();
+            return Err(format!(
+                "the restored process did not come up (crcli: {err})"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The restored pid: the dumped one, or the one crcli printed when it could not keep it.
@@ -371,9 +399,10 @@ pub fn other_creds(as_nobody: bool) -> Result<(), String> {
                 p.creds.groups = vec![5, 7];
             }
         })?;
-        let restorer = restore_bg(t, &img2, &dir)?;
+        let mut restorer = restore_bg(t, &img2, &dir)?;
+        let pid = wait_restored(&mut restorer, &dir, pid)?;
+        // Let it run a few turns.
         std::thread::sleep(Duration::from_millis(200));
-        let pid = current_pid(&dir, pid)?;
         let want = if as_nobody {
             "65534 65534 65534 65534 | 65534 65534 65534 65534 |  | 0000000000000000 | 0000000000000000 | 0000000000000000"
         } else {
@@ -440,8 +469,8 @@ pub fn shared_anonymous() -> Result<(), String> {
         dump(t, pid, &img)?;
         child.wait()?;
         let mut first = restore_bg(t, &img, &dir)?;
+        pid = wait_restored(&mut first, &dir, pid)?;
         std::thread::sleep(Duration::from_millis(150));
-        pid = current_pid(&dir, pid)?;
         let img = work.path().join("img2");
         dump(t, pid, &img)?;
         let st = first.wait().map_err(|e| e.to_string())?;
@@ -450,7 +479,8 @@ pub fn shared_anonymous() -> Result<(), String> {
             Some(128 + 9),
             "the first restore's process was killed by the second dump",
         )?;
-        let second = restore_bg(t, &img, &dir)?;
+        let mut second = restore_bg(t, &img, &dir)?;
+        wait_restored(&mut second, &dir, pid)?;
         std::thread::sleep(Duration::from_millis(150));
         finish(second, &dir).map(|_| ())
     })
@@ -467,7 +497,8 @@ pub fn chroot() -> Result<(), String> {
         let img = work.path().join("img");
         dump(t, pid, &img)?;
         child.wait()?;
-        let restorer = restore_bg(t, &img, &dir)?;
+        let mut restorer = restore_bg(t, &img, &dir)?;
+        wait_restored(&mut restorer, &dir, pid)?;
         std::thread::sleep(Duration::from_millis(150));
         finish(restorer, &dir).map(|_| ())
     })
@@ -489,7 +520,8 @@ pub fn anonymous_cwd() -> Result<(), String> {
             std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
         dump(t, pid, &img)?;
         child.wait()?;
-        let restorer = restore_bg(t, &img, &dir)?;
+        let mut restorer = restore_bg(t, &img, &dir)?;
+        wait_restored(&mut restorer, &dir, pid)?;
         std::thread::sleep(Duration::from_millis(150));
         finish(restorer, &dir)?;
         let mounts_after =
