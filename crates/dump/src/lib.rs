@@ -438,7 +438,7 @@ fn collect_and_write(
     image
         .add_process(&process)
         .map_err(image_err(format!("process entry of pid {pid}")))?;
-    let inventory = Inventory::new(pid as u32, features_used());
+    let inventory = Inventory::new(pid as u32, features_used(files.mounts.entries()));
     tracing::debug!("pid {pid}: entries written, committing the image");
     image.commit(inventory).map_err(image_err("commit"))?;
     tracing::info!("pid {pid}: image written to {}", dir.display());
@@ -455,13 +455,28 @@ fn collect_and_write(
     })
 }
 
-/// The kernel features this dump relied on.
-fn features_used() -> Vec<KernelFeature> {
-    vec![
+/// The kernel features this dump relied on: what every dump uses, plus, for files on mounts no
+/// table shows, `STATMOUNT_BY_FD` where the kernel answered through it and the new mount API
+/// that rebuilding such a mount needs.
+fn features_used(mounts: &[crcli_image::MountEntry]) -> Vec<KernelFeature> {
+    let mut used = vec![
         KernelFeature::PidfdGetfd,
         KernelFeature::PtraceGetRseqConfiguration,
         KernelFeature::StatxMntIdUnique,
-    ]
+    ];
+    let detached = mounts
+        .iter()
+        .any(|m| m.kind != crcli_image::MountKind::Attached);
+    if detached {
+        // resolve_fd asks statmount by fd first wherever the kernel has it.
+        if crcli_sys::features::Features::current().has(crcli_sys::features::Feature::StatmountByFd)
+        {
+            used.push(KernelFeature::StatmountByFd);
+        }
+        used.push(KernelFeature::NewMountApi);
+        used.push(KernelFeature::MountSetattr);
+    }
+    used
 }
 
 /// XCR0 as ptrace reports it: `PTRACE_GETREGSET NT_X86_XSTATE` puts the XCR0 value in the

@@ -706,4 +706,13 @@ fn a_file_on_a_detached_tmpfs_is_refused_or_dumped_as_unmounted() {
         ),
         "{mount:?}"
     );
+    // The inventory says what the dump relied on and what the rebuild will need.
+    let used = &image.inventory().features;
+    for f in [
+        crcli_image::KernelFeature::StatmountByFd,
+        crcli_image::KernelFeature::NewMountApi,
+        crcli_image::KernelFeature::MountSetattr,
+    ] {
+        assert!(used.contains(&f), "{f:?} missing from {used:?}");
+    }
 }

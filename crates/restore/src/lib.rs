@@ -178,12 +178,14 @@ fn sys_feature(f: KernelFeature) -> Option<Feature> {
     Some(match f {
         KernelFeature::Statmount => Feature::Statmount,
         KernelFeature::Listmount => Feature::Listmount,
-        KernelFeature::StatmountByFd => Feature::StatmountByFd,
         KernelFeature::OpenTreeNamespace => Feature::OpenTreeNamespace,
         KernelFeature::NewMountApi => Feature::NewMountApi,
         KernelFeature::MountSetattr => Feature::MountSetattr,
         KernelFeature::StatxMntIdUnique => Feature::StatxMntIdUnique,
         KernelFeature::PidfdGetfd => Feature::PidfdGetfd,
+        // Needed to tell what a mount is at dump time, never to rebuild one: an image dumped
+        // on 7.0 restores on any kernel with the new mount API.
+        KernelFeature::StatmountByFd => return None,
         _ => return None,
     })
 }
