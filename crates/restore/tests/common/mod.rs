@@ -67,10 +67,52 @@ pub fn wait_exit(pid: i32) -> Result<i32, String> {
 pub fn no_children_left() -> Result<(), String> {
     match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
         Err(rustix::io::Errno::CHILD) => Ok(()),
-        Ok(None) => Err("a child process is left running".into()),
-        Ok(Some((pid, st))) => Err(format!("child {pid:?} was left behind unreaped ({st:?})")),
+        Ok(None) => Err(format!(
+            "a child process is left running; processes: {}",
+            process_table()
+        )),
+        Ok(Some((pid, st))) => Err(format!(
+            "child {pid:?} was left behind unreaped ({st:?}); processes: {}",
+            process_table()
+        )),
         Err(e) => Err(format!("wait: {e}")),
     }
+}
+
+/// Every process but kernel threads as `pid(ppid state name tracer)`, for failure messages.
+pub fn process_table() -> String {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return "(/proc unreadable)".into();
+    };
+    let mut pids: Vec<i32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        if field("PPid:") == "2" || pid == 2 {
+            continue;
+        }
+        out.push(format!(
+            "{pid}({} {} {} tracer {})",
+            field("PPid:"),
+            field("State:").split_whitespace().next().unwrap_or(""),
+            field("Name:"),
+            field("TracerPid:")
+        ));
+    }
+    out.join(" ")
 }
 
 /// A pid that no process has now (a little above the last one given out).

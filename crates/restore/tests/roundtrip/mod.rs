@@ -108,11 +108,13 @@ fn start_with(
         .stderr(log)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", exe.display()))?;
+    // Killed and reaped if it never gets ready: nothing of a failed test may outlive it.
+    let mut child = KillOnDrop(Some(child));
     let pid = wait_for_file(&dir.join("ready"), Duration::from_secs(10))?
         .trim()
         .parse::<i32>()
         .map_err(|e| e.to_string())?;
-    Ok((child, pid))
+    Ok((child.0.take().ok_or("the program was already reaped")?, pid))
 }
 
 fn wait_for_file(path: &Path, timeout: Duration) -> Result<String, String> {
@@ -132,6 +134,7 @@ fn wait_for_file(path: &Path, timeout: Duration) -> Result<String, String> {
 }
 
 fn dump(t: &Tools, pid: i32, img: &Path) -> Result<(), String> {
+    let before = crate::common::process_table();
     let out = Command::new(&t.crcli)
         .args(["dump", "-t", &pid.to_string(), "-D"])
         .arg(img)
@@ -139,15 +142,17 @@ fn dump(t: &Tools, pid: i32, img: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(format!(
-            "crcli dump failed: {}",
+            "crcli dump failed: {} (processes before the dump: {before})",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
     Ok(())
 }
 
-/// `crcli restore -D img` in the background (it waits for the restored process).
-fn restore_bg(t: &Tools, img: &Path, dir: &Path) -> Result<Child, String> {
+/// `crcli restore -D img` in the background (it waits for the restored process). It is killed
+/// and reaped if the test fails before waiting for it, so that no crcli (and no restored
+/// process) outlives a failed test and disturbs the next ones.
+fn restore_bg(t: &Tools, img: &Path, dir: &Path) -> Result<KillOnDrop, String> {
     let err = std::fs::File::create(dir.join("restore.err")).map_err(|e| e.to_string())?;
     Command::new(&t.crcli)
         .args(["restore", "-D"])
@@ -155,13 +160,14 @@ fn restore_bg(t: &Tools, img: &Path, dir: &Path) -> Result<Child, String> {
         .stdin(Stdio::null())
         .stderr(err)
         .spawn()
+        .map(|c| KillOnDrop(Some(c)))
         .map_err(|e| e.to_string())
 }
 
-fn finish(mut restorer: Child, dir: &Path) -> Result<String, String> {
+fn finish(mut restorer: KillOnDrop, dir: &Path) -> Result<String, String> {
     std::fs::write(dir.join("go"), b"").map_err(|e| e.to_string())?;
     let result = wait_for_file(&dir.join("result"), Duration::from_secs(20))?;
-    let status = restorer.wait().map_err(|e| e.to_string())?;
+    let status = restorer.wait_status()?;
     let err = std::fs::read_to_string(dir.join("restore.err")).unwrap_or_default();
     ensure(
         result.starts_with("PASS"),
@@ -197,17 +203,12 @@ pub fn fd_table(static_build: bool) -> Result<(), String> {
         dump(t, pid, &img)?;
         let status = child.wait().map_err(|e| e.to_string())?;
         ensure_eq(status.code(), None, "the dumped process was killed")?;
-        let mut restorer = KillOnDrop(Some(restore_bg(t, &img, &dir)?));
+        let mut restorer = restore_bg(t, &img, &dir)?;
         // Up to 10 s for the restore (a TCG VM is slow), until the pid is back or crcli ended.
         let proc_dir = format!("/proc/{pid}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !Path::new(&proc_dir).exists() && Instant::now() < deadline {
-            let ended = restorer
-                .0
-                .as_mut()
-                .map(|c| c.try_wait().ok().flatten().is_some())
-                .unwrap_or(true);
-            if ended {
+            if restorer.ended()? {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -219,9 +220,12 @@ pub fn fd_table(static_build: bool) -> Result<(), String> {
         )?;
         ensure(
             Path::new(&proc_dir).exists(),
-            &format!("a process has the dumped pid again (crcli: {err})"),
+            &format!(
+                "a process has the dumped pid {pid} again (crcli: {err}; processes: {})",
+                crate::common::process_table()
+            ),
         )?;
-        finish(restorer.0.take().expect("still held"), &dir).map(|_| ())
+        finish(restorer, &dir).map(|_| ())
     })
 }
 
@@ -233,7 +237,7 @@ pub fn sleeps_still_sleep() -> Result<(), String> {
         std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
         let (mut child, mut pid) = start(t, "chain", &dir, &["20"])?;
         std::thread::sleep(Duration::from_millis(100));
-        let mut restorer: Option<Child> = None;
+        let mut restorer: Option<KillOnDrop> = None;
         for cycle in 0..5 {
             let img = work.path().join(format!("img{cycle}"));
             dump(t, pid, &img)?;
@@ -242,7 +246,7 @@ pub fn sleeps_still_sleep() -> Result<(), String> {
                     child.wait().map_err(|e| e.to_string())?;
                 }
                 Some(mut r) => {
-                    let st = r.wait().map_err(|e| e.to_string())?;
+                    let st = r.wait_status()?;
                     ensure_eq(
                         st.code(),
                         Some(128 + 9),
@@ -264,7 +268,7 @@ pub fn sleeps_still_sleep() -> Result<(), String> {
 /// Waits (up to 10 s: a TCG VM is slow) until the restore started by `restorer` has handed the
 /// process over: its pid (the dumped one, or the one crcli printed) exists, carries the
 /// program's name again and is no longer traced. Returns that pid; fails with crcli's output if crcli ended first.
-fn wait_restored(restorer: &mut Child, dir: &Path, dumped: i32) -> Result<i32, String> {
+fn wait_restored(restorer: &mut KillOnDrop, dir: &Path, dumped: i32) -> Result<i32, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let pid = current_pid(dir, dumped)?;
@@ -279,10 +283,11 @@ fn wait_restored(restorer: &mut Child, dir: &Path, dumped: i32) -> Result<i32, S
         if untraced && renamed {
             return Ok(pid);
         }
-        if restorer.try_wait().map_err(|e| e.to_string())?.is_some() || Instant::now() > deadline {
+        if restorer.ended()? || Instant::now() > deadline {
             let err = std::fs::read_to_string(dir.join("restore.err")).unwrap_or_default();
             return Err(format!(
-                "the restored process did not come up (crcli: {err})"
+                "the restored process did not come up (crcli: {err}; processes: {})",
+                crate::common::process_table()
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -427,6 +432,20 @@ impl KillOnDrop {
         }
         Ok(())
     }
+
+    /// Waits for the child and returns its status (once).
+    fn wait_status(&mut self) -> Result<std::process::ExitStatus, String> {
+        let mut c = self.0.take().ok_or("the child was already waited for")?;
+        c.wait().map_err(|e| e.to_string())
+    }
+
+    /// Whether the child has ended (it stays held, to be waited for or killed).
+    fn ended(&mut self) -> Result<bool, String> {
+        match self.0.as_mut() {
+            Some(c) => Ok(c.try_wait().map_err(|e| e.to_string())?.is_some()),
+            None => Ok(true),
+        }
+    }
 }
 
 impl Drop for KillOnDrop {
@@ -473,7 +492,7 @@ pub fn shared_anonymous() -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(150));
         let img = work.path().join("img2");
         dump(t, pid, &img)?;
-        let st = first.wait().map_err(|e| e.to_string())?;
+        let st = first.wait_status()?;
         ensure_eq(
             st.code(),
             Some(128 + 9),
