@@ -37,10 +37,8 @@ proptest! {
             let size = sm.size as usize;
             prop_assert!((STATMOUNT_FIXED_SIZE..=buf.len()).contains(&size));
             let strings = size - STATMOUNT_FIXED_SIZE;
-            for s in [&sm.mnt_root, &sm.mnt_point] {
-                if let Some(p) = s {
-                    prop_assert!(p.as_os_str().len() < strings);
-                }
+            for p in [&sm.mnt_root, &sm.mnt_point].into_iter().flatten() {
+                prop_assert!(p.as_os_str().len() < strings);
             }
             prop_assert_eq!(sm.mnt_root.is_some(), sm.mask.contains(StatmountMask::MNT_ROOT));
             prop_assert_eq!(sm.mnt.is_some(), sm.mask.contains(StatmountMask::MNT_BASIC));
