@@ -23,43 +23,14 @@ pub struct Args {
     /// Let the process run on after the dump instead of killing it.
     #[arg(short = 'R', long = "leave-running")]
     pub leave_running: bool,
-    /// More log output (repeat for more).
-    #[arg(short = 'v', action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Write the log to this file instead of stderr.
-    #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
-    pub log_file: Option<PathBuf>,
-}
-
-fn init_logging(verbose: u8, log_file: Option<&PathBuf>) -> Result<()> {
-    let level = match verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        2 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false);
-    let result = match log_file {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating log file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .try_init()
-        }
-        None => builder.with_writer(std::io::stderr).try_init(),
-    };
-    // Already initialised: keep that one.
-    let _ = result;
-    Ok(())
+    /// Logging (`-v`, `-o LOGFILE`).
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 /// Runs `crcli dump`.
 pub fn run(args: Args) -> Result<()> {
-    init_logging(args.verbose, args.log_file.as_ref())?;
+    args.log.init()?;
     let options = DumpOptions {
         leave_running: args.leave_running,
     };

@@ -5,8 +5,11 @@
 
 mod check;
 mod dump;
+mod logging;
 mod restore;
 mod show;
+
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -32,12 +35,36 @@ enum Command {
     Check(check::Args),
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let result: Result<()> = match cli.command {
         Command::Dump(args) => dump::run(args),
         Command::Restore(args) => restore::run(args),
         Command::Show(args) => show::run(args),
         Command::Check(args) => check::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an error and its causes for the user, one per line, without a stack backtrace
+/// (whatever `RUST_BACKTRACE` says: a backtrace is for developers, the causes are for users).
+fn report(err: &anyhow::Error) {
+    eprintln!("Error: {err}");
+    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+    match causes.as_slice() {
+        [] => {}
+        [only] => eprintln!("\nCaused by:\n    {only}"),
+        many => {
+            eprintln!("\nCaused by:");
+            for (i, cause) in many.iter().enumerate() {
+                eprintln!("    {i}: {cause}");
+            }
+        }
     }
 }

@@ -24,43 +24,14 @@ pub struct Args {
     /// stderr where it had a terminal.
     #[arg(long = "shell-job")]
     pub shell_job: bool,
-    /// More log output (repeat for more).
-    #[arg(short = 'v', action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Write the log to this file instead of stderr.
-    #[arg(short = 'o', long = "log-file", value_name = "LOGFILE")]
-    pub log_file: Option<PathBuf>,
-}
-
-fn init_logging(verbose: u8, log_file: Option<&PathBuf>) -> Result<()> {
-    let level = match verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        2 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false);
-    let result = match log_file {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating log file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .try_init()
-        }
-        None => builder.with_writer(std::io::stderr).try_init(),
-    };
-    // Already initialised (by main): keep that one.
-    let _ = result;
-    Ok(())
+    /// Logging (`-v`, `-o LOGFILE`).
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 /// Runs `crcli restore`.
 pub fn run(args: Args) -> Result<()> {
-    init_logging(args.verbose, args.log_file.as_ref())?;
+    args.log.init()?;
     let opts = RestoreOptions::default().with_shell_job(args.shell_job);
     let restored = restore(&args.dir, &opts)
         .with_context(|| format!("restoring from {}", args.dir.display()))?;
