@@ -14,6 +14,12 @@ use crate::common::{ensure, ensure_eq, list_dir, rewrite_image};
 /// Where build.rs put the compiled test programs.
 const PROGS_DIR: &str = env!("CRCLI_RESTORE_PROGS_DIR");
 
+/// How long a round trip waits for a step (the program ready, the restored process handed
+/// over, its result). Every wait ends as soon as its condition holds, so this only bounds a
+/// failure; it is generous because the CI VM emulates its CPUs (TCG, ~10x slower than the
+/// host) on a loaded machine. Timing itself is never asserted here.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// What a round trip needs: the `crcli` binary and the compiled programs.
 struct Tools {
     crcli: PathBuf,
@@ -110,7 +116,7 @@ fn start_with(
         .map_err(|e| format!("starting {}: {e}", exe.display()))?;
     // Killed and reaped if it never gets ready: nothing of a failed test may outlive it.
     let mut child = KillOnDrop(Some(child));
-    let pid = wait_for_file(&dir.join("ready"), Duration::from_secs(10))?
+    let pid = wait_for_file(&dir.join("ready"), PATIENCE)?
         .trim()
         .parse::<i32>()
         .map_err(|e| e.to_string())?;
@@ -166,7 +172,7 @@ fn restore_bg(t: &Tools, img: &Path, dir: &Path) -> Result<KillOnDrop, String> {
 
 fn finish(mut restorer: KillOnDrop, dir: &Path) -> Result<String, String> {
     std::fs::write(dir.join("go"), b"").map_err(|e| e.to_string())?;
-    let result = wait_for_file(&dir.join("result"), Duration::from_secs(20))?;
+    let result = wait_for_file(&dir.join("result"), PATIENCE)?;
     let status = restorer.wait_status()?;
     let err = std::fs::read_to_string(dir.join("restore.err")).unwrap_or_default();
     ensure(
@@ -204,9 +210,9 @@ pub fn fd_table(static_build: bool) -> Result<(), String> {
         let status = child.wait().map_err(|e| e.to_string())?;
         ensure_eq(status.code(), None, "the dumped process was killed")?;
         let mut restorer = restore_bg(t, &img, &dir)?;
-        // Up to 10 s for the restore (a TCG VM is slow), until the pid is back or crcli ended.
+        // Up to PATIENCE for the restore (a TCG VM is slow), until the pid is back or crcli ended.
         let proc_dir = format!("/proc/{pid}");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         while !Path::new(&proc_dir).exists() && Instant::now() < deadline {
             if restorer.ended()? {
                 break;
@@ -265,11 +271,11 @@ pub fn sleeps_still_sleep() -> Result<(), String> {
     })
 }
 
-/// Waits (up to 10 s: a TCG VM is slow) until the restore started by `restorer` has handed the
+/// Waits (up to [`PATIENCE`]: a TCG VM is slow) until the restore started by `restorer` has handed the
 /// process over: its pid (the dumped one, or the one crcli printed) exists, carries the
 /// program's name again and is no longer traced. Returns that pid; fails with crcli's output if crcli ended first.
 fn wait_restored(restorer: &mut KillOnDrop, dir: &Path, dumped: i32) -> Result<i32, String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let pid = current_pid(dir, dumped)?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
