@@ -272,8 +272,8 @@ pub fn sleeps_still_sleep() -> Result<(), String> {
 }
 
 /// Waits (up to [`PATIENCE`]: a TCG VM is slow) until the restore started by `restorer` has handed the
-/// process over: its pid (the dumped one, or the one crcli printed) exists, carries the
-/// program's name again and is no longer traced. Returns that pid; fails with crcli's output if crcli ended first.
+/// process over: its pid (the dumped one, or the one crcli printed) exists, is crcli's child,
+/// carries the program's name again and is no longer traced. Returns that pid; fails with crcli's output if crcli ended first.
 fn wait_restored(restorer: &mut KillOnDrop, dir: &Path, dumped: i32) -> Result<i32, String> {
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -286,7 +286,13 @@ fn wait_restored(restorer: &mut KillOnDrop, dir: &Path, dumped: i32) -> Result<i
         let renamed = status.lines().next().is_some_and(|l| {
             l.starts_with("Name:") && l.split_whitespace().nth(1) != Some("crcli")
         });
-        if untraced && renamed {
+        // crcli's own child: not another process that happens to hold the pid.
+        let ours = restorer.0.as_ref().is_some_and(|c| {
+            status
+                .lines()
+                .any(|l| l.split_whitespace().eq(["PPid:", &c.id().to_string()]))
+        });
+        if untraced && renamed && ours {
             return Ok(pid);
         }
         if restorer.ended()? || Instant::now() > deadline {
