@@ -162,10 +162,12 @@ const CLONE_ARGS_SIZE_VER1: usize = 80;
 /// `CLONE_ARGS_SIZE_VER0`.
 const CLONE_ARGS_SIZE_VER0: usize = 64;
 
-/// `clone3(&args, size)` without `CLONE_VM` (a fork): `Ok(0)` in the child, `Ok(pid)` in the parent.
-fn raw_clone3(set_tid: Option<i32>) -> Result<i32, rustix::io::Errno> {
+/// `clone3(&args, size)` without `CLONE_VM` (a fork), with the namespace flags `ns`: `Ok(0)` in
+/// the child, `Ok(pid)` in the parent.
+fn raw_clone3(ns: NewNamespaces, set_tid: Option<i32>) -> Result<i32, rustix::io::Errno> {
     let tid: libc::pid_t = set_tid.unwrap_or(0);
     let mut args = CloneArgs {
+        flags: ns.bits(),
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
@@ -223,6 +225,33 @@ pub fn spawn<F>(opts: &SpawnOptions, child: F) -> Result<Spawned, Clone3Error>
 where
     F: FnOnce() -> i32,
 {
+    spawn_in(NewNamespaces::empty(), opts, child)
+}
+
+bitflags::bitflags! {
+    /// The namespaces a child made by [`spawn_in`] gets of its own (`CLONE_NEW*` flags).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct NewNamespaces: u64 {
+        /// `CLONE_NEWPID` (Linux 2.6.24): the child is PID 1 of a new PID namespace.
+        const PID = libc::CLONE_NEWPID as u64;
+        /// `CLONE_NEWUTS` (Linux 2.6.19): a new UTS namespace (host and domain name).
+        const UTS = libc::CLONE_NEWUTS as u64;
+        /// `CLONE_NEWIPC` (Linux 2.6.19): a new IPC namespace (SysV objects, POSIX queues).
+        const IPC = libc::CLONE_NEWIPC as u64;
+    }
+}
+
+/// [`spawn`], with the child in new namespaces `ns` (needs `CAP_SYS_ADMIN`). With
+/// [`NewNamespaces::PID`] the child is PID 1 of its new PID namespace and `opts.set_tid` must be
+/// `None`; [`Spawned::pid`] is its PID in the caller's namespace. With namespaces there is no
+/// fallback: an error of the kernel is returned as [`Clone3Error::Clone`].
+pub fn spawn_in<F>(ns: NewNamespaces, opts: &SpawnOptions, child: F) -> Result<Spawned, Clone3Error>
+where
+    F: FnOnce() -> i32,
+{
+    if ns.contains(NewNamespaces::PID) && opts.set_tid.is_some() {
+        return Err(Clone3Error::Clone(rustix::io::Errno::INVAL));
+    }
     let threads = thread_count().map_err(Clone3Error::CountThreads)?;
     if threads != 1 {
         return Err(Clone3Error::MultiThreaded { threads });
@@ -236,7 +265,7 @@ where
     let mut outcome = PidOutcome::NotRequested;
     let mut result = Err(rustix::io::Errno::NOSYS);
     if let Some(pid) = opts.set_tid {
-        result = raw_clone3(Some(pid));
+        result = raw_clone3(ns, Some(pid));
         outcome = match result {
             Ok(_) => PidOutcome::Kept,
             Err(rustix::io::Errno::EXIST) => PidOutcome::InUse,
@@ -249,9 +278,9 @@ where
         };
     }
     if result.is_err() {
-        result = raw_clone3(None);
+        result = raw_clone3(ns, None);
     }
-    if result == Err(rustix::io::Errno::NOSYS) {
+    if result == Err(rustix::io::Errno::NOSYS) && ns.is_empty() {
         result = raw_fork();
     }
     let pid = result.map_err(Clone3Error::Clone)?;

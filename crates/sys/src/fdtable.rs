@@ -82,6 +82,23 @@ pub fn personality(persona: u32) -> rustix::io::Result<u32> {
     Ok(ret as u32)
 }
 
+/// `signal(sig, SIG_DFL)`: gives signal `sig` of the calling process its default action again
+/// (a child made by [`crate::clone3::spawn`] inherits the caller's ignored signals, such as the
+/// `SIGPIPE` the Rust runtime ignores). See `man 2 signal`.
+pub fn default_signal_action(sig: i32) -> rustix::io::Result<()> {
+    // SAFETY: signal(2) with SIG_DFL installs no handler, so no code of ours can run from it;
+    // it takes no pointers.
+    let ret = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if ret == libc::SIG_ERR {
+        return Err(rustix::io::Errno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +117,17 @@ mod tests {
         assert_eq!(link, want);
         close_range(target as u32, target as u32).unwrap();
         assert!(std::fs::read_link(format!("/proc/self/fd/{target}")).is_err());
+    }
+
+    #[test]
+    fn default_signal_action_accepts_real_signals_only() {
+        // SIGURG's default action is to ignore it, so resetting it changes nothing here.
+        default_signal_action(libc::SIGURG).unwrap();
+        assert_eq!(
+            default_signal_action(0),
+            Err(rustix::io::Errno::INVAL),
+            "signal 0 is no signal"
+        );
     }
 
     #[test]
