@@ -108,6 +108,7 @@ fn base() -> &'static PathBuf {
             ppid: 0,
             pgid: 1,
             sid: 1,
+            ns_pid: 1,
             comm: OsBytes::try_from("init").unwrap(),
             threads: vec![Thread {
                 tid: 1,

@@ -178,6 +178,7 @@ fn write_image(target: &Path) {
         ppid: 0,
         pgid: 42,
         sid: 42,
+        ns_pid: 42,
         comm: OsBytes::new(b"holder\xff".to_vec()).unwrap(),
         threads: vec![thread],
         shared_pending: PendingSignals::default(),

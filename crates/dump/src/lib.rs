@@ -327,6 +327,7 @@ fn collect_and_write(
         ppid: stat.ppid,
         pgid: stat.pgrp,
         sid: stat.session,
+        ns_pid: pid as u32,
         comm,
         threads: vec![thread],
         shared_pending: PendingSignals {

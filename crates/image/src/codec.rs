@@ -338,7 +338,7 @@ impl<R: Read> RecordReader<R> {
     }
 
     /// Reads and decodes the next record; `None` after the trailer.
-    pub fn next_record<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+    pub fn next_record<T: Record>(&mut self) -> Result<Option<T>> {
         let version = self.version;
         let path = self.path.clone();
         let idx = self.index;
@@ -355,22 +355,80 @@ impl<R: Read> RecordReader<R> {
     }
 }
 
+/// A type stored as records in image files, decodable from every format version this crate
+/// reads: a type whose encoding changed keeps its old form in a `v1` module and converts it.
+pub trait Record: DeserializeOwned {
+    /// Decodes `raw`, a payload of format `version` (one this crate reads), charging the decoded
+    /// lists to `total`. The default decodes the current type, for types whose encoding never
+    /// changed.
+    #[doc(hidden)]
+    fn decode_version(
+        version: u32,
+        raw: &[u8],
+        total: &mut usize,
+    ) -> std::result::Result<Self, String> {
+        let _ = version;
+        decode_as::<Self>(raw, total)
+    }
+}
+
+/// Types whose encoding is the same in every format version they exist in.
+macro_rules! same_in_every_version {
+    ($($t:ty),* $(,)?) => { $(impl Record for $t {})* };
+}
+same_in_every_version!(
+    crate::file::FileEntry,
+    crate::file::PipeEntry,
+    crate::mount::MountEntry,
+    crate::fs::FsEntry,
+    crate::common::Extent,
+    crate::process::Thread,
+    crate::process::Vma,
+    crate::tree::Tree,
+    crate::tree::Zombie,
+);
+
+impl Record for crate::inventory::Inventory {
+    fn decode_version(
+        version: u32,
+        raw: &[u8],
+        total: &mut usize,
+    ) -> std::result::Result<Self, String> {
+        if version == 1 {
+            decode_as::<crate::v1::Inventory>(raw, total).map(Into::into)
+        } else {
+            decode_as::<Self>(raw, total)
+        }
+    }
+}
+
+impl Record for crate::process::Process {
+    fn decode_version(
+        version: u32,
+        raw: &[u8],
+        total: &mut usize,
+    ) -> std::result::Result<Self, String> {
+        if version == 1 {
+            decode_as::<crate::v1::Process>(raw, total).map(Into::into)
+        } else {
+            decode_as::<Self>(raw, total)
+        }
+    }
+}
+
 /// Decodes one record payload (checksum already checked) of format `version`, which must be a
 /// version this crate reads; the error is a description of what is wrong.
 ///
-/// Format 1 is the only version so far. When a version 2 changes a type, the version 1 type is
-/// kept in a `v1` module, decoded here for `version == 1` and converted to the current type.
-pub fn decode_payload<T: DeserializeOwned>(
-    version: u32,
-    raw: &[u8],
-) -> std::result::Result<T, String> {
+/// Types whose encoding changed since version 1 ([`crate::Inventory`], [`crate::Process`]) are
+/// decoded from their `v1` form for version 1 and converted to the current type.
+pub fn decode_payload<T: Record>(version: u32, raw: &[u8]) -> std::result::Result<T, String> {
     let mut unlimited = usize::MAX;
     decode_payload_budgeted(version, raw, &mut unlimited)
 }
 
 /// [`decode_payload`], charging the memory of the decoded value (its own size and its lists'
 /// elements) to `total`, which spans many records; fails when it would run out.
-pub(crate) fn decode_payload_budgeted<T: DeserializeOwned>(
+pub(crate) fn decode_payload_budgeted<T: Record>(
     version: u32,
     raw: &[u8],
     total: &mut usize,
@@ -385,6 +443,11 @@ pub(crate) fn decode_payload_budgeted<T: DeserializeOwned>(
             "format version {version} is not one this crate reads"
         ));
     }
+    T::decode_version(version, raw, total)
+}
+
+/// Decodes `raw` as exactly `T` (postcard), charging its lists to `total`.
+fn decode_as<T: DeserializeOwned>(raw: &[u8], total: &mut usize) -> std::result::Result<T, String> {
     crate::bytes::take_problem();
     let budget = MAX_DECODED_LIST_BYTES.min(*total);
     let (decoded, left) = crate::bytes::with_budget(budget, || postcard::from_bytes::<T>(raw));
@@ -518,7 +581,7 @@ pub fn encode_records<T: Serialize>(tag: FileTag, values: &[T]) -> Result<Vec<u8
 
 /// Decodes a whole record file held in memory, with at most `max_records` records.
 /// `name` names it in errors.
-pub fn decode_records<T: DeserializeOwned>(
+pub fn decode_records<T: Record>(
     bytes: &[u8],
     name: &Path,
     tag: FileTag,

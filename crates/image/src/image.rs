@@ -110,7 +110,7 @@ struct JsonView<'a> {
 /// decoded bytes left.
 struct Budget(u64, usize);
 
-fn read_all<T: serde::de::DeserializeOwned>(
+fn read_all<T: crate::codec::Record>(
     dir: &Path,
     name: &str,
     tag: FileTag,

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::common::{FsContentId, PagesId, Timestamp};
+use crate::tree::Tree;
 
 /// The inventory of an image (`inventory.img`).
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -28,10 +29,12 @@ pub struct Inventory {
     /// The kernel features the dump relied on; the restore refuses to start without them.
     #[serde(deserialize_with = "crate::bytes::bounded_vec::<1024, _, _>")]
     pub features: Vec<KernelFeature>,
-    /// The pid of the root of the dumped tree (in the tree's own PID namespace).
+    /// The pid of the root of the dumped tree, as the dumper saw it.
     pub root_pid: u32,
     /// What the image holds, filled in by [`crate::ImageWriter::commit`].
     pub contents: Contents,
+    /// The tree's namespaces and zombies (format version 2; empty when converted from 1).
+    pub tree: Tree,
 }
 
 impl Inventory {
@@ -56,6 +59,7 @@ impl Inventory {
             features,
             root_pid,
             contents: Contents::default(),
+            tree: Tree::default(),
         }
     }
 }

@@ -61,6 +61,8 @@ pub mod inventory;
 pub mod mount;
 pub mod pages;
 pub mod process;
+pub mod tree;
+pub mod v1;
 mod validate;
 
 #[cfg(test)]
@@ -84,9 +86,10 @@ pub use process::{
     Creds, Fd, MmInfo, PendingSignals, Process, Rlimit, RobustList, Rseq, SigAction, SigAltStack,
     Thread, TlsDesc, UserRegs, Vma, VmaBacking, XState,
 };
+pub use tree::{NamespaceId, NamespaceKind, Namespaces, Tree, UtsNames, Zombie};
 
 /// The format version this crate writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format version this crate reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The page size of images (x86_64).

@@ -36,14 +36,19 @@ pub const MAX_XSTATE_SIZE: usize = 64 * 1024;
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
-    /// Process id (in the dumped tree's PID namespace).
+    /// Process id, as the dumper saw it (its PID namespace). `ppid`, `pgid` and `sid` are in the
+    /// same numbering.
     pub pid: u32,
     /// Parent pid; 0 for the root of the dumped tree.
     pub ppid: u32,
-    /// Process group id.
+    /// Process group id (may be outside the tree only for the root's inherited group).
     pub pgid: u32,
-    /// Session id.
+    /// Session id (may be outside the tree only for the root's inherited session).
     pub sid: u32,
+    /// The pid in the tree's own PID namespace (the last `NSpid` of `/proc/PID/status`) when
+    /// [`crate::tree::Namespaces::own_pid_ns`] is set (the root's is then 1); else equal to
+    /// `pid`. Format version 2; `pid` when converted from version 1.
+    pub ns_pid: u32,
     /// The process name (`/proc/PID/comm`, `PR_SET_NAME`), at most 16 bytes.
     pub comm: OsBytes,
     /// Threads; the first is the thread-group leader (`tid == pid`).

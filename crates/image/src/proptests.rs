@@ -12,7 +12,7 @@ use crate::*;
 
 fn round_trip<T>(tag: FileTag, v: &T) -> Result<(), TestCaseError>
 where
-    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Clone,
+    T: Serialize + DeserializeOwned + crate::codec::Record + PartialEq + std::fmt::Debug + Clone,
 {
     let bytes = encode_records(tag, std::slice::from_ref(v)).unwrap();
     let back: Vec<T> = decode_records(&bytes, Path::new("mem"), tag, 10).unwrap();
@@ -26,7 +26,7 @@ where
 /// Decodes damaged bytes: an error or a value, never a panic.
 fn damage<T>(tag: FileTag, v: &T, pos: usize, byte: u8, cut: usize) -> Result<(), TestCaseError>
 where
-    T: Serialize + DeserializeOwned + Clone,
+    T: Serialize + crate::codec::Record + Clone,
 {
     let mut bytes = encode_records(tag, &[v.clone(), v.clone()]).unwrap();
     let pos = pos % bytes.len();
@@ -68,6 +68,8 @@ proptest! {
     fn fs_entry_round_trips(v: FsEntry) { round_trip(FileTag::FsContent, &v)?; }
     #[test]
     fn extent_round_trips(v: Extent) { round_trip(FileTag::Pagemap, &v)?; }
+    #[test]
+    fn tree_round_trips(v: Tree) { round_trip(FileTag::Inventory, &v)?; }
 
     #[test]
     fn damaged_processes_never_panic(v: Process, pos: usize, byte: u8, cut: usize) {
@@ -98,6 +100,9 @@ proptest! {
         let _ = crate::codec::decode_payload::<FsEntry>(FORMAT_VERSION, &bytes);
         let _ = crate::codec::decode_payload::<FileEntry>(FORMAT_VERSION, &bytes);
         let _ = crate::codec::decode_payload::<Inventory>(FORMAT_VERSION, &bytes);
+        // Format 1 decodes through the v1 types.
+        let _ = crate::codec::decode_payload::<Process>(1, &bytes);
+        let _ = crate::codec::decode_payload::<Inventory>(1, &bytes);
     }
 
     #[test]

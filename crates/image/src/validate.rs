@@ -16,6 +16,7 @@ use crate::image::{
 };
 use crate::mount::{MountKind, RebuildPlan};
 use crate::process::{VmaBacking, MAX_XSTATE_SIZE, NSIG, RLIM_NLIMITS, SIGINFO_SIZE};
+use crate::tree::MAX_UTS_NAME;
 use crate::{MAX_CHUNK_LEN, PAGE_SIZE};
 
 struct Ctx {
@@ -81,6 +82,140 @@ fn check_extents(ctx: &Ctx, data: &DataReader, extents: &[Extent], size: u64) ->
         next = e.offset.saturating_add(u64::from(e.len));
         ctx.ensure(next <= size, || {
             format!("data extent ending at {next} lies beyond the file size {size}")
+        })?;
+    }
+    Ok(())
+}
+
+/// The tree rules (format version 2): zombies and links between members, `ns_pid`s, UTS names.
+/// Errors about a process name `processes.img`, the others the inventory.
+fn check_tree(img: &Image, ictx: &mut Ctx, pctx: &mut Ctx) -> Result<()> {
+    let inv = img.inventory();
+    let tree = &inv.tree;
+    let ns = &tree.namespaces;
+    ictx.record = 0;
+    let live: HashSet<u32> = img.processes().iter().map(|p| p.pid).collect();
+    let mut members = live.clone();
+    let mut ns_pids = HashSet::new();
+    let root = img.processes().iter().find(|p| p.pid == inv.root_pid);
+    let ns_pid_ok = |pid: u32, ns_pid: u32| {
+        if ns.own_pid_ns {
+            ns_pid != 0 && (pid == inv.root_pid) == (ns_pid == 1)
+        } else {
+            ns_pid == pid
+        }
+    };
+    let mut all: HashSet<u32> = live.clone();
+    all.extend(tree.zombies.iter().map(|z| z.pid));
+    // A process group or session is led by a member, or is the root's own (inherited from
+    // outside the tree: a shell job).
+    let link_ok = |id: u32, root_id: Option<u32>| all.contains(&id) || root_id == Some(id);
+    for (i, p) in img.processes().iter().enumerate() {
+        pctx.record = i as u64;
+        pctx.ensure(ns_pid_ok(p.pid, p.ns_pid), || {
+            format!(
+                "process {} has pid {} in the tree's PID namespace (own namespace: {})",
+                p.pid, p.ns_pid, ns.own_pid_ns
+            )
+        })?;
+        pctx.ensure(!ns.own_pid_ns || ns_pids.insert(p.ns_pid), || {
+            format!("pid {} of the tree's PID namespace is used twice", p.ns_pid)
+        })?;
+        if p.pid != inv.root_pid {
+            pctx.ensure(live.contains(&p.ppid), || {
+                format!(
+                    "process {}: its parent {} is not a live process of the image",
+                    p.pid, p.ppid
+                )
+            })?;
+        }
+        pctx.ensure(link_ok(p.pgid, root.map(|r| r.pgid)), || {
+            format!(
+                "process {}: its process group {} is neither a member's nor the root's",
+                p.pid, p.pgid
+            )
+        })?;
+        pctx.ensure(link_ok(p.sid, root.map(|r| r.sid)), || {
+            format!(
+                "process {}: its session {} is neither a member's nor the root's",
+                p.pid, p.sid
+            )
+        })?;
+    }
+    for z in &tree.zombies {
+        ictx.ensure(members.insert(z.pid), || {
+            format!(
+                "zombie {} is defined twice or is also a live process",
+                z.pid
+            )
+        })?;
+        ictx.ensure(z.pid != inv.root_pid, || {
+            format!("the root {} is a zombie", z.pid)
+        })?;
+        ictx.ensure(live.contains(&z.ppid), || {
+            format!(
+                "zombie {}: its parent {} is not a live process of the image",
+                z.pid, z.ppid
+            )
+        })?;
+        ictx.ensure(ns_pid_ok(z.pid, z.ns_pid), || {
+            format!(
+                "zombie {} has pid {} in the tree's PID namespace",
+                z.pid, z.ns_pid
+            )
+        })?;
+        ictx.ensure(!ns.own_pid_ns || ns_pids.insert(z.ns_pid), || {
+            format!("pid {} of the tree's PID namespace is used twice", z.ns_pid)
+        })?;
+        let sig = z.exit_status & 0x7f;
+        ictx.ensure(
+            z.exit_status <= 0xffff
+                && ((sig == 0 && z.exit_status & 0x80 == 0)
+                    || (sig != 0x7f && sig <= 64 && z.exit_status >> 8 == 0)),
+            || {
+                format!(
+                    "zombie {}: {:#x} is not an exit status",
+                    z.pid, z.exit_status
+                )
+            },
+        )?;
+        ictx.ensure(z.exit_signal <= 64, || {
+            format!(
+                "zombie {}: exit signal {} is not a signal",
+                z.pid, z.exit_signal
+            )
+        })?;
+        ictx.ensure(
+            link_ok(z.pgid, root.map(|r| r.pgid)) && link_ok(z.sid, root.map(|r| r.sid)),
+            || {
+                format!(
+                    "zombie {}: its process group {} or session {} is neither a member's nor the root's",
+                    z.pid, z.pgid, z.sid
+                )
+            },
+        )?;
+    }
+    if ns.own_pid_ns {
+        ictx.ensure(root.is_some(), || {
+            "the tree has its own PID namespace but no root process".into()
+        })?;
+    }
+    if let Some(u) = &ns.uts {
+        for (what, name) in [("host", &u.hostname), ("domain", &u.domainname)] {
+            ictx.ensure(
+                name.as_bytes().len() <= MAX_UTS_NAME && !name.as_bytes().contains(&0),
+                || {
+                    format!(
+                        "the {what} name is longer than {MAX_UTS_NAME} bytes or holds a NUL byte"
+                    )
+                },
+            )?;
+        }
+    }
+    let mut kinds = HashSet::new();
+    for id in &ns.ids {
+        ictx.ensure(kinds.insert(id.kind), || {
+            format!("namespace {:?} is listed twice", id.kind)
         })?;
     }
     Ok(())
@@ -255,6 +390,7 @@ pub(crate) fn check(img: &Image) -> Result<Index> {
             file_ref(fd.file, &format!("fd {}", fd.fd))?;
         }
     }
+    check_tree(img, &mut ctx, &mut pctx)?;
 
     // Files.
     let files_data = DataReader::open(&dir.join(FILES_DATA))?;

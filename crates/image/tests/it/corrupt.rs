@@ -361,8 +361,8 @@ fn many_tiny_list_elements_hit_a_limit_not_the_allocator() {
     // Nested lists share the budget: 200 threads, each with 65 536 empty queued siginfos (one
     // byte each, 24 in memory: 300 MiB if trusted), every list under its own cap.
     let mut v: Vec<u8> = vec![];
-    // pid ppid pgid sid comm("") then threads count
-    v.extend([1u8, 0, 1, 1, 0]);
+    // pid ppid pgid sid ns_pid comm("") then threads count
+    v.extend([1u8, 0, 1, 1, 1, 0]);
     let threads = 200usize;
     varint(threads as u64, &mut v);
     for _ in 0..threads {
@@ -507,19 +507,19 @@ fn newer_and_unknown_versions_are_refused_by_name() {
     assert_eq!(
         open_err(&img),
         format!(
-            "image {} has format version 3, this crcli reads versions 1 to 1",
+            "image {} has format version 3, this crcli reads versions 1 to 2",
             img.display()
         )
     );
     set_version(&img.join("inventory.img"), 0);
-    assert!(open_err(&img).contains("has format version 0, this crcli reads versions 1 to 1"));
-    set_version(&img.join("inventory.img"), 1);
+    assert!(open_err(&img).contains("has format version 0, this crcli reads versions 1 to 2"));
+    set_version(&img.join("inventory.img"), 2);
     Image::open(&img).unwrap();
-    set_version(&img.join("pagemap-2.img"), 2);
+    set_version(&img.join("pagemap-2.img"), 3);
     assert_eq!(
         open_err(&img),
         format!(
-            "image {} has format version 2, this crcli reads versions 1 to 1",
+            "image {} has format version 3, this crcli reads versions 1 to 2",
             img.join("pagemap-2.img").display()
         )
     );
@@ -537,6 +537,18 @@ fn invalid_entries_are_refused_with_file_and_record() {
         (
             &|p, _, _| p[0].rlimits.push(Rlimit::default()),
             "processes.img record 0: a list of 17 elements exceeds the limit of 16",
+        ),
+        (
+            &|p, _, _| p[1].ppid = 999,
+            "processes.img record 1: process 102: its parent 999 is not a live process",
+        ),
+        (
+            &|p, _, _| p[1].ns_pid = 1,
+            "processes.img record 1: process 102 has pid 1 in the tree's PID namespace",
+        ),
+        (
+            &|p, _, _| p[1].pgid = 555,
+            "processes.img record 1: process 102: its process group 555 is neither",
         ),
         (
             &|p, _, _| p[0].vmas.swap(0, 1),
@@ -686,5 +698,75 @@ fn invalid_entries_are_refused_with_file_and_record() {
             0,
             "case {i}: temp dir left"
         );
+    }
+}
+
+/// Rewrites the inventory of the sample image after `edit`, checksums fixed.
+fn edited_inventory(edit: impl Fn(&mut Inventory)) -> (tempfile::TempDir, PathBuf) {
+    let (d, img) = small_sample();
+    let mut inv = Image::open(&img).unwrap().inventory().clone();
+    edit(&mut inv);
+    let bytes = codec::encode_records(FileTag::Inventory, &[inv]).unwrap();
+    std::fs::write(img.join("inventory.img"), bytes).unwrap();
+    (d, img)
+}
+
+#[test]
+fn invalid_tree_facts_are_refused() {
+    type InvEdit<'a> = &'a dyn Fn(&mut Inventory);
+    let cases: Vec<(InvEdit<'_>, &str)> = vec![
+        (
+            &|i| i.tree.zombies[0].ppid = 103,
+            "zombie 103: its parent 103 is not a live process",
+        ),
+        (
+            &|i| i.tree.zombies[0].pid = 102,
+            "zombie 102 is defined twice or is also a live process",
+        ),
+        (
+            &|i| i.tree.zombies[0].ns_pid = 2,
+            "pid 2 of the tree's PID namespace is used twice",
+        ),
+        (
+            &|i| i.tree.zombies[0].exit_status = 0x7f,
+            "zombie 103: 0x7f is not an exit status",
+        ),
+        (
+            &|i| i.tree.zombies[0].exit_status = (3 << 8) | 9,
+            "zombie 103: 0x309 is not an exit status",
+        ),
+        (
+            &|i| i.tree.zombies[0].sid = 4242,
+            "zombie 103: its process group 103 or session 4242 is neither",
+        ),
+        (
+            &|i| i.tree.namespaces.own_pid_ns = false,
+            "process 100 has pid 1 in the tree's PID namespace (own namespace: false)",
+        ),
+        (
+            &|i| {
+                if let Some(u) = &mut i.tree.namespaces.uts {
+                    u.hostname = OsBytes::new(vec![b'h'; 65]).unwrap();
+                }
+            },
+            "the host name is longer than 64 bytes",
+        ),
+        (
+            &|i| {
+                let id = i.tree.namespaces.ids[0];
+                i.tree.namespaces.ids.push(id);
+            },
+            "namespace Pid is listed twice",
+        ),
+    ];
+    for (n, (edit, want)) in cases.into_iter().enumerate() {
+        let (_d, img) = edited_inventory(edit);
+        let err = open_err(&img);
+        assert!(err.contains(want), "case {n}: expected {want:?} in {err:?}");
+    }
+    // Killed by a signal (with a core dump) and exited with a code are both exit statuses.
+    for status in [9, 0x80 | 11, 255 << 8, 0] {
+        let (_d, img) = edited_inventory(|i| i.tree.zombies[0].exit_status = status);
+        Image::open(&img).unwrap();
     }
 }

@@ -540,6 +540,7 @@ pub fn try_write_sample(
         ppid: 0,
         pgid: 100,
         sid: 100,
+        ns_pid: 1,
         comm: o("sample\u{2603}"),
         threads: vec![thread(100), thread(101)],
         shared_pending: PendingSignals {
@@ -596,6 +597,7 @@ pub fn try_write_sample(
     let mut child = leader.clone();
     child.pid = 102;
     child.ppid = 100;
+    child.ns_pid = 2;
     child.threads = vec![thread(102)];
     child.pages = None;
     child.vmas.clear();
@@ -615,6 +617,45 @@ pub fn try_write_sample(
     inv.dump_time = ts(1_763_800_000, 42);
     inv.kernel_release = "6.18.0-test".into();
     inv.arch = "x86_64".into();
+    inv.tree = Tree {
+        namespaces: Namespaces {
+            own_pid_ns: true,
+            uts: Some(UtsNames {
+                hostname: o("sample-host"),
+                domainname: o("(none)"),
+            }),
+            ids: vec![
+                NamespaceId {
+                    kind: NamespaceKind::Pid,
+                    dev: 4,
+                    ino: 4_026_532_900,
+                    dumpers: false,
+                },
+                NamespaceId {
+                    kind: NamespaceKind::Uts,
+                    dev: 4,
+                    ino: 4_026_532_901,
+                    dumpers: false,
+                },
+                NamespaceId {
+                    kind: NamespaceKind::Net,
+                    dev: 4,
+                    ino: 4_026_531_840,
+                    dumpers: true,
+                },
+            ],
+        },
+        zombies: vec![Zombie {
+            pid: 103,
+            ns_pid: 3,
+            ppid: 100,
+            pgid: 103,
+            sid: 100,
+            comm: o("zombie"),
+            exit_status: 7 << 8,
+            exit_signal: 17,
+        }],
+    };
     edit(&mut rec.processes, &mut rec.files, &mut rec.mounts);
     rec.processes
         .iter()

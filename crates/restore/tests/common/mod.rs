@@ -240,6 +240,7 @@ pub fn minimal_process(pid: u32) -> Process {
         ppid: 1,
         pgid: pid,
         sid: pid,
+        ns_pid: pid,
         comm: crcli_image::OsBytes::new(b"minimal".to_vec()).expect("name"),
         threads: vec![Thread {
             tid: pid,
@@ -302,6 +303,7 @@ pub fn write_image(
         features: Vec::new(),
         root_pid: p.pid,
         contents: Contents::default(),
+        tree: Default::default(),
     };
     w.commit(inv).map_err(|e| error_chain(&e))?;
     Ok(())
@@ -358,6 +360,17 @@ pub fn rewrite_image(
     dst: &Path,
     edit: impl FnOnce(&mut Process),
 ) -> Result<(), String> {
+    rewrite_image_with(src, dst, edit, |_| {})
+}
+
+/// [`rewrite_image`], also editing the inventory (e.g. its tree: namespaces, zombies).
+#[allow(dead_code)]
+pub fn rewrite_image_with(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut Process),
+    edit_inventory: impl FnOnce(&mut crcli_image::Inventory),
+) -> Result<(), String> {
     let e = |err: crcli_image::ImageError| error_chain(&err);
     let img = Image::open(src).map_err(e)?;
     let mut w = Image::create(dst).map_err(e)?;
@@ -398,6 +411,8 @@ pub fn rewrite_image(
         }
         pw.finish().map_err(e)?;
     }
-    w.commit(img.inventory().clone()).map_err(e)?;
+    let mut inv = img.inventory().clone();
+    edit_inventory(&mut inv);
+    w.commit(inv).map_err(e)?;
     Ok(())
 }
