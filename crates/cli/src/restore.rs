@@ -35,7 +35,13 @@ pub fn run(args: Args) -> Result<()> {
     let opts = RestoreOptions::default().with_shell_job(args.shell_job);
     let restored = restore(&args.dir, &opts)
         .with_context(|| format!("restoring from {}", args.dir.display()))?;
-    if restored.pid() != restored.dumped_pid() as i32 {
+    if restored.in_new_pid_namespace() {
+        eprintln!(
+            "crcli: restored the tree of pid {} as PID 1 of a new PID namespace (pid {} here)",
+            restored.dumped_pid(),
+            restored.pid()
+        );
+    } else if restored.pid() != restored.dumped_pid() as i32 {
         eprintln!(
             "crcli: restored pid {} as pid {} ({})",
             restored.dumped_pid(),

@@ -68,7 +68,7 @@ fn oflags(bits: u32) -> OFlags {
     OFlags::from_bits_retain(bits)
 }
 
-fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8], what: &str) -> Result<(), String> {
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8], what: &str) -> Result<(), String> {
     while !buf.is_empty() {
         let n = rustix::io::retry_on_intr(|| rustix::io::write(fd, buf))
             .map_err(ctx(|| what.to_string()))?;
@@ -81,7 +81,7 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8], what: &str) -> Result<(), Strin
 }
 
 /// Opens one open file description (at some number >= `high`).
-fn open_one(
+pub(crate) fn open_one(
     open: &Open,
     high: i32,
     pipes: &mut [Option<(OwnedFd, OwnedFd)>],
@@ -351,7 +351,14 @@ fn setup_inner(
     drop(opened);
     drop(pipes);
     drop(fifo_helpers);
+    finish(plan, held)
+}
 
+/// The rest of the setup once the fds are in place: the files the tracer maps, cwd, root,
+/// umask, session role, personality and resource limits. Returns the aux files' fd numbers.
+/// (Also used by every member of a tree, `tree`.)
+pub(crate) fn finish(plan: &Plan, held: &[OwnedFd]) -> Result<Vec<i32>, String> {
+    let high = plan.high_fd;
     // Files the tracer maps (and the exe for PR_SET_MM_MAP): left open at numbers >= high.
     let mut aux = Vec::with_capacity(plan.aux_files.len());
     for file in &plan.aux_files {

@@ -33,6 +33,14 @@
 //! 4. On any failure the child is killed and reaped, and nothing else was created (a recreated
 //!    unlinked file is unlinked again at once).
 //!
+//! Trees (the `tree` module): an image with several processes, zombies, or a PID, UTS or IPC
+//! namespace of its own is restored as a whole. crcli opens every shared open file description
+//! once, makes the root (as PID 1 of a new PID namespace where the tree had its own), which
+//! makes its children with `clone3(set_tid)` recursively (sessions and process groups first,
+//! zombies as children that exit at once), every member places its fds and stops, and crcli,
+//! tracing them all from their first instruction, rebuilds each one as above and lets them all
+//! run. [`Restored`] is then the root.
+//!
 //! Files on unmounted and anonymous mounts (the `mounts` module): after validation and before
 //! the child is made, crcli rebuilds each such mount without attaching it anywhere (a clone of
 //! the live mount at the sub-root, a fresh mount of the device, or a fresh tmpfs filled from
@@ -41,7 +49,7 @@
 //! (anonymous). The child inherits the open files and places them like the others; cwd and
 //! root on such mounts are set with `fchdir`. FIFOs and unlinked files on them are refused.
 //!
-//! Not restored yet (refused with a message naming what): several processes or threads; FIFOs
+//! Not restored yet (refused with a message naming what): several threads; FIFOs
 //! and unlinked files on unmounted or anonymous mounts; mappings of deleted files; 32-bit TLS
 //! descriptors; a capability bounding or ambient set other than crcli's. Not restored and not
 //! in the image: interval and POSIX timers, scheduling policy and affinity, timer slack. A pipe
@@ -62,6 +70,7 @@ mod error;
 mod mounts;
 mod plan;
 mod tracer;
+mod tree;
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -97,6 +106,8 @@ pub struct Restored {
     pid: i32,
     dumped_pid: u32,
     outcome: PidOutcome,
+    /// The root is PID 1 of a new PID namespace (its dumped pid was in the tree's own).
+    new_pid_ns: bool,
 }
 
 /// How a restored process ended.
@@ -132,6 +143,12 @@ impl Restored {
     /// Whether it got its dumped pid back, and if not, why.
     pub fn pid_outcome(&self) -> PidOutcome {
         self.outcome
+    }
+
+    /// Whether it was restored as PID 1 of a new PID namespace (a tree dumped in a PID
+    /// namespace of its own); [`Restored::pid`] is then its pid outside, in crcli's namespace.
+    pub fn in_new_pid_namespace(&self) -> bool {
+        self.new_pid_ns
     }
 
     /// Waits until the process ends and returns how.
@@ -190,8 +207,21 @@ fn sys_feature(f: KernelFeature) -> Option<Feature> {
     })
 }
 
-/// Checks what the inventory says against this machine.
+/// Checks what the inventory says against this machine, for one process.
 fn check_inventory(image: &Image) -> Result<(), RestoreError> {
+    let inv = image.inventory();
+    check_machine(image)?;
+    if inv.contents.pids.len() != 1 {
+        return Err(RestoreError::Unsupported(format!(
+            "the image holds {} processes; only single processes can be restored yet",
+            inv.contents.pids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the architecture, page size and kernel features the image needs against this machine.
+fn check_machine(image: &Image) -> Result<(), RestoreError> {
     let inv = image.inventory();
     if inv.arch != std::env::consts::ARCH {
         return Err(RestoreError::Unsupported(format!(
@@ -219,12 +249,6 @@ fn check_inventory(image: &Image) -> Result<(), RestoreError> {
             }
         }
     }
-    if inv.contents.pids.len() != 1 {
-        return Err(RestoreError::Unsupported(format!(
-            "the image holds {} processes; only single processes can be restored yet",
-            inv.contents.pids.len()
-        )));
-    }
     Ok(())
 }
 
@@ -234,6 +258,9 @@ fn check_inventory(image: &Image) -> Result<(), RestoreError> {
 /// The caller must be single-threaded (the child is forked; see [`crcli_sys::clone3`]).
 pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreError> {
     let image = Image::open(dir)?;
+    if tree::is_tree(&image) {
+        return tree::restore(&image, opts);
+    }
     check_inventory(&image)?;
     let pid = image.inventory().contents.pids[0];
     let p: &Process = image.process(pid).ok_or_else(|| {
@@ -306,6 +333,7 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
         pid: child_pid,
         dumped_pid: pid,
         outcome: spawned.pid_outcome(),
+        new_pid_ns: false,
     })
 }
 

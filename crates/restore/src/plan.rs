@@ -842,6 +842,9 @@ fn unlinked_content(image: &Image, file: &FileEntry) -> Result<Vec<(u64, Vec<u8>
 /// A pipe of which the process held only one end had its other end in another process, which
 /// is not restored: say what that means for the program.
 fn warn_one_ended_pipes(image: &Image, p: &Process) {
+    if image.inventory().contents.pids.len() > 1 {
+        return; // a tree: the other end is in another member, restored with it
+    }
     let mut ends: BTreeMap<PipeId, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
     for fd in &p.fds {
         if let Some(FileKind::Pipe { pipe, end }) = image.file(fd.file).map(|f| &f.kind) {

@@ -73,6 +73,15 @@ fn main() {
             "round_trip_failed_restore_leaves_nothing",
             roundtrip::failed_restore_leaves_nothing,
         ),
+        (
+            "round_trip_tree_pid_namespace",
+            roundtrip::tree::pid_namespace,
+        ),
+        ("round_trip_tree_zombie", roundtrip::tree::zombie_child),
+        (
+            "round_trip_tree_failure_leaves_nothing",
+            roundtrip::tree::failure_leaves_nothing,
+        ),
     ];
     if !rustix::process::geteuid().is_root() {
         for (name, _) in tests {

@@ -39,6 +39,7 @@ fn tools() -> Result<&'static Tools, String> {
                 "shared",
                 "rooted",
                 "anoncwd",
+                "nscheck",
             ] {
                 if !bin_dir.join(prog).is_file() {
                     return Err(format!(
@@ -564,3 +565,5 @@ pub fn anonymous_cwd() -> Result<(), String> {
         )
     })
 }
+
+pub mod tree;

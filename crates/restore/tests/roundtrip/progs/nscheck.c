@@ -1,0 +1,76 @@
+/* Engine test program for trees and namespaces: after DIR/go it reads DIR/expect
+ * ("PID PPID HOSTNAME DOMAINNAME ZPID ZSTATUS ZPGID", '-' for a name that must not be checked,
+ * ZPID 0 for no zombie) and checks its own pid and parent pid (as it sees them), its host and
+ * domain name, and that it has a zombie child ZPID in process group ZPGID which exited with
+ * waitpid status ZSTATUS. Protocol as fdtable.c: DIR/ready (its pid), DIR/go, DIR/result
+ * ("PASS" or "FAIL: ..."), exit 0 or 1. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void put(const char *dir, const char *name, const char *text) {
+    char tmp[4200], path[4200];
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(tmp, "w");
+    if (!f) exit(2);
+    fputs(text, f);
+    fclose(f);
+    rename(tmp, path);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    const char *dir = argv[1];
+    char buf[256], path[4200];
+    snprintf(buf, sizeof buf, "%d\n", getpid());
+    put(dir, "ready", buf);
+    snprintf(path, sizeof path, "%s/go", dir);
+    struct timespec ten_ms = {0, 10 * 1000 * 1000};
+    while (access(path, F_OK) != 0) nanosleep(&ten_ms, NULL);
+
+    snprintf(path, sizeof path, "%s/expect", dir);
+    FILE *f = fopen(path, "r");
+    int pid, ppid, zpid, zstatus, zpgid;
+    char host[128], domain[128];
+    if (!f || fscanf(f, "%d %d %127s %127s %d %d %d", &pid, &ppid, host, domain, &zpid, &zstatus,
+                     &zpgid) != 7) {
+        put(dir, "result", "FAIL: cannot read DIR/expect\n");
+        return 1;
+    }
+    fclose(f);
+    char res[1024] = "";
+    if (getpid() != pid)
+        snprintf(res, sizeof res, "FAIL: getpid() is %d, expected %d\n", getpid(), pid);
+    else if (getppid() != ppid)
+        snprintf(res, sizeof res, "FAIL: getppid() is %d, expected %d\n", getppid(), ppid);
+    struct utsname u;
+    char dn[256] = "";
+    uname(&u);
+    getdomainname(dn, sizeof dn);
+    if (!res[0] && strcmp(host, "-") != 0 && strcmp(u.nodename, host) != 0)
+        snprintf(res, sizeof res, "FAIL: host name %s, expected %s\n", u.nodename, host);
+    if (!res[0] && strcmp(domain, "-") != 0 && strcmp(dn, domain) != 0)
+        snprintf(res, sizeof res, "FAIL: domain name %s, expected %s\n", dn, domain);
+    if (!res[0] && zpid > 0) {
+        int g = getpgid(zpid);
+        int st = -1;
+        pid_t w = waitpid(zpid, &st, WNOHANG);
+        if (g != zpgid)
+            snprintf(res, sizeof res, "FAIL: zombie %d is in group %d, expected %d\n", zpid, g, zpgid);
+        else if (w != zpid)
+            snprintf(res, sizeof res, "FAIL: waitpid(%d, WNOHANG) gave %d, not a zombie\n", zpid, w);
+        else if (st != zstatus)
+            snprintf(res, sizeof res, "FAIL: zombie %d status %#x, expected %#x\n", zpid, st, zstatus);
+    }
+    if (!res[0])
+        snprintf(res, sizeof res, "PASS pid %d ppid %d host %s domain %s zombie %d\n", getpid(),
+                 getppid(), u.nodename, dn, zpid);
+    put(dir, "result", res);
+    return strncmp(res, "PASS", 4) == 0 ? 0 : 1;
+}

@@ -1,0 +1,178 @@
+//! Tree restores with namespaces and zombies, on real processes: a program (`progs/nscheck.c`)
+//! is dumped by `crcli dump`, its image gets a tree added (a zombie child, a PID namespace of
+//! its own, a UTS namespace with other names), and `crcli restore` must bring back exactly
+//! that: the program checks its pid and parent pid as it sees them, its host and domain name,
+//! and reaps the zombie with the recorded status from the recorded process group.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crcli_image::{Namespaces, UtsNames, Zombie};
+
+use super::{dump, finish, restore_bg, start, with_tools, KillOnDrop};
+use crate::common::{
+    ensure, ensure_eq, free_pid, list_dir, no_children_left, process_table, rewrite_image_with,
+};
+
+/// The one process of a single-process image.
+fn the_process(img: &Path) -> Result<crcli_image::Process, String> {
+    let image = crcli_image::Image::open(img).map_err(|e| crate::common::error_chain(&e))?;
+    let p = image.processes().first().ok_or("no process in the image")?;
+    Ok(p.clone())
+}
+
+fn os(s: &str) -> crcli_image::OsBytes {
+    crcli_image::OsBytes::new(s.as_bytes().to_vec()).expect("a short name")
+}
+
+fn zombie(pid: u32, ns_pid: u32, parent: &crcli_image::Process, status: u32) -> Zombie {
+    Zombie {
+        pid,
+        ns_pid,
+        ppid: parent.pid,
+        // Its own process group, in its parent's session.
+        pgid: pid,
+        sid: parent.sid,
+        comm: os("zombie"),
+        exit_status: status,
+        exit_signal: libc::SIGCHLD as u32,
+    }
+}
+
+/// The program as PID 1 of a new PID namespace, with its own host and domain name and a
+/// zombie child (pid 2 there) that exited with status 7 in a process group of its own.
+pub fn pid_namespace() -> Result<(), String> {
+    with_tools("round_trip_tree_pid_namespace", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "nscheck", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let tree_img = work.path().join("tree");
+        let zpid = free_pid()? as u32;
+        let p = the_process(&img)?;
+        rewrite_image_with(
+            &img,
+            &tree_img,
+            |p| p.ns_pid = 1,
+            |inv| {
+                inv.tree.namespaces = Namespaces {
+                    own_pid_ns: true,
+                    uts: Some(UtsNames {
+                        hostname: os("crcli-tree"),
+                        domainname: os("crcli-domain"),
+                    }),
+                    ids: inv.tree.namespaces.ids.clone(),
+                };
+                inv.tree.zombies = vec![zombie(zpid, 2, &p, 7 << 8)];
+            },
+        )?;
+        let restorer = restore_bg(t, &tree_img, &dir)?;
+        // Inside its namespace the program is 1, its parent (crcli, outside) is 0, and the
+        // zombie is 2 in group 2.
+        std::fs::write(
+            dir.join("expect"),
+            format!("1 0 crcli-tree crcli-domain 2 {} 2\n", 7 << 8),
+        )
+        .map_err(|e| e.to_string())?;
+        let result = finish(restorer, &dir)?;
+        ensure(result.contains("host crcli-tree"), &result)?;
+        // The host's names were not touched.
+        let host =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| e.to_string())?;
+        ensure(
+            host.trim() != "crcli-tree",
+            "the host name of the machine is unchanged",
+        )
+    })
+}
+
+/// The program at its own pid with a zombie child (at a pid that was free) killed by SIGTERM,
+/// in the program's process group; crcli is its parent.
+pub fn zombie_child() -> Result<(), String> {
+    with_tools("round_trip_tree_zombie", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "nscheck", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let tree_img = work.path().join("tree");
+        let zpid = free_pid()? as u32;
+        let p = the_process(&img)?;
+        rewrite_image_with(
+            &img,
+            &tree_img,
+            |_| {},
+            |inv| {
+                let mut z = zombie(zpid, zpid, &p, libc::SIGTERM as u32);
+                z.pgid = p.pgid;
+                inv.tree.zombies = vec![z];
+            },
+        )?;
+        let restorer = restore_bg(t, &tree_img, &dir)?;
+        let crcli = restorer.0.as_ref().ok_or("no crcli")?.id();
+        let pgid = rustix::process::getpgrp().as_raw_nonzero().get();
+        std::fs::write(
+            dir.join("expect"),
+            format!("{pid} {crcli} - - {zpid} {} {pgid}\n", libc::SIGTERM),
+        )
+        .map_err(|e| e.to_string())?;
+        finish(restorer, &dir).map(|_| ())
+    })
+}
+
+/// A tree whose zombie cannot get its pid (this test process holds it): the restore fails
+/// naming the zombie, and no process of the tree is left.
+pub fn failure_leaves_nothing() -> Result<(), String> {
+    with_tools("round_trip_tree_failure_leaves_nothing", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "nscheck", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let tree_img = work.path().join("tree");
+        let ours = std::process::id();
+        let p = the_process(&img)?;
+        rewrite_image_with(
+            &img,
+            &tree_img,
+            |_| {},
+            |inv| {
+                inv.tree.zombies = vec![zombie(ours, ours, &p, 0)];
+            },
+        )?;
+        let before = list_dir(&dir)?;
+        let out = Command::new(&t.crcli)
+            .args(["restore", "-D"])
+            .arg(&tree_img)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure(!out.status.success(), "crcli restore must fail")?;
+        ensure(
+            stderr.contains(&format!("process {ours}"))
+                || stderr.contains(&format!("child {ours}")),
+            &format!("the error names the zombie: {stderr}"),
+        )?;
+        ensure_eq(list_dir(&dir)?, before, "files in the program's directory")?;
+        std::thread::sleep(Duration::from_millis(100));
+        ensure(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            &format!(
+                "no process has the dumped pid (processes: {})",
+                process_table()
+            ),
+        )?;
+        no_children_left()
+    })
+}
