@@ -36,7 +36,9 @@ pub(crate) struct DumpedFd {
     pub cloexec: bool,
 }
 
-/// The files of one target being dumped.
+/// The files of the processes being dumped (one tree): open file descriptions shared by
+/// several fds, in one process or several, are one entry; so are both ends of a pipe.
+/// [`Files::switch_to`] moves on to the next process.
 pub(crate) struct Files<'p> {
     proc: &'p Proc,
     pidfd: OwnedFd,
@@ -46,9 +48,13 @@ pub(crate) struct Files<'p> {
     pipe_by_inode: HashMap<(u64, u64), PipeId>,
     /// Files opened by crcli for cwd, root, exe and mappings, one entry per inode.
     path_by_inode: HashMap<(u64, u64), FileId>,
-    /// fds dumped so far with their (dev, ino), to find shared open file descriptions.
-    seen: Vec<(i32, (u64, u64), FileId)>,
+    /// fds dumped so far (pid, fd, entry) by (dev, ino), to find shared open file
+    /// descriptions (kcmp), in one process or across processes.
+    seen: HashMap<(u64, u64), Vec<SeenFd>>,
 }
+
+/// An fd dumped so far: (pid, fd, its entry).
+type SeenFd = (i32, i32, FileId);
 
 fn timestamp(secs: i64, nsecs: u64) -> Timestamp {
     Timestamp {
@@ -101,8 +107,25 @@ impl<'p> Files<'p> {
             pipes: Vec::new(),
             pipe_by_inode: HashMap::new(),
             path_by_inode: HashMap::new(),
-            seen: Vec::new(),
+            seen: HashMap::new(),
         })
+    }
+
+    /// Goes on with another process of the same tree (same mount namespace): its fds are
+    /// compared with every fd dumped so far.
+    pub fn switch_to(&mut self, proc: &'p Proc) -> Result<(), DumpError> {
+        let pid = proc.pid;
+        self.pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid).ok_or(DumpError::BadTarget {
+                pid,
+                reason: "not a valid pid".into(),
+            })?,
+            rustix::process::PidfdFlags::empty(),
+        )
+        .map_err(DumpError::sys(format!("pidfd_open pid {pid}")))?;
+        self.proc = proc;
+        self.mounts.set_pid(pid);
+        Ok(())
     }
 
     fn next_id(&self) -> FileId {
@@ -222,13 +245,13 @@ impl<'p> Files<'p> {
             .map_err(DumpError::sys(format!("fstat fd {fd} of pid {pid}")))?;
         let inode = (st.st_dev, st.st_ino);
 
-        // Another fd sharing this open file description (dup)?
-        for (other, other_inode, id) in &self.seen {
-            if *other_inode == inode
-                && crcli_sys::task::kcmp_same_file(pid, pid, fd, *other).map_err(DumpError::sys(
-                    format!("kcmp fds {fd} and {other} of pid {pid}"),
-                ))?
-            {
+        // Another fd sharing this open file description (dup, or inherited across fork)?
+        for (other_pid, other, id) in self.seen.get(&inode).map(Vec::as_slice).unwrap_or(&[]) {
+            if crcli_sys::task::kcmp_same_file(pid, *other_pid, fd, *other).map_err(
+                DumpError::sys(format!(
+                    "kcmp fd {fd} of pid {pid} and fd {other} of pid {other_pid}"
+                )),
+            )? {
                 return Ok(DumpedFd {
                     fd,
                     file: *id,
@@ -309,7 +332,7 @@ impl<'p> Files<'p> {
             pos: info.pos,
             kind,
         });
-        self.seen.push((fd, inode, id));
+        self.seen.entry(inode).or_default().push((pid, fd, id));
         Ok(DumpedFd {
             fd,
             file: id,

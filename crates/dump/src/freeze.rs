@@ -1,5 +1,5 @@
-//! Freezing the target: checks that it is a single-threaded process without children, seizes
-//! it with ptrace and stops it. [`Frozen`] resumes it (detaches) when dropped, so every error path
+//! Freezing one process: checks that it is a single-threaded process, seizes it with ptrace and
+//! stops it (`crate::tree` freezes a whole tree with it, one process at a time). [`Frozen`] resumes it (detaches) when dropped, so every error path
 //! leaves the target running; [`Frozen::kill`] and [`Frozen::resume`] end a successful dump.
 
 use crcli_sys::ptrace::{PtraceOptions, Tracee, WaitStatus};
@@ -8,7 +8,7 @@ use crate::error::DumpError;
 use crate::procfs::Proc;
 
 /// Checks what can be checked before touching the target: it exists, is not crcli itself, is
-/// not a kernel thread, has one thread and no children.
+/// not a kernel thread, has one thread.
 pub(crate) fn check_target(proc: &Proc) -> Result<(), DumpError> {
     let pid = proc.pid;
     if pid <= 0 {
@@ -45,7 +45,7 @@ pub(crate) fn check_target(proc: &Proc) -> Result<(), DumpError> {
     check_shape(proc)
 }
 
-/// Refuses a multi-threaded process and a process with children.
+/// Refuses a multi-threaded process. (Children are the tree's business: `crate::tree`.)
 fn check_shape(proc: &Proc) -> Result<(), DumpError> {
     let pid = proc.pid;
     let tasks = proc.tasks()?;
@@ -53,14 +53,6 @@ fn check_shape(proc: &Proc) -> Result<(), DumpError> {
         return Err(DumpError::Unsupported {
             pid,
             what: format!("a multi-threaded process ({} threads)", tasks.len()),
-        });
-    }
-    let children = proc.children()?;
-    if !children.is_empty() {
-        let list: Vec<String> = children.iter().map(|c| c.to_string()).collect();
-        return Err(DumpError::Unsupported {
-            pid,
-            what: format!("a process tree (children {})", list.join(", ")),
         });
     }
     Ok(())
@@ -76,8 +68,8 @@ pub(crate) struct Frozen {
 }
 
 impl Frozen {
-    /// Seizes and stops the target, then checks again that it has one thread and no children
-    /// (one could have appeared between [`check_target`] and the seize).
+    /// Seizes and stops the target, then checks again that it has one thread (one could have
+    /// appeared between [`check_target`] and the seize).
     pub fn freeze(proc: &Proc) -> Result<Frozen, DumpError> {
         let pid = proc.pid;
         let tracee = Tracee::seize(pid, PtraceOptions::empty())

@@ -1,8 +1,10 @@
 //! # crcli-dump: the dump engine
 //!
-//! Freezes a process with ptrace, collects every piece of its state (memory, registers,
-//! signals, files and the mounts they live on) and writes an image with crcli-image. Then it
-//! kills the process (the default) or lets it run on ([`DumpOptions::leave_running`]).
+//! Freezes a process tree with ptrace (module `tree`: the root and every descendant), collects
+//! every piece of each member's state (memory, registers, signals, files and the mounts they
+//! live on) and the tree's own (parents, sessions, process groups, zombies with their exit
+//! status, the PID and UTS namespaces), and writes an image with crcli-image. Then it kills the
+//! tree (the default) or lets it run on ([`DumpOptions::leave_running`]).
 //!
 //! The entry point is [`dump`]:
 //!
@@ -30,7 +32,13 @@
 //!   fields of `PR_SET_MM_MAP` (stat fields 26–28 and 45–51, `brk(0)`, auxv, the exe).
 //! - Files: regular files, directories, `O_PATH` fds, devices, pipes and FIFOs (with the bytes
 //!   buffered in them), files unlinked while open (with their content); every file is tied to
-//!   its mount (crcli-mountinfo).
+//!   its mount (crcli-mountinfo). An open file description shared by several fds, in one member
+//!   or several (inherited across fork), is one image entry (found with `kcmp`); so is a pipe
+//!   whose ends are in different members, its buffered data read once.
+//! - The tree: members in parent-before-child order, the root's `ppid` 0; zombies (exit status
+//!   from `/proc/PID/stat` field 52); each member's pid in the tree's PID namespace when the
+//!   root is PID 1 of its own (`NSpid`); the UTS names when the tree has its own UTS namespace;
+//!   the identity of the root's namespaces.
 //!
 //! ## The registers of an interrupted syscall (contract with the restore)
 //!
@@ -47,7 +55,9 @@
 //! mask are put back, the scratch page is unmapped, ptrace detaches), no image is left (the
 //! image is written into a temporary directory renamed into place only when complete), and the
 //! error says what failed. What crcli does not support yet (sockets, eventfd, epoll, timerfd,
-//! signalfd, inotify, memfd, System V shared memory, threads, child processes, files on a mount
+//! signalfd, inotify, memfd, System V shared memory, threads, sessions or process groups led
+//! from outside the tree (but the root's own), user / network / cgroup / time namespaces other
+//! than crcli's, an IPC namespace of the tree's own holding System V objects, files on a mount
 //! the kernel cannot identify — an unmounted mount without `STATMOUNT_BY_FD`, Linux 7.0 — …)
 //! fails the dump the same way, with a message naming the pid, the fd and the type. Files on
 //! unmounted and anonymous mounts the kernel identifies are dumped with their mount's rebuild
@@ -62,7 +72,9 @@ mod inject;
 mod memory;
 mod mounts;
 mod procfs;
+mod tree;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -87,8 +99,12 @@ pub struct DumpOptions {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Summary {
-    /// The dumped process.
+    /// The root of the dumped tree.
     pub pid: i32,
+    /// Live processes dumped (the root and its descendants).
+    pub processes: usize,
+    /// Zombies recorded.
+    pub zombies: usize,
     /// Memory mappings recorded.
     pub vmas: usize,
     /// Pages of memory content saved (private pages and shared anonymous objects).
@@ -105,16 +121,15 @@ pub struct Summary {
     pub left_running: bool,
 }
 
-/// The page stream of the process's private memory.
-const PRIVATE_PAGES: PagesId = PagesId(1);
-
 /// Dumps process `pid` into the image directory `dir`, which must not exist yet (its parent
 /// must) or be an empty directory (replaced by the image; put back if the dump fails).
 ///
-/// The process must be single-threaded and have no children (anything else is refused before it
-/// is touched). It is frozen with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, its state is collected
-/// and written, then it is killed, or resumed with [`DumpOptions::leave_running`]. On failure it
-/// is resumed untouched and no image is left behind.
+/// Dumps the tree rooted at `pid`: the process, its children, theirs, and so on, zombies
+/// included. Every process must be single-threaded (anything else is refused before it is
+/// touched). Every member is frozen with `PTRACE_SEIZE` + `PTRACE_INTERRUPT` (the tree is walked
+/// again until it is stable), their state is collected and written, then they are all killed,
+/// or resumed with [`DumpOptions::leave_running`]. On failure every member is resumed untouched
+/// and no image is left behind.
 pub fn dump(pid: i32, dir: &Path, options: &DumpOptions) -> Result<Summary, DumpError> {
     let started = Instant::now();
     let proc = procfs::Proc::new(pid);
@@ -187,31 +202,35 @@ fn dump_frozen(
     started: Instant,
 ) -> Result<Summary, DumpError> {
     let pid = proc.pid;
-    let mut frozen = Some(freeze::Frozen::freeze(proc)?);
+    let mut frozen = Some(tree::freeze(proc)?);
     let frozen_at = Instant::now();
-    if let Some(f) = &frozen {
-        tracing::info!("pid {pid} frozen ({})", f.stop);
+    if let Some(t) = &frozen {
+        tracing::info!(
+            "tree of pid {pid} frozen: {} processes, {} zombies",
+            t.members.len(),
+            t.zombies.len()
+        );
     }
-    let result = collect_and_write(proc, &mut frozen, dir, options.leave_running, frozen_at);
+    let result = collect_and_write(&mut frozen, dir, options.leave_running, frozen_at);
     let mut summary = match result {
         Ok(summary) => summary,
         Err(e) => {
-            // Dropping `frozen` (if still held) resumes the target.
+            // Dropping `frozen` (if still held) resumes every member.
             if frozen.take().is_some() {
-                tracing::info!("pid {pid} resumed after a failed dump");
+                tracing::info!("tree of pid {pid} resumed after a failed dump");
             }
             return Err(e);
         }
     };
-    if let Some(f) = frozen.take() {
+    if let Some(t) = frozen.take() {
         if options.leave_running {
-            f.resume().map_err(|source| DumpError::AfterDump {
+            t.resume().map_err(|(pid, source)| DumpError::AfterDump {
                 pid,
                 op: "resuming it",
                 source,
             })?;
         } else {
-            f.kill().map_err(|source| DumpError::AfterDump {
+            t.kill().map_err(|(pid, source)| DumpError::AfterDump {
                 pid,
                 op: "killing it",
                 source,
@@ -236,18 +255,116 @@ fn os_bytes(what: &str, bytes: &[u8]) -> Result<OsBytes, DumpError> {
     })
 }
 
-/// Collects the target's state and writes the image. With `release_early` (leave-running), the
-/// target is resumed as soon as everything has been read from it, before the image is committed
-/// (and synced); a failure after that point leaves it running untouched all the same.
+/// Collects the state of every member of the frozen tree and writes the image. With
+/// `release_early` (leave-running), the tree is resumed as soon as everything has been read from
+/// it, before the image is committed (and synced); a failure after that point leaves it running
+/// untouched all the same.
 fn collect_and_write(
-    proc: &procfs::Proc,
-    frozen: &mut Option<freeze::Frozen>,
+    frozen: &mut Option<tree::FrozenTree>,
     dir: &Path,
     release_early: bool,
     frozen_at: Instant,
 ) -> Result<Summary, DumpError> {
+    let t = frozen.as_ref().expect("the tree is frozen");
+    let root = t.root().pid;
+    let facts = tree::facts(t)?;
+    let procs: Vec<procfs::Proc> = t.members.iter().map(|m| m.proc.clone()).collect();
+
+    let mut image =
+        crcli_image::Image::create(dir).map_err(image_err(format!("create {}", dir.display())))?;
+    let mut files = files::Files::new(&procs[0])?;
+    let mut count = memory::PageCount::default();
+    let mut next_pages = 1u32;
+    let mut processes = Vec::with_capacity(procs.len());
+    // Shared anonymous memory objects by inode, with the pid that maps them.
+    let mut shared_objects: HashMap<(u64, u64), i32> = HashMap::new();
+    for (i, proc) in procs.iter().enumerate() {
+        if i > 0 {
+            files.switch_to(proc)?;
+        }
+        let tracee = t.members[i].frozen.tracee();
+        let mut process = collect_process(
+            proc,
+            tracee,
+            &mut files,
+            &mut image,
+            &mut next_pages,
+            &mut count,
+            &mut shared_objects,
+        )?;
+        process.ns_pid = facts.ns_pids[&proc.pid];
+        if proc.pid == root {
+            // The root's parent is not in the image.
+            process.ppid = 0;
+        }
+        processes.push(process);
+    }
+
+    // Everything has been read from the tree.
+    let mut frozen_for = Duration::ZERO;
+    if release_early {
+        if let Some(t) = frozen.take() {
+            t.resume()
+                .map_err(|(pid, e)| DumpError::ptrace(format!("resume pid {pid}"))(e))?;
+            frozen_for = frozen_at.elapsed();
+            tracing::debug!("tree of pid {root} resumed; writing the image");
+        }
+    }
+
+    for f in &files.entries {
+        image
+            .add_file(f)
+            .map_err(image_err(format!("file entry {}", f.id)))?;
+    }
+    for p in &files.pipes {
+        image
+            .add_pipe(p)
+            .map_err(image_err(format!("pipe entry {}", p.id)))?;
+    }
+    files.mounts.dump_contents(&mut image)?;
+    for m in files.mounts.entries() {
+        image
+            .add_mount(m)
+            .map_err(image_err(format!("mount entry {}", m.id)))?;
+    }
+    for process in &processes {
+        image
+            .add_process(process)
+            .map_err(image_err(format!("process entry of pid {}", process.pid)))?;
+    }
+    let mut inventory = Inventory::new(root as u32, features_used(files.mounts.entries()));
+    let zombies = facts.tree.zombies.len();
+    inventory.tree = facts.tree;
+    tracing::debug!("tree of pid {root}: entries written, committing the image");
+    image.commit(inventory).map_err(image_err("commit"))?;
+    tracing::info!("tree of pid {root}: image written to {}", dir.display());
+
+    Ok(Summary {
+        pid: root,
+        processes: processes.len(),
+        zombies,
+        vmas: processes.iter().map(|p| p.vmas.len()).sum(),
+        pages: count.pages,
+        page_bytes: count.bytes,
+        fds: processes.iter().map(|p| p.fds.len()).sum(),
+        frozen: frozen_for,
+        elapsed: Duration::ZERO,
+        left_running: false,
+    })
+}
+
+/// Collects the state of one frozen process: its files go to `files` (shared with the other
+/// members), its memory into new page streams of `image` numbered from `next_pages`.
+fn collect_process(
+    proc: &procfs::Proc,
+    tracee: &Tracee,
+    files: &mut files::Files<'_>,
+    image: &mut crcli_image::ImageWriter,
+    next_pages: &mut u32,
+    count: &mut memory::PageCount,
+    shared_objects: &mut HashMap<(u64, u64), i32>,
+) -> Result<Process, DumpError> {
     let pid = proc.pid;
-    let tracee = frozen.as_ref().expect("the target is frozen").tracee();
     let stat = proc.stat()?;
     let status = proc.status()?;
 
@@ -258,10 +375,7 @@ fn collect_and_write(
     let thread = collect_thread(proc, tracee, &status, &injected)?;
     tracing::debug!("pid {pid}: registers, signals and injected queries done");
 
-    let mut image =
-        crcli_image::Image::create(dir).map_err(image_err(format!("create {}", dir.display())))?;
-    let mut files = files::Files::new(proc)?;
-    let fds = files.dump_fds(&mut image)?;
+    let fds = files.dump_fds(image)?;
     let cwd = files.proc_entry(
         "cwd",
         OFlags::PATH | OFlags::DIRECTORY,
@@ -286,12 +400,31 @@ fn collect_and_write(
 
     let maps = proc.maps()?;
     let vmflags = proc.smaps_vmflags()?;
-    let layout = memory::layout(proc, &maps, &vmflags, &mut files, PRIVATE_PAGES.0 + 1)?;
+    let private_pages = PagesId(*next_pages);
+    let layout = memory::layout(proc, &maps, &vmflags, files, private_pages.0 + 1)?;
+    *next_pages = layout
+        .shared
+        .iter()
+        .map(|o| o.id.0)
+        .max()
+        .unwrap_or(private_pages.0)
+        + 1;
+    for obj in &layout.shared {
+        // One object mapped by several members would be restored as several objects.
+        let st = rustix::fs::fstat(&obj.file).map_err(DumpError::sys(format!(
+            "fstat a shared memory object of pid {pid}"
+        )))?;
+        if let Some(other) = shared_objects.insert((st.st_dev, st.st_ino), pid) {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!("shared anonymous memory also mapped by pid {other}"),
+            });
+        }
+    }
     tracing::debug!("pid {pid}: files and memory layout done");
 
-    let mut count = memory::PageCount::default();
     let mut pages_writer = image
-        .pages(PRIVATE_PAGES)
+        .pages(private_pages)
         .map_err(image_err("start the page stream"))?;
     let c = memory::dump_private(proc, &layout.private, &mut pages_writer)?;
     pages_writer
@@ -397,7 +530,7 @@ fn collect_and_write(
             exe_file,
         },
         vmas: layout.vmas,
-        pages: Some(PRIVATE_PAGES),
+        pages: Some(private_pages),
         fds: fds
             .iter()
             .map(|f| Fd {
@@ -408,52 +541,7 @@ fn collect_and_write(
             .collect(),
     };
     debug_assert_eq!(process.sigactions.len(), NSIG);
-
-    // Everything has been read from the target.
-    let mut frozen_for = Duration::ZERO;
-    if release_early {
-        if let Some(f) = frozen.take() {
-            f.resume()
-                .map_err(DumpError::ptrace(format!("resume pid {pid}")))?;
-            frozen_for = frozen_at.elapsed();
-            tracing::debug!("pid {pid} resumed; writing the image");
-        }
-    }
-
-    for f in &files.entries {
-        image
-            .add_file(f)
-            .map_err(image_err(format!("file entry {}", f.id)))?;
-    }
-    for p in &files.pipes {
-        image
-            .add_pipe(p)
-            .map_err(image_err(format!("pipe entry {}", p.id)))?;
-    }
-    files.mounts.dump_contents(&mut image)?;
-    for m in files.mounts.entries() {
-        image
-            .add_mount(m)
-            .map_err(image_err(format!("mount entry {}", m.id)))?;
-    }
-    image
-        .add_process(&process)
-        .map_err(image_err(format!("process entry of pid {pid}")))?;
-    let inventory = Inventory::new(pid as u32, features_used(files.mounts.entries()));
-    tracing::debug!("pid {pid}: entries written, committing the image");
-    image.commit(inventory).map_err(image_err("commit"))?;
-    tracing::info!("pid {pid}: image written to {}", dir.display());
-
-    Ok(Summary {
-        pid,
-        vmas: process.vmas.len(),
-        pages: count.pages,
-        page_bytes: count.bytes,
-        fds: process.fds.len(),
-        frozen: frozen_for,
-        elapsed: Duration::ZERO,
-        left_running: false,
-    })
+    Ok(process)
 }
 
 /// The kernel features this dump relied on: what every dump uses, plus, for files on mounts no

@@ -77,6 +77,12 @@ impl Mounts {
         })
     }
 
+    /// Goes on with another process of the same mount namespace (the pid named in errors and
+    /// in `kept_fds`).
+    pub fn set_pid(&mut self, pid: i32) {
+        self.pid = pid;
+    }
+
     /// The mount tables known: the target's namespace first, then crcli's if it was read.
     pub fn tables(&self) -> Vec<&MountTable> {
         let mut out = vec![&self.table];

@@ -40,6 +40,8 @@ pub(crate) struct Stat {
     pub arg_end: u64,
     pub env_start: u64,
     pub env_end: u64,
+    /// 52: the exit status in `waitpid` form (meaningful for a zombie).
+    pub exit_code: u32,
 }
 
 /// The fields of `/proc/PID/status` the dump uses.
@@ -60,6 +62,8 @@ pub(crate) struct Status {
     pub shd_pnd: u64,
     pub no_new_privs: bool,
     pub threads: u64,
+    /// NSpid: the pid in each PID namespace, from crcli's (proc's) down to the process's own.
+    pub nspid: Vec<u32>,
 }
 
 /// One line of `/proc/PID/maps`.
@@ -228,6 +232,7 @@ impl Proc {
             arg_end: num(49)?,
             env_start: num(50)?,
             env_end: num(51)?,
+            exit_code: num(52)? as u32,
         })
     }
 
@@ -279,6 +284,12 @@ impl Proc {
                 "ShdPnd" => st.shd_pnd = parse_hex(&what, value)?,
                 "NoNewPrivs" => st.no_new_privs = value == "1",
                 "Threads" => st.threads = parse_u64(&what, value)?,
+                "NSpid" => {
+                    st.nspid = value
+                        .split_whitespace()
+                        .map(|w| parse_u64(&what, w).map(|p| p as u32))
+                        .collect::<Result<_, _>>()?
+                }
                 _ => {}
             }
         }
