@@ -79,6 +79,10 @@ fn main() {
         ),
         ("round_trip_tree_zombie", roundtrip::tree::zombie_child),
         (
+            "round_trip_tree_three_copies",
+            roundtrip::tree::three_copies,
+        ),
+        (
             "round_trip_tree_failure_leaves_nothing",
             roundtrip::tree::failure_leaves_nothing,
         ),

@@ -371,16 +371,33 @@ pub fn rewrite_image_with(
     edit: impl FnOnce(&mut Process),
     edit_inventory: impl FnOnce(&mut crcli_image::Inventory),
 ) -> Result<(), String> {
+    rewrite_image_tree(
+        src,
+        dst,
+        |ps| {
+            if let Some(p) = ps.first_mut() {
+                edit(p)
+            }
+        },
+        edit_inventory,
+    )
+}
+
+/// [`rewrite_image_with`], editing the list of processes as a whole (e.g. adding members).
+#[allow(dead_code)]
+pub fn rewrite_image_tree(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut Vec<Process>),
+    edit_inventory: impl FnOnce(&mut crcli_image::Inventory),
+) -> Result<(), String> {
     let e = |err: crcli_image::ImageError| error_chain(&err);
     let img = Image::open(src).map_err(e)?;
     let mut w = Image::create(dst).map_err(e)?;
-    let mut edit = Some(edit);
-    for p in img.processes() {
-        let mut p = p.clone();
-        if let Some(f) = edit.take() {
-            f(&mut p);
-        }
-        w.add_process(&p).map_err(e)?;
+    let mut procs: Vec<Process> = img.processes().to_vec();
+    edit(&mut procs);
+    for p in &procs {
+        w.add_process(p).map_err(e)?;
     }
     let data = img.files_data().map_err(e)?;
     for f in img.files() {

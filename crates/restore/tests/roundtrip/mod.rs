@@ -40,6 +40,7 @@ fn tools() -> Result<&'static Tools, String> {
                 "rooted",
                 "anoncwd",
                 "nscheck",
+                "twin",
             ] {
                 if !bin_dir.join(prog).is_file() {
                     return Err(format!(

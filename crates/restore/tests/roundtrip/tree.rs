@@ -176,3 +176,87 @@ pub fn failure_leaves_nothing() -> Result<(), String> {
         no_children_left()
     })
 }
+
+/// A copy of process `p` at pid `pid` (a member of a tree made of copies of one process).
+fn copy_of(p: &crcli_image::Process, pid: u32, ppid: u32, pgid: u32) -> crcli_image::Process {
+    let mut c = p.clone();
+    c.pid = pid;
+    c.ns_pid = pid;
+    c.ppid = ppid;
+    c.pgid = pgid;
+    c.threads[0].tid = pid;
+    c
+}
+
+/// A tree of three copies of one dumped process (`progs/twin.c`): the root R, its child B
+/// leading its own process group, and its child C in B's group (joined once every process
+/// exists). All three share R's open file description of `data`: after the restore each reads
+/// one byte through it and gets a different one; pids, parents, groups and sessions are as the
+/// image says.
+pub fn three_copies() -> Result<(), String> {
+    with_tools("round_trip_tree_three_copies", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, r) = start(t, "twin", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, r, &img)?;
+        child.wait()?;
+        let b = free_pid()?;
+        let c = (b + 1..b + 1000)
+            .find(|n| !Path::new(&format!("/proc/{n}")).exists())
+            .ok_or("no second free pid")?;
+        let tree_img = work.path().join("tree");
+        crate::common::rewrite_image_tree(
+            &img,
+            &tree_img,
+            |ps| {
+                let root = ps[0].clone();
+                ps.push(copy_of(&root, b as u32, root.pid, b as u32));
+                ps.push(copy_of(&root, c as u32, root.pid, b as u32));
+            },
+            |_| {},
+        )?;
+        let restorer = restore_bg(t, &tree_img, &dir)?;
+        std::fs::write(dir.join("go"), b"").map_err(|e| e.to_string())?;
+        let mut restorer = restorer;
+        let status = restorer.wait_status()?;
+        let err = std::fs::read_to_string(dir.join("restore.err")).unwrap_or_default();
+        ensure_eq(
+            status.code(),
+            Some(0),
+            &format!("crcli restore's exit code ({err})"),
+        )?;
+        let read = |pid: i32| -> Result<Vec<String>, String> {
+            let text = std::fs::read_to_string(dir.join(format!("result-{pid}")))
+                .map_err(|e| format!("process {pid} wrote no result: {e}"))?;
+            Ok(text.split_whitespace().map(String::from).collect())
+        };
+        let (rr, rb, rc) = (read(r)?, read(b)?, read(c)?);
+        let sid = rustix::process::getsid(None)
+            .map_err(|e| e.to_string())?
+            .as_raw_nonzero()
+            .get()
+            .to_string();
+        ensure_eq(
+            [&rb[1], &rc[1]],
+            [&r.to_string(), &r.to_string()],
+            "the children's parent is the restored root",
+        )?;
+        ensure_eq(&rb[2], &b.to_string(), "B leads its own process group")?;
+        ensure_eq(&rc[2], &b.to_string(), "C is in B's process group")?;
+        ensure_eq(
+            [&rr[3], &rb[3], &rc[3]],
+            [&sid, &sid, &sid],
+            "every member is in the test's session (the root's inherited one)",
+        )?;
+        let mut bytes = vec![rr[4].clone(), rb[4].clone(), rc[4].clone()];
+        bytes.sort();
+        ensure_eq(
+            bytes,
+            vec!["0".to_string(), "1".to_string(), "2".to_string()],
+            "the three reads through one shared description got bytes 0, 1 and 2",
+        )
+    })
+}

@@ -1,0 +1,51 @@
+/* Engine test program for trees made of copies of one process: it holds DIR/data
+ * ("0123456789") open read-only at fd 7. After DIR/go every copy reads one byte through fd 7 and
+ * writes DIR/result-PID ("PID PPID PGRP SID BYTE"), then reaps its children (if any) and exits
+ * 0. Copies that share one open file description read different bytes. A copy whose parent is
+ * gone (a failed test) exits instead of waiting forever. Writes DIR/ready (its pid) first. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void put(const char *dir, const char *name, const char *text) {
+    char tmp[4200], path[4200];
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(tmp, "w");
+    if (!f) exit(2);
+    fputs(text, f);
+    fclose(f);
+    rename(tmp, path);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    const char *dir = argv[1];
+    char path[4200], buf[256];
+    snprintf(path, sizeof path, "%s/data", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, "0123456789", 10) != 10 || lseek(fd, 0, SEEK_SET) != 0) return 2;
+    if (dup2(fd, 7) != 7) return 2;
+    close(fd);
+    snprintf(buf, sizeof buf, "%d\n", getpid());
+    put(dir, "ready", buf);
+    snprintf(path, sizeof path, "%s/go", dir);
+    struct timespec ten_ms = {0, 10 * 1000 * 1000};
+    while (access(path, F_OK) != 0) {
+        if (getppid() == 1) _exit(99);
+        nanosleep(&ten_ms, NULL);
+    }
+    char c = '?';
+    if (read(7, &c, 1) != 1) c = '!';
+    snprintf(buf, sizeof buf, "%d %d %d %d %c\n", getpid(), getppid(), getpgrp(), getsid(0), c);
+    char name[64];
+    snprintf(name, sizeof name, "result-%d", getpid());
+    put(dir, name, buf);
+    while (wait(NULL) > 0) {
+    }
+    return 0;
+}
