@@ -192,7 +192,7 @@ fn copy_of(p: &crcli_image::Process, pid: u32, ppid: u32, pgid: u32) -> crcli_im
 /// leading its own process group, and its child C in B's group (joined once every process
 /// exists). All three share R's open file description of `data`: after the restore each reads
 /// one byte through it and gets a different one; pids, parents, groups and sessions are as the
-/// image says.
+/// image says. They also share a pipe holding three bytes, one for each.
 pub fn three_copies() -> Result<(), String> {
     with_tools("round_trip_tree_three_copies", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -257,6 +257,13 @@ pub fn three_copies() -> Result<(), String> {
             bytes,
             vec!["0".to_string(), "1".to_string(), "2".to_string()],
             "the three reads through one shared description got bytes 0, 1 and 2",
+        )?;
+        let mut piped = vec![rr[5].clone(), rb[5].clone(), rc[5].clone()];
+        piped.sort();
+        ensure_eq(
+            piped,
+            vec!["x".to_string(), "y".to_string(), "z".to_string()],
+            "the three reads from one pipe got its three buffered bytes",
         )
     })
 }
