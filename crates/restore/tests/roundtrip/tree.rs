@@ -1,6 +1,6 @@
 //! Tree restores with namespaces and zombies, on real processes: a program (`progs/nscheck.c`)
 //! is dumped by `crcli dump`, its image gets a tree added (a zombie child, a PID namespace of
-//! its own, a UTS namespace with other names), and `crcli restore` must bring back exactly
+//! its own, a UTS namespace with other names, an IPC namespace of its own), and `crcli restore` must bring back exactly
 //! that: the program checks its pid and parent pid as it sees them, its host and domain name,
 //! and reaps the zombie with the recorded status from the recorded process group.
 
@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crcli_image::{Namespaces, UtsNames, Zombie};
+use crcli_image::{NamespaceId, NamespaceKind, Namespaces, UtsNames, Zombie};
 
 use super::{dump, finish, restore_bg, start, with_tools, KillOnDrop};
 use crate::common::{
@@ -60,23 +60,37 @@ pub fn pid_namespace() -> Result<(), String> {
             &tree_img,
             |p| p.ns_pid = 1,
             |inv| {
+                let mut ids = inv.tree.namespaces.ids.clone();
+                // The tree had an IPC namespace of its own (with no SysV objects).
+                ids.retain(|id| id.kind != NamespaceKind::Ipc);
+                ids.push(NamespaceId {
+                    kind: NamespaceKind::Ipc,
+                    dev: 0,
+                    ino: 1,
+                    dumpers: false,
+                });
                 inv.tree.namespaces = Namespaces {
                     own_pid_ns: true,
                     uts: Some(UtsNames {
                         hostname: os("crcli-tree"),
                         domainname: os("crcli-domain"),
                     }),
-                    ids: inv.tree.namespaces.ids.clone(),
+                    ids,
                 };
                 inv.tree.zombies = vec![zombie(zpid, 2, &p, 7 << 8)];
             },
         )?;
         let restorer = restore_bg(t, &tree_img, &dir)?;
-        // Inside its namespace the program is 1, its parent (crcli, outside) is 0, and the
-        // zombie is 2 in group 2.
+        // Inside its namespaces the program is 1, its parent (crcli, outside) is 0, the
+        // zombie is 2 in group 2, and the IPC namespace is a new one.
+        let our_ipc = std::fs::read_link("/proc/self/ns/ipc").map_err(|e| e.to_string())?;
         std::fs::write(
             dir.join("expect"),
-            format!("1 0 crcli-tree crcli-domain 2 {} 2\n", 7 << 8),
+            format!(
+                "1 0 crcli-tree crcli-domain 2 {} 2 {}\n",
+                7 << 8,
+                our_ipc.display()
+            ),
         )
         .map_err(|e| e.to_string())?;
         let result = finish(restorer, &dir)?;
@@ -121,7 +135,7 @@ pub fn zombie_child() -> Result<(), String> {
         let pgid = rustix::process::getpgrp().as_raw_nonzero().get();
         std::fs::write(
             dir.join("expect"),
-            format!("{pid} {crcli} - - {zpid} {} {pgid}\n", libc::SIGTERM),
+            format!("{pid} {crcli} - - {zpid} {} {pgid} -\n", libc::SIGTERM),
         )
         .map_err(|e| e.to_string())?;
         finish(restorer, &dir).map(|_| ())

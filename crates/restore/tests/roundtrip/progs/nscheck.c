@@ -1,8 +1,8 @@
 /* Engine test program for trees and namespaces: after DIR/go it reads DIR/expect
- * ("PID PPID HOSTNAME DOMAINNAME ZPID ZSTATUS ZPGID", '-' for a name that must not be checked,
- * ZPID 0 for no zombie) and checks its own pid and parent pid (as it sees them), its host and
- * domain name, and that it has a zombie child ZPID in process group ZPGID which exited with
- * waitpid status ZSTATUS. Protocol as fdtable.c: DIR/ready (its pid), DIR/go, DIR/result
+ * ("PID PPID HOSTNAME DOMAINNAME ZPID ZSTATUS ZPGID NOTIPC", '-' for a name that must not be
+ * checked, ZPID 0 for no zombie) and checks its own pid and parent pid (as it sees them), its
+ * host and domain name, that it has a zombie child ZPID in process group ZPGID which exited with
+ * waitpid status ZSTATUS, and that its IPC namespace (/proc/self/ns/ipc) is not NOTIPC. Protocol as fdtable.c: DIR/ready (its pid), DIR/go, DIR/result
  * ("PASS" or "FAIL: ..."), exit 0 or 1. */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -37,9 +37,9 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/expect", dir);
     FILE *f = fopen(path, "r");
     int pid, ppid, zpid, zstatus, zpgid;
-    char host[128], domain[128];
-    if (!f || fscanf(f, "%d %d %127s %127s %d %d %d", &pid, &ppid, host, domain, &zpid, &zstatus,
-                     &zpgid) != 7) {
+    char host[128], domain[128], notipc[128];
+    if (!f || fscanf(f, "%d %d %127s %127s %d %d %d %127s", &pid, &ppid, host, domain, &zpid,
+                     &zstatus, &zpgid, notipc) != 8) {
         put(dir, "result", "FAIL: cannot read DIR/expect\n");
         return 1;
     }
@@ -57,6 +57,11 @@ int main(int argc, char **argv) {
         snprintf(res, sizeof res, "FAIL: host name %s, expected %s\n", u.nodename, host);
     if (!res[0] && strcmp(domain, "-") != 0 && strcmp(dn, domain) != 0)
         snprintf(res, sizeof res, "FAIL: domain name %s, expected %s\n", dn, domain);
+    char ipc[128] = "";
+    ssize_t n = readlink("/proc/self/ns/ipc", ipc, sizeof ipc - 1);
+    if (n > 0) ipc[n] = 0;
+    if (!res[0] && strcmp(ipc, notipc) == 0)
+        snprintf(res, sizeof res, "FAIL: still in IPC namespace %s\n", ipc);
     if (!res[0] && zpid > 0) {
         int g = getpgid(zpid);
         int st = -1;
