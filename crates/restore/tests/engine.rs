@@ -78,6 +78,7 @@ fn main() {
             roundtrip::tree::pid_namespace,
         ),
         ("round_trip_tree_zombie", roundtrip::tree::zombie_child),
+        ("round_trip_tree_family", roundtrip::tree::family),
         (
             "round_trip_tree_three_copies",
             roundtrip::tree::three_copies,

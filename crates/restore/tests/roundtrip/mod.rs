@@ -41,6 +41,7 @@ fn tools() -> Result<&'static Tools, String> {
                 "anoncwd",
                 "nscheck",
                 "twin",
+                "family",
             ] {
                 if !bin_dir.join(prog).is_file() {
                     return Err(format!(

@@ -281,3 +281,26 @@ pub fn three_copies() -> Result<(), String> {
         )
     })
 }
+
+/// A real tree dumped by `crcli dump`: a session leader with a file description and a pipe
+/// (with data in flight) shared with a child that leads its own process group, a second child
+/// in its sibling's group, and a zombie. After the restore every process checks itself and the
+/// root checks the rest (`progs/family.c`).
+pub fn family() -> Result<(), String> {
+    with_tools("round_trip_tree_family", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "family", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let restorer = restore_bg(t, &img, &dir)?;
+        let result = finish(restorer, &dir)?;
+        ensure(
+            result.contains(&format!("root {pid} ")),
+            &format!("the root kept its pid: {result}"),
+        )
+    })
+}
