@@ -80,6 +80,10 @@ fn main() {
         ("round_trip_tree_zombie", roundtrip::tree::zombie_child),
         ("round_trip_tree_family", roundtrip::tree::family),
         (
+            "round_trip_tree_family_in_pid_namespace",
+            roundtrip::tree::family_in_pid_namespace,
+        ),
+        (
             "round_trip_tree_three_copies",
             roundtrip::tree::three_copies,
         ),

@@ -304,3 +304,64 @@ pub fn family() -> Result<(), String> {
         )
     })
 }
+
+/// The same tree (`progs/family.c`) as PID 1 of its own PID namespace, with its own UTS and IPC
+/// namespaces (started by `unshare --pid --uts --ipc --fork`): dumped by `crcli dump`, restored
+/// as PID 1 of a new PID namespace with every pid the same inside it (1 to 4), and checked
+/// by every member as above.
+pub fn family_in_pid_namespace() -> Result<(), String> {
+    with_tools("round_trip_tree_family_in_pid_namespace", |t| {
+        let Some(unshare) = ["/usr/bin/unshare", "/bin/unshare"]
+            .into_iter()
+            .map(Path::new)
+            .find(|p| p.is_file())
+        else {
+            return Err("unshare (util-linux) is not installed".into());
+        };
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let launcher = Command::new(unshare)
+            .args(["--pid", "--uts", "--ipc", "--fork"])
+            .arg(t.bin_dir.join("family"))
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting unshare: {e}"))?;
+        let mut launcher = KillOnDrop(Some(launcher));
+        let inner = super::wait_for_file(&dir.join("ready"), super::PATIENCE)?;
+        ensure_eq(inner.trim(), "1", "the program's pid in its namespace")?;
+        let upid = launcher.0.as_ref().ok_or("no launcher")?.id();
+        let children = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children"))
+            .map_err(|e| e.to_string())?;
+        let root: i32 = children
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or("unshare has no child")?;
+        let img = work.path().join("img");
+        let killed = dump(t, root, &img);
+        if killed.is_err() {
+            // The tree outlives a failed dump: end it through its PID 1.
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(root).ok_or("pid")?,
+                rustix::process::Signal::KILL,
+            );
+        }
+        killed?;
+        launcher.wait()?;
+        let restorer = restore_bg(t, &img, &dir)?;
+        let result = finish(restorer, &dir)?;
+        ensure(
+            result.contains("root 1 A 2 B 3 Z 4"),
+            &format!("every pid is the same inside the new namespace: {result}"),
+        )?;
+        let err = std::fs::read_to_string(dir.join("restore.err")).unwrap_or_default();
+        ensure(
+            err.contains("PID 1 of a new PID namespace"),
+            &format!("crcli says where the root went: {err}"),
+        )
+    })
+}

@@ -6,6 +6,7 @@
  * After DIR/go: A reads one byte through the shared description and the 9 buffered bytes of the
  * pipe; B checks its parent, group and session; the root reaps Z (status 3), A and B (each exit
  * 0 when its checks pass) and checks that A's read moved the offset it shares with A (2 -> 3).
+ * It works as PID 1 of its own PID namespace too (no /proc lookups).
  * Protocol as fdtable.c: DIR/ready (the root's pid), DIR/go, DIR/result, exit 0 or 1. */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -42,21 +43,11 @@ static void await_go(void) {
     }
 }
 
-/* The state letter and process group of `pid` from /proc (0 if unreadable). */
-static char proc_state(pid_t pid, int *pgrp) {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    char state = 0;
-    int ppid = 0, pg = 0;
-    if (!p || sscanf(p + 2, "%c %d %d", &state, &ppid, &pg) != 3) return 0;
-    if (pgrp) *pgrp = pg;
-    return state;
+/* Whether child `pid` has exited (it stays a zombie: WNOWAIT). Works in any PID namespace. */
+static int exited(pid_t pid) {
+    siginfo_t si;
+    si.si_pid = 0;
+    return waitid(P_PID, pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
 }
 
 int main(int argc, char **argv) {
@@ -96,8 +87,7 @@ int main(int argc, char **argv) {
     /* Ready when Z is a zombie and B is in A's group. */
     struct timespec ms = {0, 1000 * 1000};
     for (;;) {
-        int pg = 0;
-        if (proc_state(z, NULL) == 'Z' && proc_state(b, &pg) && pg == a) break;
+        if (exited(z) && getpgid(b) == a) break;
         nanosleep(&ms, NULL);
     }
     char buf[64];
