@@ -180,9 +180,10 @@ fn spawn_raw(
     Ok(crcli_e2e::Target::from_child(child))
 }
 
-/// A process with a child (a process tree) is refused in this issue, and both keep running.
+/// A process tree with a member crcli cannot dump (a child in a network namespace of its own) is
+/// refused, naming that member and its namespace, and both keep running.
 #[test]
-fn dump_of_a_process_tree_is_refused() -> Result<(), E2eError> {
+fn dump_of_a_tree_with_a_member_in_another_network_namespace_is_refused() -> Result<(), E2eError> {
     let crcli = Crcli::locate()?;
     let wd = Workdir::new("tree")?;
     let mut target = spawn_raw(
@@ -190,7 +191,7 @@ fn dump_of_a_process_tree_is_refused() -> Result<(), E2eError> {
         std::path::Path::new("/bin/sh"),
         &[
             "-c",
-            "sleep 600 & echo $! > \"$1/child\"; echo ready > \"$1/ready\"; wait",
+            "unshare --net sleep 600 & echo $! > \"$1/child\"; echo ready > \"$1/ready\"; wait",
             "sh",
         ],
     )?;
@@ -200,8 +201,25 @@ fn dump_of_a_process_tree_is_refused() -> Result<(), E2eError> {
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| E2eError::Unexpected("the shell did not record its child".into()))?;
     let _child_guard = crcli_e2e::Restored::new(child);
+    // unshare execs sleep once the namespace is made.
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(format!("/proc/{child}/comm"))
+        .map_or(true, |c| c.trim() != "sleep")
+    {
+        assert!(start.elapsed() < READY_TIMEOUT, "unshare did not run sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let run = crcli.dump(&wd, target.pid(), &[])?;
-    expect_clean_failure(&run, "dump of a process tree");
+    expect_clean_failure(
+        &run,
+        "dump of a tree with a member in another network namespace",
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("pid {child}: a net namespace")),
+        "the refusal must name the member and its namespace: {}",
+        run.stderr
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         target.try_exit()?,

@@ -3,7 +3,9 @@
 //!   switch (must fail with the expected message), proving the programs verify themselves;
 //! - `cycle`: the real `crcli dump` / `crcli restore` on each program, dynamic and static:
 //!   detached and foreground restore, `--leave-running`, two cycles in a row, busybox sh, python3;
-//! - `failures`: crcli refusing what it cannot do, cleanly.
+//! - `failures`: crcli refusing what it cannot do, cleanly;
+//! - `tree`: process trees (a pipeline, a forking server with a zombie, two processes sharing
+//!   one open file description, a PID namespace), dumped and restored whole.
 //!
 //! The `crcli` binary is found through `CRCLI_BIN` or next to the test's `deps` directory
 //! (see `crcli_e2e::crcli`): build it first with `cargo build -p crcli`.
@@ -12,3 +14,4 @@
 mod cycle;
 mod failures;
 mod selfcheck;
+mod tree;
