@@ -1,8 +1,12 @@
 //! Tying files to mounts: the target's mount table (crcli-mountinfo, listmount + statmount +
 //! mountinfo merged) and the image's mount entries for the mounts its files live on.
 //!
-//! Attached mounts come from the target's namespace, or crcli's own when the target entered a
-//! namespace of its own but still holds fds from crcli's. A file whose mount is in no table is
+//! Attached mounts come from the target's namespace (`MountTable::of(Namespace::Pid)`: listmount
+//! by namespace id + the target's mountinfo, mount points relative to the target's root), so a
+//! target in a mount namespace of its own is dumped from crcli's namespace as well as from
+//! inside its own. When the two differ, crcli's own table is read too, but only to tell a file
+//! on a mount of crcli's namespace that the target's lacks (refused: a restore runs in one
+//! namespace) and to refuse an unmounted bind whose only live mount is crcli's. A file whose mount is in no table is
 //! resolved with `crcli_mountinfo::resolve_fd` on crcli's own duplicate of the fd: an unmounted
 //! mount (statmount `STATMOUNT_BY_FD`, Linux 7.0) or an anonymous one (`ENOENT` from it, or the
 //! clone rule on older kernels) gets an entry with its kind, root, attributes and rebuild plan;
@@ -39,6 +43,9 @@ pub(crate) struct Mounts {
     /// process that entered a new mount namespace may still hold fds on mounts of the old one.
     own: Option<Option<MountTable>>,
     same_namespace: bool,
+    /// The id of the target's mount namespace and of crcli's (`NS_GET_MNTNS_ID`), for messages.
+    target_ns: Option<u64>,
+    own_ns: Option<u64>,
     entries: Vec<MountEntry>,
     by_old_id: HashMap<u32, MountId>,
     /// Unmounted and anonymous mounts made so far, by unique mount id.
@@ -64,10 +71,17 @@ impl Mounts {
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
         };
         let same_namespace = ns_of(&format!("/proc/{pid}/ns/mnt")) == ns_of("/proc/self/ns/mnt");
+        let ns_id = |p: Option<i32>| {
+            crcli_mountinfo::kernel::open_namespace(p)
+                .ok()
+                .and_then(|fd| crcli_mountinfo::kernel::namespace_id(&fd).ok())
+        };
         Ok(Mounts {
             table,
             own: None,
             same_namespace,
+            target_ns: ns_id(Some(pid)),
+            own_ns: ns_id(None),
             entries: Vec::new(),
             by_old_id: HashMap::new(),
             by_unique_id: HashMap::new(),
@@ -84,6 +98,22 @@ impl Mounts {
             out.push(own);
         }
         out
+    }
+
+    /// Whether the target lives in a mount namespace other than crcli's.
+    pub fn other_namespace(&self) -> bool {
+        !self.same_namespace
+    }
+
+    /// Names the target's mount namespace and crcli's, for messages: "mount namespace 5 of the
+    /// process (crcli runs in 3)".
+    pub fn namespaces(&self) -> String {
+        let id = |n: Option<u64>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        format!(
+            "mount namespace {} of the process (crcli runs in {})",
+            id(self.target_ns),
+            id(self.own_ns)
+        )
     }
 
     /// The mount entries made so far, in id order.
@@ -107,15 +137,24 @@ impl Mounts {
         if self.own.is_none() && !self.same_namespace && self.table.by_old_id(old_id).is_none() {
             self.own = Some(MountTable::of(Namespace::Current).ok());
         }
-        let found = self.table.by_old_id(old_id).or_else(|| {
+        let in_own = || {
             self.own
                 .as_ref()
                 .and_then(|t| t.as_ref())
                 .and_then(|t| t.by_old_id(old_id))
-        });
-        let Some(mount) = found else {
-            return self.locate_detached(fd, path, fd_no);
         };
+        let found = match self.table.by_old_id(old_id) {
+            Some(m) => m,
+            // A mount of crcli's namespace that the target's lacks (the target entered a
+            // namespace of its own and kept an fd of the old one): a restore runs in one
+            // namespace and could not reopen it there. The caller refuses it.
+            None if !self.same_namespace && in_own().is_some() => return Ok(None),
+            None => match in_own() {
+                Some(m) => m,
+                None => return self.locate_detached(fd, path, fd_no),
+            },
+        };
+        let mount = found;
         let Some(rel) = relative_to(path, mount.mount_point.as_os_str().as_bytes()) else {
             return Ok(None);
         };
@@ -231,6 +270,22 @@ impl Mounts {
             let b = p.as_os_str().as_bytes();
             image_path("a mount root", b.strip_prefix(b"/").unwrap_or(b))
         };
+        if let Rebuild::BindOfLive { live, .. } = &rebuild {
+            // The restore runs in one namespace: the live mount must be the target's.
+            if !self.same_namespace && self.table.by_old_id(live.old_id).is_none() {
+                return Err(DumpError::UnsupportedFd {
+                    pid,
+                    fd: fd_no,
+                    kind: format!(
+                        "a file on a {} bind of mount {} ({}) of crcli's mount namespace, which is not in the {}",
+                        kind_name(entry.kind),
+                        live.old_id,
+                        live.mount_point.display(),
+                        self.namespaces()
+                    ),
+                });
+            }
+        }
         entry.rebuild = Some(match rebuild {
             Rebuild::BindOfLive { live, sub_root } => RebuildPlan::BindOfLive {
                 live_mount_id: live.id.unwrap_or(0),
