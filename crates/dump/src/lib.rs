@@ -254,9 +254,17 @@ fn collect_and_write(
     // What only the process can tell, first: the scratch page it needs is gone before the
     // memory layout is read.
     let maps_before = proc.maps()?;
-    let injected = inject::ask(tracee, &maps_before)?;
-    let thread = collect_thread(proc, tracee, &status, &injected)?;
-    tracing::debug!("pid {pid}: registers, signals and injected queries done");
+    let others = &frozen.as_ref().expect("the target is frozen").threads()[1..];
+    let injected = inject::ask(tracee, others, &maps_before)?;
+    let mut threads = Vec::with_capacity(1 + others.len());
+    threads.push(collect_thread(proc, tracee, &injected.main)?);
+    for (t, answers) in others.iter().zip(&injected.others) {
+        threads.push(collect_thread(proc, t, answers)?);
+    }
+    tracing::debug!(
+        "pid {pid}: registers, signals and injected queries of {} thread(s) done",
+        threads.len()
+    );
 
     let mut image =
         crcli_image::Image::create(dir).map_err(image_err(format!("create {}", dir.display())))?;
@@ -328,7 +336,7 @@ fn collect_and_write(
         pgid: stat.pgrp,
         sid: stat.session,
         comm,
-        threads: vec![thread],
+        threads,
         shared_pending: PendingSignals {
             mask: status.shd_pnd,
             queued: tracee
@@ -493,26 +501,35 @@ fn xstate_features(xstate: &[u8]) -> u64 {
     }
 }
 
+/// Collects the state of one stopped thread (`tracee`, the main thread or another) of `proc`:
+/// registers, XSAVE area, signal mask, its own pending signals, rseq, robust list, and what
+/// it told by injection (`answers`).
 fn collect_thread(
     proc: &procfs::Proc,
     tracee: &Tracee,
-    status: &procfs::Status,
-    injected: &inject::Injected,
+    answers: &inject::ThreadAnswers,
 ) -> Result<Thread, DumpError> {
-    let pid = proc.pid;
-    let r = tracee.get_regs().map_err(DumpError::ptrace(format!(
-        "read the registers of pid {pid}"
-    )))?;
-    let xstate = tracee.get_xstate().map_err(DumpError::ptrace(format!(
-        "read the FPU state of pid {pid}"
-    )))?;
-    let sigmask = tracee.get_sigmask().map_err(DumpError::ptrace(format!(
-        "read the signal mask of pid {pid}"
-    )))?;
+    let tid = tracee.pid();
+    let who = if tid == proc.pid {
+        format!("pid {tid}")
+    } else {
+        format!("thread {tid} of pid {}", proc.pid)
+    };
+    let task = proc.task(tid);
+    let status = task.status()?;
+    let r = tracee
+        .get_regs()
+        .map_err(DumpError::ptrace(format!("read the registers of {who}")))?;
+    let xstate = tracee
+        .get_xstate()
+        .map_err(DumpError::ptrace(format!("read the FPU state of {who}")))?;
+    let sigmask = tracee
+        .get_sigmask()
+        .map_err(DumpError::ptrace(format!("read the signal mask of {who}")))?;
     let pending = tracee
         .peek_siginfo(SigQueue::Thread)
         .map_err(DumpError::ptrace(format!(
-            "read the signals pending for pid {pid}"
+            "read the signals pending for {who}"
         )))?;
     let rseq = match tracee.get_rseq_configuration() {
         Ok(c) if c.rseq_abi_pointer != 0 => Some(Rseq {
@@ -523,16 +540,16 @@ fn collect_thread(
         Ok(_) => None,
         Err(e) => {
             return Err(DumpError::ptrace(format!(
-                "read the rseq registration of pid {pid}"
+                "read the rseq registration of {who}"
             ))(e))
         }
     };
-    let (head, len) = crcli_sys::task::get_robust_list(pid)
-        .map_err(DumpError::sys(format!("get_robust_list of pid {pid}")))?;
-    let (ss_sp, ss_flags, ss_size) = injected.sigaltstack;
+    let (head, len) = crcli_sys::task::get_robust_list(tid)
+        .map_err(DumpError::sys(format!("get_robust_list of {who}")))?;
+    let (ss_sp, ss_flags, ss_size) = answers.sigaltstack;
     Ok(Thread {
-        tid: pid as u32,
-        comm: os_bytes("comm", &proc.comm()?)?,
+        tid: tid as u32,
+        comm: os_bytes("comm", &task.comm()?)?,
         regs: UserRegs {
             r15: r.r15,
             r14: r.r14,
@@ -579,7 +596,7 @@ fn collect_thread(
         },
         rseq,
         robust_list: RobustList { head, len },
-        clear_child_tid: injected.clear_child_tid,
+        clear_child_tid: answers.clear_child_tid,
         tls: Vec::new(),
     })
 }
