@@ -61,6 +61,7 @@ mod child;
 mod error;
 mod mounts;
 mod plan;
+mod threads;
 mod tracer;
 
 use std::io::Read;
@@ -155,6 +156,8 @@ impl Restored {
 /// Kills and reaps the child unless disarmed: a failed restore leaves no process behind.
 struct ChildGuard {
     pid: i32,
+    /// Its other threads created so far (traced by crcli: each is reaped on its own).
+    threads: Vec<i32>,
     armed: bool,
 }
 
@@ -163,8 +166,27 @@ impl Drop for ChildGuard {
         if !self.armed {
             return;
         }
+        // Every thread it has, also one whose creation failed half-way.
+        let mut threads = self.threads.clone();
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) {
+            for tid in dir
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            {
+                if tid != self.pid && !threads.contains(&tid) {
+                    threads.push(tid);
+                }
+            }
+        }
         if let Some(pid) = rustix::process::Pid::from_raw(self.pid) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        for &tid in &threads {
+            while let Ok(Some(status)) = ptrace::waitpid(tid, false) {
+                if status.is_gone() {
+                    break;
+                }
+            }
         }
         while let Ok(Some(status)) = ptrace::waitpid(self.pid, false) {
             if status.is_gone() {
@@ -273,6 +295,7 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
     let child_pid = spawned.pid();
     let mut guard = ChildGuard {
         pid: child_pid,
+        threads: Vec::new(),
         armed: true,
     };
     if spawned.pid_outcome() != PidOutcome::Kept {
@@ -296,7 +319,17 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
     // The child holds its own copies now.
     drop(held);
     tracer::check_xstate(&tracee, p)?;
-    tracer::rebuild(&tracee, &image, p, &plan, &aux_fds)?;
+    let mut threads = Vec::new();
+    let rebuilt = tracer::rebuild(&tracee, &image, p, &plan, &aux_fds, &mut threads);
+    guard.threads = threads.iter().map(|t| t.pid()).collect();
+    rebuilt?;
+    // Let every thread run: the others first, the main thread last.
+    for t in threads {
+        let tid = t.pid();
+        t.detach(0).map_err(RestoreError::ptrace(format!(
+            "detaching from thread {tid} of restored process {child_pid}"
+        )))?;
+    }
     tracee.detach(0).map_err(RestoreError::ptrace(format!(
         "detaching from restored process {child_pid}"
     )))?;

@@ -312,19 +312,7 @@ pub(crate) fn plan(
     p: &Process,
     opts: &RestoreOptions,
 ) -> Result<Plan, RestoreError> {
-    if p.threads.len() != 1 {
-        return Err(unsupported(format!(
-            "process {} has {} threads; only single-threaded processes can be restored",
-            p.pid,
-            p.threads.len()
-        )));
-    }
-    if p.threads[0].tid != p.pid {
-        return Err(invalid(format!(
-            "process {}: its only thread has tid {}",
-            p.pid, p.threads[0].tid
-        )));
-    }
+    crate::threads::check(p)?;
     if p.sigactions.len() != crcli_image::process::NSIG {
         return Err(invalid(format!(
             "process {}: {} signal dispositions, expected 64",
