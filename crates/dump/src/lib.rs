@@ -21,10 +21,15 @@
 //!   (see [`memory`](crate#memory)): anonymous private pages present or swapped, pages of private
 //!   file mappings that are no longer the file's, the content of shared anonymous objects.
 //!   Pages are streamed into the image in bounded batches: crcli's memory stays small.
-//! - The thread: general registers (with `fs_base`/`gs_base`), the XSAVE area
-//!   (`NT_X86_XSTATE`; its size and XCR0 are recorded for the restore to check), the signal mask,
-//!   the signals pending for the thread and for the process (raw `siginfo_t`, not consumed), the
-//!   rseq registration, the robust futex list, `clear_child_tid`, the alternate signal stack.
+//! - Every thread (the main thread first; each one seized with `PTRACE_SEIZE` and stopped with
+//!   `PTRACE_INTERRUPT`, `/proc/PID/task` read again until no new thread appears; a thread that
+//!   exits meanwhile is left out): its id, general registers (with `fs_base`/`gs_base`: its
+//!   TLS), the XSAVE area (`NT_X86_XSTATE`; its size and XCR0 are recorded for the restore to
+//!   check), its signal mask, the signals pending for it (raw `siginfo_t`, not consumed), its
+//!   rseq registration, its robust futex list (`get_robust_list(tid)`), and, by syscalls
+//!   injected into that very thread (one after the other, through one scratch page of the
+//!   shared address space), its `clear_child_tid` and alternate signal stack. The signals
+//!   pending for the whole process are recorded once.
 //! - The process: sigactions (by injected `rt_sigaction`), cwd, root, umask, rlimits,
 //!   personality, credentials, dumpable / no_new_privs / child_subreaper / securebits, the mm
 //!   fields of `PR_SET_MM_MAP` (stat fields 26–28 and 45–51, `brk(0)`, auxv, the exe).
@@ -44,10 +49,11 @@
 //! ## Failure
 //!
 //! On any failure the target is resumed untouched (borrowed code bytes, registers and signal
-//! mask are put back, the scratch page is unmapped, ptrace detaches), no image is left (the
+//! masks are put back, the scratch page is unmapped, ptrace detaches from every thread), no
+//! image is left (the
 //! image is written into a temporary directory renamed into place only when complete), and the
 //! error says what failed. What crcli does not support yet (sockets, eventfd, epoll, timerfd,
-//! signalfd, inotify, memfd, System V shared memory, threads, child processes, files on a mount
+//! signalfd, inotify, memfd, System V shared memory, child processes, files on a mount
 //! the kernel cannot identify — an unmounted mount without `STATMOUNT_BY_FD`, Linux 7.0 — …)
 //! fails the dump the same way, with a message naming the pid, the fd and the type. Files on
 //! unmounted and anonymous mounts the kernel identifies are dumped with their mount's rebuild
@@ -111,10 +117,11 @@ const PRIVATE_PAGES: PagesId = PagesId(1);
 /// Dumps process `pid` into the image directory `dir`, which must not exist yet (its parent
 /// must) or be an empty directory (replaced by the image; put back if the dump fails).
 ///
-/// The process must be single-threaded and have no children (anything else is refused before it
-/// is touched). It is frozen with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, its state is collected
-/// and written, then it is killed, or resumed with [`DumpOptions::leave_running`]. On failure it
-/// is resumed untouched and no image is left behind.
+/// The process may have any number of threads but no children (a process tree is refused before
+/// it is touched). Every thread is frozen with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, the state is
+/// collected and written, then the process is killed, or every thread resumed with
+/// [`DumpOptions::leave_running`]. On failure every thread is resumed untouched and no image is
+/// left behind.
 pub fn dump(pid: i32, dir: &Path, options: &DumpOptions) -> Result<Summary, DumpError> {
     let started = Instant::now();
     let proc = procfs::Proc::new(pid);

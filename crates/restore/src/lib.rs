@@ -7,7 +7,8 @@
 //!
 //! How (DESIGN.md, "Restore"; RESTORE-NOTES.md):
 //! 1. The whole image is opened and checked first ([`crcli_image::Image::open`] checks the
-//!    format; this crate checks that it can be restored here: one single-threaded process,
+//!    format; this crate checks that it can be restored here: one process (with any number of
+//!    threads, the main thread first, every thread with the same extended-state layout),
 //!    the machine's architecture and page size, the kernel features the dump relied on, files
 //!    on attached mounts that still exist and are still the dumped files (type; size and mtime
 //!    of regular files, except that a file opened `O_APPEND` may have grown; device numbers),
@@ -30,7 +31,21 @@
 //!    list, `clear_child_tid`, rseq, pending signals, flags and credentials; then the extended
 //!    state, the registers (an interrupted syscall is restarted, see `tracer::final_regs`) and
 //!    the signal mask with ptrace; and detaches.
-//! 4. On any failure the child is killed and reaped, and nothing else was created (a recreated
+//!
+//!    Threads: once the address space is rebuilt and the main thread's own state set, each
+//!    other thread is created at its dumped thread id by a `clone3` injected into the main
+//!    thread (`CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+//!    CLONE_SYSVSEM`, `set_tid = [tid]`, no stack) with `PTRACE_O_TRACECLONE` set, so that it
+//!    starts traced and stopped and never runs an instruction of its own before its registers
+//!    are set. Then, by injection into that thread: its rseq registration, robust list,
+//!    alternate signal stack, `set_tid_address(clear_child_tid)`, its own pending signals (a
+//!    thread may queue a user signal only to itself) and its credentials; by ptrace: its
+//!    xstate, registers (interrupted syscalls normalised per thread) and signal mask. All
+//!    threads are detached at the end, the main thread last. A thread id that is taken (by
+//!    another process, or by the dumped threads themselves when they still run) fails the
+//!    restore with a message naming it.
+//! 4. On any failure the child (with every thread it has) is killed and reaped, and nothing
+//!    else was created (a recreated
 //!    unlinked file is unlinked again at once).
 //!
 //! Files on unmounted and anonymous mounts (the `mounts` module): after validation and before
@@ -41,7 +56,7 @@
 //! (anonymous). The child inherits the open files and places them like the others; cwd and
 //! root on such mounts are set with `fchdir`. FIFOs and unlinked files on them are refused.
 //!
-//! Not restored yet (refused with a message naming what): several processes or threads; FIFOs
+//! Not restored yet (refused with a message naming what): several processes; FIFOs
 //! and unlinked files on unmounted or anonymous mounts; mappings of deleted files; 32-bit TLS
 //! descriptors; a capability bounding or ambient set other than crcli's. Not restored and not
 //! in the image: interval and POSIX timers, scheduling policy and affinity, timer slack. A pipe
