@@ -4,9 +4,9 @@
 //! Attached mounts come from the target's namespace (`MountTable::of(Namespace::Pid)`: listmount
 //! by namespace id + the target's mountinfo, mount points relative to the target's root), so a
 //! target in a mount namespace of its own is dumped from crcli's namespace as well as from
-//! inside its own. When the two differ, crcli's own table is read too, but only to tell a file
-//! on a mount of crcli's namespace that the target's lacks (refused: a restore runs in one
-//! namespace) and to refuse an unmounted bind whose only live mount is crcli's. A file whose mount is in no table is
+//! inside its own. When the two differ, crcli's own table is read too, for files the target
+//! opened before it entered its namespace: they are recorded with crcli's mount point and
+//! reopened at that path where the restore runs. A file whose mount is in no table is
 //! resolved with `crcli_mountinfo::resolve_fd` on crcli's own duplicate of the fd: an unmounted
 //! mount (statmount `STATMOUNT_BY_FD`, Linux 7.0) or an anonymous one (`ENOENT` from it, or the
 //! clone rule on older kernels) gets an entry with its kind, root, attributes and rebuild plan;
@@ -143,18 +143,13 @@ impl Mounts {
                 .and_then(|t| t.as_ref())
                 .and_then(|t| t.by_old_id(old_id))
         };
-        let found = match self.table.by_old_id(old_id) {
-            Some(m) => m,
-            // A mount of crcli's namespace that the target's lacks (the target entered a
-            // namespace of its own and kept an fd of the old one): a restore runs in one
-            // namespace and could not reopen it there. The caller refuses it.
-            None if !self.same_namespace && in_own().is_some() => return Ok(None),
-            None => match in_own() {
-                Some(m) => m,
-                None => return self.locate_detached(fd, path, fd_no),
-            },
+        // A mount of crcli's namespace that the target's lacks: the target entered a namespace
+        // of its own and kept an fd opened before. It is recorded with crcli's mount point and
+        // reopened at that path where the restore runs (the same file when that namespace is a
+        // copy of crcli's, on that namespace's mount).
+        let Some(mount) = self.table.by_old_id(old_id).or_else(in_own) else {
+            return self.locate_detached(fd, path, fd_no);
         };
-        let mount = found;
         let Some(rel) = relative_to(path, mount.mount_point.as_os_str().as_bytes()) else {
             return Ok(None);
         };
@@ -223,7 +218,16 @@ impl Mounts {
                 });
             }
         }
-        if let Some((_, _, root)) = self.lost.iter().find(|(m, _, _)| *m == id) {
+        // A file unlinked while open is not in the tree: its content goes with its file entry
+        // (files.rs), and the restore recreates and unlinks it through the mount fd.
+        let unlinked = rustix::fs::fstat(fd).is_ok_and(|st| st.st_nlink == 0)
+            && rustix::fs::fcntl_getfl(fd).is_ok_and(|f| !f.contains(rustix::fs::OFlags::PATH));
+        if let Some((_, _, root)) = self
+            .lost
+            .iter()
+            .find(|(m, _, _)| *m == id)
+            .filter(|_| !unlinked)
+        {
             let in_fs = if rel_bytes.is_empty() {
                 root.clone()
             } else {
@@ -270,22 +274,6 @@ impl Mounts {
             let b = p.as_os_str().as_bytes();
             image_path("a mount root", b.strip_prefix(b"/").unwrap_or(b))
         };
-        if let Rebuild::BindOfLive { live, .. } = &rebuild {
-            // The restore runs in one namespace: the live mount must be the target's.
-            if !self.same_namespace && self.table.by_old_id(live.old_id).is_none() {
-                return Err(DumpError::UnsupportedFd {
-                    pid,
-                    fd: fd_no,
-                    kind: format!(
-                        "a file on a {} bind of mount {} ({}) of crcli's mount namespace, which is not in the {}",
-                        kind_name(entry.kind),
-                        live.old_id,
-                        live.mount_point.display(),
-                        self.namespaces()
-                    ),
-                });
-            }
-        }
         entry.rebuild = Some(match rebuild {
             Rebuild::BindOfLive { live, sub_root } => RebuildPlan::BindOfLive {
                 live_mount_id: live.id.unwrap_or(0),
