@@ -6,27 +6,30 @@
  * Thread 6 ("sleeper") sleeps 50 ms per turn in nanosleep and checks every sleep lasted >= 50 ms.
  * Thread 7 ("masked") blocks SIGUSR1 and SIGRTMIN+3 in its own signal mask (the other threads block
  * nothing) and runs on an alternate signal stack of its own, sleeping 10 ms per turn.
- * Every thread keeps __thread state (an id, a magic number, a 256-byte pattern) and a
+ * Every thread has its own name ("worker-N", pthread_setname_np), keeps __thread state (an id,
+ * a magic number, a 256-byte pattern) and a
  * floating-point accumulator with a value of its own, updated in registers every turn and checked
  * exactly against an integer shadow.
  *
  * After `go`, the main thread lets the threads run 300 ms more, requires every counter, waiter and
  * the sleeper to have made progress in that time (they keep running after a restore), then tells
  * them to verify and stop. Each thread checks: gettid() equals the tid it recorded at start (the
- * thread ids survive a restore), its TLS, its FP accumulator, its signal mask, its alternate signal
- * stack (SS_DISABLE for all but thread 7). The main thread checks that /proc/self/task lists
+ * thread ids survive a restore), its name, its TLS, its FP accumulator, its signal mask, its
+ * alternate signal stack (SS_DISABLE for all but thread 7). The main thread checks that /proc/self/task lists
  * exactly the process and the 8 recorded tids, and that the shared counter equals the sum of the
  * per-thread counts (no increment lost or repeated).
  *
  * Corrupt switches: tid (the recorded tid of thread 0 is changed), tls (thread 2 damages its
  * pattern), fpu (thread 1 nudges its accumulator), sigmask (thread 7 unblocks SIGUSR1), altstack
- * (thread 7 disables its alternate stack), counter (the shared counter gets one increment more). */
+ * (thread 7 disables its alternate stack), counter (the shared counter gets one increment more),
+ * name (thread 3 renames itself). */
 #include "common.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <dirent.h>
+#include <sys/prctl.h>
 
 #define NTHREADS 8
 #define ALTSTACK_SIZE (64 * 1024)
@@ -54,7 +57,7 @@ static pid_t tids[NTHREADS];
 static char failure[NTHREADS][256]; /* each thread's first failed check */
 static unsigned nfail[NTHREADS];
 
-static int corrupt_tls, corrupt_fpu, corrupt_sigmask, corrupt_altstack;
+static int corrupt_tls, corrupt_fpu, corrupt_sigmask, corrupt_altstack, corrupt_name;
 static char *altstack_mem;
 
 static __thread int tls_id = -1;
@@ -100,6 +103,13 @@ static void check_thread(int i, double acc, uint64_t shadow, double base)
 {
 	if (my_tid() != tids[i])
 		tfail(i, "thread %d: gettid() is %d, it was %d", i, (int)my_tid(), (int)tids[i]);
+	char name[16] = { 0 }, want_name[16];
+	snprintf(want_name, sizeof(want_name), "worker-%d", i);
+	if (i == 3 && corrupt_name)
+		prctl(PR_SET_NAME, "renamed", 0, 0, 0);
+	prctl(PR_GET_NAME, name, 0, 0, 0);
+	if (strcmp(name, want_name) != 0)
+		tfail(i, "thread %d: its name is \"%s\", want \"%s\"", i, name, want_name);
 	unsigned char *pat = pattern();
 	if (i == 2 && corrupt_tls)
 		pat[77] ^= 0xff;
@@ -158,6 +168,9 @@ static void *worker(void *arg)
 	for (int k = 0; k < 256; k++)
 		pat[k] = (unsigned char)(e2e_mix(i * 256 + k) & 0xff);
 	tids[i] = my_tid();
+	char name[16];
+	snprintf(name, sizeof(name), "worker-%d", i);
+	prctl(PR_SET_NAME, name, 0, 0, 0);
 
 	if (role_of(i) == MASKED) {
 		sigset_t m = expected_mask(i);
@@ -274,6 +287,7 @@ int main(int argc, char **argv)
 	corrupt_fpu = e2e_corrupt("fpu");
 	corrupt_sigmask = e2e_corrupt("sigmask");
 	corrupt_altstack = e2e_corrupt("altstack");
+	corrupt_name = e2e_corrupt("name");
 
 	/* Which tasks the process has, while every thread still runs. */
 	char seen[NTHREADS + 1] = { 0 };

@@ -21,9 +21,7 @@ use crcli_image::process::{
     MADV_BIT_DONTDUMP, MADV_BIT_DONTFORK, MADV_BIT_HUGEPAGE, MADV_BIT_MERGEABLE,
     MADV_BIT_NOHUGEPAGE, MADV_BIT_WIPEONFORK, PROT_WRITE,
 };
-use crcli_image::{
-    Image, PagesId, Process, Thread, UserRegs, Vma, VmaBacking, MAX_CHUNK_LEN, PAGE_SIZE,
-};
+use crcli_image::{Image, PagesId, Process, Thread, UserRegs, Vma, VmaBacking, PAGE_SIZE};
 use crcli_sys::clone3;
 use crcli_sys::process_vm::{self, RemoteIoVec};
 use crcli_sys::ptrace::{self, Tracee, SYSCALL_INT3};
@@ -411,7 +409,9 @@ pub(crate) fn rebuild(
         let nt = rb.create_thread(th.tid)?;
         threads.push(nt);
         let nt = threads.last().expect("just pushed");
-        rb.for_thread(nt).set_thread_state(th)?;
+        let trb = rb.for_thread(nt);
+        trb.set_thread_name(th)?;
+        trb.set_thread_state(th)?;
     }
 
     // 12. Pending signals, with everything blocked so that none is delivered while we inject.
@@ -719,10 +719,10 @@ impl Rebuild<'_> {
         base: u64,
         object_size: Option<u64>,
     ) -> Result<(), RestoreError> {
-        let mut reader = self.image.pages(id)?;
-        let mut buf = vec![0u8; MAX_CHUNK_LEN as usize];
+        // Reading and checking the image runs ahead on a thread of its own.
+        let mut reader = self.image.pages(id)?.read_ahead()?;
         let mut mem: Option<std::fs::File> = None;
-        while let Some(chunk) = reader.next_chunk(&mut buf)? {
+        while let Some((chunk, data)) = reader.next_chunk()? {
             let addr = base + chunk.addr;
             let end = addr + chunk.len as u64;
             if let Some(size) = object_size {
@@ -754,7 +754,6 @@ impl Rebuild<'_> {
                 }
                 at = vma.end;
             }
-            let data = &buf[..chunk.len];
             let remote = [RemoteIoVec {
                 base: addr as usize,
                 len: chunk.len,
@@ -1011,6 +1010,19 @@ impl Rebuild<'_> {
         }
         tracing::debug!(pid, tid, "thread created");
         Ok(nt)
+    }
+
+    /// The name of this `Rebuild`'s thread (`PR_SET_NAME` names the calling thread only; the
+    /// main thread's name is the process name, set with the mm fields).
+    fn set_thread_name(&self, th: &Thread) -> Result<(), RestoreError> {
+        let mut name = th.comm.as_bytes().to_vec();
+        name.truncate(15);
+        name.push(0);
+        let addr = self.poke(ARGS, &name)?;
+        self.sc(libc::SYS_prctl, [PR_SET_NAME, addr, 0, 0, 0, 0], || {
+            format!("setting the name of thread {}", th.tid)
+        })?;
+        Ok(())
     }
 
     /// Per-thread state injected into this `Rebuild`'s thread: alternate signal stack, robust

@@ -102,6 +102,7 @@ selfcheck_tests! {
         ("sigmask", "thread 7: signal mask differs at signal 10"),
         ("altstack", "thread 7: alternate signal stack is"),
         ("counter", "lost or repeated"),
+        ("name", "thread 3: its name is \"renamed\""),
     ];
 }
 
