@@ -21,9 +21,7 @@ use crcli_image::process::{
     MADV_BIT_DONTDUMP, MADV_BIT_DONTFORK, MADV_BIT_HUGEPAGE, MADV_BIT_MERGEABLE,
     MADV_BIT_NOHUGEPAGE, MADV_BIT_WIPEONFORK, PROT_WRITE,
 };
-use crcli_image::{
-    Image, PagesId, Process, Thread, UserRegs, Vma, VmaBacking, MAX_CHUNK_LEN, PAGE_SIZE,
-};
+use crcli_image::{Image, PagesId, Process, Thread, UserRegs, Vma, VmaBacking, PAGE_SIZE};
 use crcli_sys::clone3;
 use crcli_sys::process_vm::{self, RemoteIoVec};
 use crcli_sys::ptrace::{self, Tracee, SYSCALL_INT3};
@@ -721,10 +719,10 @@ impl Rebuild<'_> {
         base: u64,
         object_size: Option<u64>,
     ) -> Result<(), RestoreError> {
-        let mut reader = self.image.pages(id)?;
-        let mut buf = vec![0u8; MAX_CHUNK_LEN as usize];
+        // Reading and checking the image runs ahead on a thread of its own.
+        let mut reader = self.image.pages(id)?.read_ahead()?;
         let mut mem: Option<std::fs::File> = None;
-        while let Some(chunk) = reader.next_chunk(&mut buf)? {
+        while let Some((chunk, data)) = reader.next_chunk()? {
             let addr = base + chunk.addr;
             let end = addr + chunk.len as u64;
             if let Some(size) = object_size {
@@ -756,7 +754,6 @@ impl Rebuild<'_> {
                 }
                 at = vma.end;
             }
-            let data = &buf[..chunk.len];
             let remote = [RemoteIoVec {
                 base: addr as usize,
                 len: chunk.len,
