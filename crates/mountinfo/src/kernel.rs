@@ -289,7 +289,8 @@ impl MountTable {
     /// The table of a namespace from every source the kernel offers, merged: listmount +
     /// statmount and, where a process of the namespace is known (`Pid`, `Current`, or found by
     /// scanning /proc for an fd), its mountinfo. Without listmount/statmount (`ENOSYS`) the
-    /// table comes from mountinfo alone.
+    /// table comes from mountinfo alone. When that process is in another namespace than the
+    /// caller, the table's access root is `/proc/PID/root` ([`MountTable::reach`]).
     pub fn of(ns: Namespace<'_>) -> Result<MountTable, Error> {
         let (ns_id, pid) = match ns {
             Namespace::Current => (None, None),
