@@ -191,14 +191,25 @@ impl<'p> Files<'p> {
                 } else {
                     missing.to_string()
                 };
+                // Without BY_FD an anonymous mount is proven by cloning it, which the kernel
+                // allows only from the namespace it was made in.
+                let ns = if self.mounts.other_namespace() {
+                    format!(" in {}", self.mounts.namespaces())
+                } else {
+                    String::new()
+                };
                 format!(
-                    "a file on an unmounted or anonymous mount ({at}) on kernel {}, which lacks {what} (Linux {}) to identify it,",
+                    "a file on an unmounted or anonymous mount ({at}){ns} on kernel {}, which lacks {what} (Linux {}) to identify it,",
                     Features::current().kernel_release(),
                     missing.since()
                 )
             }
             Ok(Resolution::Unmounted { .. }) => format!("a file on an unmounted mount ({at})"),
             Ok(Resolution::Anonymous { .. }) => format!("a file on an anonymous mount ({at})"),
+            Ok(Resolution::Attached { .. }) if self.mounts.other_namespace() => format!(
+                "a file on a mount of crcli's mount namespace or outside the process's root ({at}), not in the {}",
+                self.mounts.namespaces()
+            ),
             Ok(Resolution::Attached { .. }) => format!(
                 "a file on a mount of another mount namespace or outside the process's root ({at})"
             ),

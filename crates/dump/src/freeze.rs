@@ -1,6 +1,6 @@
-//! Freezing one process: checks that it is a single-threaded process, seizes it with ptrace and
-//! stops it (`crate::tree` freezes a whole tree with it, one process at a time). [`Frozen`] resumes it (detaches) when dropped, so every error path
-//! leaves the target running; [`Frozen::kill`] and [`Frozen::resume`] end a successful dump.
+//! Freezing one process: seizes every one of its threads with ptrace and stops them (re-reading `/proc/PID/task` until no new thread
+//! appears). [`Frozen`] resumes them all (detaches) when dropped, so every error path leaves the
+//! target running; [`Frozen::kill`] and [`Frozen::resume`] end a successful dump.
 
 use crcli_sys::ptrace::{PtraceOptions, Tracee, WaitStatus};
 
@@ -8,7 +8,8 @@ use crate::error::DumpError;
 use crate::procfs::Proc;
 
 /// Checks what can be checked before touching the target: it exists, is not crcli itself, is
-/// not a kernel thread, has one thread.
+/// not a kernel thread. (Children are the tree's business: `crate::tree` freezes a whole tree
+/// with [`Frozen::freeze`], one process at a time.)
 pub(crate) fn check_target(proc: &Proc) -> Result<(), DumpError> {
     let pid = proc.pid;
     if pid <= 0 {
@@ -42,65 +43,112 @@ pub(crate) fn check_target(proc: &Proc) -> Result<(), DumpError> {
             reason: "a kernel thread (it has no memory) cannot be dumped".to_owned(),
         });
     }
-    check_shape(proc)
-}
-
-/// Refuses a multi-threaded process. (Children are the tree's business: `crate::tree`.)
-fn check_shape(proc: &Proc) -> Result<(), DumpError> {
-    let pid = proc.pid;
-    let tasks = proc.tasks()?;
-    if tasks.len() != 1 {
-        return Err(DumpError::Unsupported {
-            pid,
-            what: format!("a multi-threaded process ({} threads)", tasks.len()),
-        });
-    }
     Ok(())
 }
 
-/// A seized, stopped target. Dropping it detaches, so the target runs on.
+/// A seized, stopped target: every one of its threads. Dropping it detaches them all, so the
+/// target runs on.
 #[derive(Debug)]
 pub(crate) struct Frozen {
-    tracee: Option<Tracee>,
-    /// The stop the target is in after the freeze (an interrupt stop, or a group-stop if it was
-    /// stopped by a signal already).
+    /// The main thread first, then the others in the order they were seized.
+    threads: Vec<Tracee>,
+    /// The stop the main thread is in after the freeze (an interrupt stop, or a group-stop if
+    /// it was stopped by a signal already).
     pub stop: WaitStatus,
 }
 
+/// How many times the thread list is read again before the freeze gives up on a process that
+/// keeps making threads faster than they can be stopped.
+const MAX_RESCANS: usize = 1000;
+
 impl Frozen {
-    /// Seizes and stops the target, then checks again that it has one thread (one could have
-    /// appeared between [`check_target`] and the seize).
+    /// Seizes and stops the target's main thread, then every other thread, reading
+    /// `/proc/PID/task` again until no new thread appears (a stopped thread makes no new one;
+    /// a thread that exits meanwhile is left out).
     pub fn freeze(proc: &Proc) -> Result<Frozen, DumpError> {
         let pid = proc.pid;
         let tracee = Tracee::seize(pid, PtraceOptions::empty())
             .map_err(DumpError::ptrace(format!("seize pid {pid}")))?;
-        // From here on, dropping `frozen` detaches.
+        // From here on, dropping `frozen` detaches every seized thread.
         let mut frozen = Frozen {
-            tracee: Some(tracee),
+            threads: vec![tracee],
             stop: WaitStatus::Continued,
         };
         frozen.stop = frozen
             .tracee()
             .interrupt_and_wait()
             .map_err(DumpError::ptrace(format!("stop pid {pid}")))?;
-        check_shape(proc)?;
-        Ok(frozen)
+        for _ in 0..MAX_RESCANS {
+            let tasks = proc.tasks()?;
+            let new: Vec<i32> = tasks
+                .into_iter()
+                .filter(|tid| !frozen.threads.iter().any(|t| t.pid() == *tid))
+                .collect();
+            if new.is_empty() {
+                return Ok(frozen);
+            }
+            for tid in new {
+                frozen.seize_thread(pid, tid)?;
+            }
+        }
+        Err(DumpError::Unsupported {
+            pid,
+            what: format!(
+                "a process that keeps creating threads ({} stopped, still more after {MAX_RESCANS} scans)",
+                frozen.threads.len()
+            ),
+        })
     }
 
-    /// The tracee.
+    /// Seizes and stops thread `tid`; a thread that is gone by then is left out.
+    fn seize_thread(&mut self, pid: i32, tid: i32) -> Result<(), DumpError> {
+        let tracee = match Tracee::seize(tid, PtraceOptions::empty()) {
+            Ok(t) => t,
+            // It exited between the scan and the seize.
+            Err(PtraceError::Request {
+                source: rustix::io::Errno::SRCH,
+                ..
+            }) => return Ok(()),
+            Err(e) => {
+                return Err(DumpError::ptrace(format!(
+                    "seize thread {tid} of pid {pid}"
+                ))(e))
+            }
+        };
+        match tracee.interrupt_and_wait() {
+            Ok(_) => {
+                self.threads.push(tracee);
+                Ok(())
+            }
+            // It exited before it stopped: it is gone (and no longer traced).
+            Err(PtraceError::Gone { .. }) => Ok(()),
+            Err(e) => {
+                // Still running: let it go before reporting.
+                let _ = tracee.detach(0);
+                Err(DumpError::ptrace(format!("stop thread {tid} of pid {pid}"))(e))
+            }
+        }
+    }
+
+    /// The main thread's tracee.
     pub fn tracee(&self) -> &Tracee {
-        self.tracee
-            .as_ref()
-            .expect("Frozen holds its tracee until consumed")
+        self.threads
+            .first()
+            .expect("Frozen holds its tracees until consumed")
     }
 
-    /// Kills the target (SIGKILL) and waits until it is gone.
+    /// Every stopped thread, the main thread first.
+    pub fn threads(&self) -> &[Tracee] {
+        &self.threads
+    }
+
+    /// Kills the target (SIGKILL) and waits until every thread is gone.
     pub fn kill(mut self) -> Result<(), PtraceError> {
-        let tracee = self
-            .tracee
-            .take()
-            .expect("Frozen holds its tracee until consumed");
-        let pid = tracee.pid();
+        let threads = std::mem::take(&mut self.threads);
+        let pid = threads
+            .first()
+            .expect("Frozen holds its tracees until consumed")
+            .pid();
         rustix::process::kill_process(
             rustix::process::Pid::from_raw(pid).ok_or(PtraceError::Request {
                 op: "kill",
@@ -114,25 +162,37 @@ impl Frozen {
             pid,
             source,
         })?;
-        // The tracer is told when the tracee dies; reap that notification.
-        loop {
-            match crcli_sys::ptrace::waitpid(pid, false) {
-                Ok(Some(status)) if status.is_gone() => return Ok(()),
-                Ok(_) => continue,
-                // Not our child and already reaped as a tracee: gone.
-                Err(rustix::io::Errno::CHILD) => return Ok(()),
-                Err(source) => return Err(PtraceError::Wait { pid, source }),
-            }
+        // The tracer is told when each traced thread dies; reap those notifications, the
+        // other threads first (the main thread's exit is reported last).
+        for t in threads.iter().rev() {
+            reap(t.pid())?;
         }
+        Ok(())
     }
 
-    /// Detaches: the target runs on where it stopped.
+    /// Detaches every thread: the target runs on where it stopped.
     pub fn resume(mut self) -> Result<(), PtraceError> {
-        let tracee = self
-            .tracee
-            .take()
-            .expect("Frozen holds its tracee until consumed");
-        tracee.detach(0)
+        let threads = std::mem::take(&mut self.threads);
+        let mut first_err = None;
+        for t in threads {
+            if let Err(e) = t.detach(0) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// Waits until traced task `tid` is gone.
+fn reap(tid: i32) -> Result<(), PtraceError> {
+    loop {
+        match crcli_sys::ptrace::waitpid(tid, false) {
+            Ok(Some(status)) if status.is_gone() => return Ok(()),
+            Ok(_) => continue,
+            // Not our child and already reaped as a tracee: gone.
+            Err(rustix::io::Errno::CHILD) => return Ok(()),
+            Err(source) => return Err(PtraceError::Wait { pid: tid, source }),
+        }
     }
 }
 
@@ -140,10 +200,10 @@ use crcli_sys::ptrace::PtraceError;
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        if let Some(tracee) = self.tracee.take() {
-            let pid = tracee.pid();
+        for tracee in std::mem::take(&mut self.threads) {
+            let tid = tracee.pid();
             if let Err(err) = tracee.detach(0) {
-                tracing::warn!("could not resume pid {pid} after a failed dump: {err}");
+                tracing::warn!("could not resume thread {tid} after a failed dump: {err}");
             }
         }
     }

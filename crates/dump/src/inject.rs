@@ -1,6 +1,8 @@
 //! What only the process itself can tell: signal dispositions, `clear_child_tid`, the
 //! alternate signal stack, a few prctl flags and the current program break, asked by syscalls
-//! injected into the stopped target.
+//! injected into the stopped target. The per-thread answers (`clear_child_tid`, the alternate
+//! signal stack) are asked of every thread, by injecting into that thread; the process-wide
+//! ones once, in the main thread.
 //!
 //! A scratch page is mapped in the target for the answers (and as the syscall site), and
 //! unmapped at the end, also on error. The first syscall (the `mmap` of the scratch page) runs at
@@ -35,14 +37,23 @@ pub(crate) struct KSigAction {
     pub mask: u64,
 }
 
+/// What one thread told about itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ThreadAnswers {
+    pub clear_child_tid: u64,
+    /// `stack_t`: ss_sp, ss_flags, ss_size.
+    pub sigaltstack: (u64, u32, u64),
+}
+
 /// What the injected syscalls told.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Injected {
     /// Signals 1 to 64, index 0 for signal 1.
     pub sigactions: Vec<KSigAction>,
-    pub clear_child_tid: u64,
-    /// `stack_t`: ss_sp, ss_flags, ss_size.
-    pub sigaltstack: (u64, u32, u64),
+    /// The main thread's own answers.
+    pub main: ThreadAnswers,
+    /// The other threads' answers, in the order of the `others` given to [`ask`].
+    pub others: Vec<ThreadAnswers>,
     pub dumpable: u32,
     pub securebits: u32,
     pub child_subreaper: bool,
@@ -54,16 +65,30 @@ fn err(pid: i32, what: &str) -> impl FnOnce(crcli_sys::ptrace::PtraceError) -> D
     DumpError::ptrace(format!("{what} in pid {pid} (injected syscall)"))
 }
 
-/// Asks the stopped target what only it can tell. `maps` is its memory layout (to find code to
-/// borrow if it is not stopped in a syscall). Leaves no trace: the scratch page is unmapped and
-/// borrowed code bytes, registers and signal mask are put back, also on error.
-pub(crate) fn ask(tracee: &Tracee, maps: &[MapEntry]) -> Result<Injected, DumpError> {
+/// Asks the stopped target what only it can tell: `tracee` is its main thread, `others` its
+/// other stopped threads. `maps` is its memory layout (to find code to borrow if it is not
+/// stopped in a syscall). The scratch page is mapped once (by the main thread: it is shared by
+/// the whole address space) and each thread is asked in turn. Leaves no trace: the scratch page
+/// is unmapped and borrowed code bytes, registers and signal masks are put back, also on error.
+pub(crate) fn ask(
+    tracee: &Tracee,
+    others: &[Tracee],
+    maps: &[MapEntry],
+) -> Result<Injected, DumpError> {
     let pid = tracee.pid();
     let regs = tracee.get_regs().map_err(DumpError::ptrace(format!(
         "read the registers of pid {pid}"
     )))?;
     let scratch = map_scratch(tracee, &regs, maps)?;
-    let result = ask_at(tracee, scratch);
+    let result = ask_at(tracee, scratch).and_then(|mut injected| {
+        for t in others {
+            t.set_syscall_site(Some(scratch));
+            let answers = ask_thread(pid, t, scratch);
+            t.set_syscall_site(None);
+            injected.others.push(answers?);
+        }
+        Ok(injected)
+    });
     // Always unmap the scratch page; the trap after munmap comes before any fetch from it.
     let unmap = tracee.inject_syscall_checked(libc::SYS_munmap, [scratch, PAGE, 0, 0, 0, 0]);
     tracee.set_syscall_site(None);
@@ -166,15 +191,8 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
         .collect();
 
     // The answers below go after the sigactions.
-    let tid_at = data + (NSIG * KSIGACTION_SIZE) as u64;
-    let ss_at = tid_at + 8;
-    let reaper_at = ss_at + 24;
-    tracee
-        .inject_syscall_checked(libc::SYS_prctl, [PR_GET_TID_ADDRESS, tid_at, 0, 0, 0, 0])
-        .map_err(err(pid, "prctl(PR_GET_TID_ADDRESS)"))?;
-    tracee
-        .inject_syscall_checked(libc::SYS_sigaltstack, [0, ss_at, 0, 0, 0, 0])
-        .map_err(err(pid, "sigaltstack"))?;
+    out.main = ask_thread(pid, tracee, scratch)?;
+    let reaper_at = data + (NSIG * KSIGACTION_SIZE) as u64;
     tracee
         .inject_syscall_checked(
             libc::SYS_prctl,
@@ -191,16 +209,41 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
         .inject_syscall_checked(libc::SYS_brk, [0; 6])
         .map_err(err(pid, "brk(0)"))?;
 
-    let mut buf = [0u8; 8 + 24 + 4];
-    process_vm::read_exact(pid, tid_at as usize, &mut buf).map_err(DumpError::sys(format!(
+    let mut buf = [0u8; 4];
+    process_vm::read_exact(pid, reaper_at as usize, &mut buf).map_err(DumpError::sys(format!(
         "read the injected answers of pid {pid}"
     )))?;
-    out.clear_child_tid = u64::from_ne_bytes(buf[0..8].try_into().expect("8 bytes"));
-    out.sigaltstack = (
-        u64::from_ne_bytes(buf[8..16].try_into().expect("8 bytes")),
-        u32::from_ne_bytes(buf[16..20].try_into().expect("4 bytes")),
-        u64::from_ne_bytes(buf[24..32].try_into().expect("8 bytes")),
-    );
-    out.child_subreaper = u32::from_ne_bytes(buf[32..36].try_into().expect("4 bytes")) != 0;
+    out.child_subreaper = u32::from_ne_bytes(buf) != 0;
     Ok(out)
+}
+
+/// Asks thread `t` of process `pid` (stopped, with the scratch page as its syscall site) its
+/// `clear_child_tid` and alternate signal stack. The answers go after the sigactions' area.
+fn ask_thread(pid: i32, t: &Tracee, scratch: u64) -> Result<ThreadAnswers, DumpError> {
+    let tid = t.pid();
+    let what = |call: &str| {
+        if tid == pid {
+            err(pid, call)
+        } else {
+            err(pid, &format!("{call} of thread {tid}"))
+        }
+    };
+    let tid_at = scratch + DATA_OFFSET + (NSIG * KSIGACTION_SIZE) as u64 + 8;
+    let ss_at = tid_at + 8;
+    t.inject_syscall_checked(libc::SYS_prctl, [PR_GET_TID_ADDRESS, tid_at, 0, 0, 0, 0])
+        .map_err(what("prctl(PR_GET_TID_ADDRESS)"))?;
+    t.inject_syscall_checked(libc::SYS_sigaltstack, [0, ss_at, 0, 0, 0, 0])
+        .map_err(what("sigaltstack"))?;
+    let mut buf = [0u8; 8 + 24];
+    process_vm::read_exact(pid, tid_at as usize, &mut buf).map_err(DumpError::sys(format!(
+        "read the injected answers of thread {tid} of pid {pid}"
+    )))?;
+    Ok(ThreadAnswers {
+        clear_child_tid: u64::from_ne_bytes(buf[0..8].try_into().expect("8 bytes")),
+        sigaltstack: (
+            u64::from_ne_bytes(buf[8..16].try_into().expect("8 bytes")),
+            u32::from_ne_bytes(buf[16..20].try_into().expect("4 bytes")),
+            u64::from_ne_bytes(buf[24..32].try_into().expect("8 bytes")),
+        ),
+    })
 }

@@ -23,10 +23,15 @@
 //!   (see [`memory`](crate#memory)): anonymous private pages present or swapped, pages of private
 //!   file mappings that are no longer the file's, the content of shared anonymous objects.
 //!   Pages are streamed into the image in bounded batches: crcli's memory stays small.
-//! - The thread: general registers (with `fs_base`/`gs_base`), the XSAVE area
-//!   (`NT_X86_XSTATE`; its size and XCR0 are recorded for the restore to check), the signal mask,
-//!   the signals pending for the thread and for the process (raw `siginfo_t`, not consumed), the
-//!   rseq registration, the robust futex list, `clear_child_tid`, the alternate signal stack.
+//! - Every thread (the main thread first; each one seized with `PTRACE_SEIZE` and stopped with
+//!   `PTRACE_INTERRUPT`, `/proc/PID/task` read again until no new thread appears; a thread that
+//!   exits meanwhile is left out): its id, general registers (with `fs_base`/`gs_base`: its
+//!   TLS), the XSAVE area (`NT_X86_XSTATE`; its size and XCR0 are recorded for the restore to
+//!   check), its signal mask, the signals pending for it (raw `siginfo_t`, not consumed), its
+//!   rseq registration, its robust futex list (`get_robust_list(tid)`), and, by syscalls
+//!   injected into that very thread (one after the other, through one scratch page of the
+//!   shared address space), its `clear_child_tid` and alternate signal stack. The signals
+//!   pending for the whole process are recorded once.
 //! - The process: sigactions (by injected `rt_sigaction`), cwd, root, umask, rlimits,
 //!   personality, credentials, dumpable / no_new_privs / child_subreaper / securebits, the mm
 //!   fields of `PR_SET_MM_MAP` (stat fields 26–28 and 45–51, `brk(0)`, auxv, the exe).
@@ -52,12 +57,13 @@
 //! ## Failure
 //!
 //! On any failure the target is resumed untouched (borrowed code bytes, registers and signal
-//! mask are put back, the scratch page is unmapped, ptrace detaches), no image is left (the
+//! masks are put back, the scratch page is unmapped, ptrace detaches from every thread), no
+//! image is left (the
 //! image is written into a temporary directory renamed into place only when complete), and the
 //! error says what failed. What crcli does not support yet (sockets, eventfd, epoll, timerfd,
-//! signalfd, inotify, memfd, System V shared memory, threads, sessions or process groups led
-//! from outside the tree (but the root's own), user / network / cgroup / time namespaces other
-//! than crcli's, an IPC namespace of the tree's own holding System V objects, files on a mount
+//! signalfd, inotify, memfd, System V shared memory, sessions or process groups led from
+//! outside the tree (but the root's own), user / network / cgroup / time namespaces other than
+//! crcli's, an IPC namespace of the tree's own holding System V objects, files on a mount
 //! the kernel cannot identify — an unmounted mount without `STATMOUNT_BY_FD`, Linux 7.0 — …)
 //! fails the dump the same way, with a message naming the pid, the fd and the type. Files on
 //! unmounted and anonymous mounts the kernel identifies are dumped with their mount's rebuild
@@ -125,11 +131,11 @@ pub struct Summary {
 /// must) or be an empty directory (replaced by the image; put back if the dump fails).
 ///
 /// Dumps the tree rooted at `pid`: the process, its children, theirs, and so on, zombies
-/// included. Every process must be single-threaded (anything else is refused before it is
-/// touched). Every member is frozen with `PTRACE_SEIZE` + `PTRACE_INTERRUPT` (the tree is walked
-/// again until it is stable), their state is collected and written, then they are all killed,
-/// or resumed with [`DumpOptions::leave_running`]. On failure every member is resumed untouched
-/// and no image is left behind.
+/// included; each process may have any number of threads. Every thread of every member is
+/// frozen with `PTRACE_SEIZE` + `PTRACE_INTERRUPT` (the tree is walked again until it is
+/// stable), their state is collected and written, then they are all killed, or resumed with
+/// [`DumpOptions::leave_running`]. On failure every member is resumed untouched and no image is
+/// left behind.
 pub fn dump(pid: i32, dir: &Path, options: &DumpOptions) -> Result<Summary, DumpError> {
     let started = Instant::now();
     let proc = procfs::Proc::new(pid);
@@ -282,10 +288,9 @@ fn collect_and_write(
         if i > 0 {
             files.switch_to(proc)?;
         }
-        let tracee = t.members[i].frozen.tracee();
         let mut process = collect_process(
             proc,
-            tracee,
+            &t.members[i].frozen,
             &mut files,
             &mut image,
             &mut next_pages,
@@ -357,7 +362,7 @@ fn collect_and_write(
 /// members), its memory into new page streams of `image` numbered from `next_pages`.
 fn collect_process(
     proc: &procfs::Proc,
-    tracee: &Tracee,
+    frozen: &freeze::Frozen,
     files: &mut files::Files<'_>,
     image: &mut crcli_image::ImageWriter,
     next_pages: &mut u32,
@@ -371,9 +376,18 @@ fn collect_process(
     // What only the process can tell, first: the scratch page it needs is gone before the
     // memory layout is read.
     let maps_before = proc.maps()?;
-    let injected = inject::ask(tracee, &maps_before)?;
-    let thread = collect_thread(proc, tracee, &status, &injected)?;
-    tracing::debug!("pid {pid}: registers, signals and injected queries done");
+    let tracee = frozen.tracee();
+    let others = &frozen.threads()[1..];
+    let injected = inject::ask(tracee, others, &maps_before)?;
+    let mut threads = Vec::with_capacity(1 + others.len());
+    threads.push(collect_thread(proc, tracee, &injected.main)?);
+    for (t, answers) in others.iter().zip(&injected.others) {
+        threads.push(collect_thread(proc, t, answers)?);
+    }
+    tracing::debug!(
+        "pid {pid}: registers, signals and injected queries of {} thread(s) done",
+        threads.len()
+    );
 
     let fds = files.dump_fds(image)?;
     let cwd = files.proc_entry(
@@ -462,7 +476,7 @@ fn collect_process(
         sid: stat.session,
         ns_pid: pid as u32,
         comm,
-        threads: vec![thread],
+        threads,
         shared_pending: PendingSignals {
             mask: status.shd_pnd,
             queued: tracee
@@ -582,26 +596,35 @@ fn xstate_features(xstate: &[u8]) -> u64 {
     }
 }
 
+/// Collects the state of one stopped thread (`tracee`, the main thread or another) of `proc`:
+/// registers, XSAVE area, signal mask, its own pending signals, rseq, robust list, and what
+/// it told by injection (`answers`).
 fn collect_thread(
     proc: &procfs::Proc,
     tracee: &Tracee,
-    status: &procfs::Status,
-    injected: &inject::Injected,
+    answers: &inject::ThreadAnswers,
 ) -> Result<Thread, DumpError> {
-    let pid = proc.pid;
-    let r = tracee.get_regs().map_err(DumpError::ptrace(format!(
-        "read the registers of pid {pid}"
-    )))?;
-    let xstate = tracee.get_xstate().map_err(DumpError::ptrace(format!(
-        "read the FPU state of pid {pid}"
-    )))?;
-    let sigmask = tracee.get_sigmask().map_err(DumpError::ptrace(format!(
-        "read the signal mask of pid {pid}"
-    )))?;
+    let tid = tracee.pid();
+    let who = if tid == proc.pid {
+        format!("pid {tid}")
+    } else {
+        format!("thread {tid} of pid {}", proc.pid)
+    };
+    let task = proc.task(tid);
+    let status = task.status()?;
+    let r = tracee
+        .get_regs()
+        .map_err(DumpError::ptrace(format!("read the registers of {who}")))?;
+    let xstate = tracee
+        .get_xstate()
+        .map_err(DumpError::ptrace(format!("read the FPU state of {who}")))?;
+    let sigmask = tracee
+        .get_sigmask()
+        .map_err(DumpError::ptrace(format!("read the signal mask of {who}")))?;
     let pending = tracee
         .peek_siginfo(SigQueue::Thread)
         .map_err(DumpError::ptrace(format!(
-            "read the signals pending for pid {pid}"
+            "read the signals pending for {who}"
         )))?;
     let rseq = match tracee.get_rseq_configuration() {
         Ok(c) if c.rseq_abi_pointer != 0 => Some(Rseq {
@@ -612,16 +635,16 @@ fn collect_thread(
         Ok(_) => None,
         Err(e) => {
             return Err(DumpError::ptrace(format!(
-                "read the rseq registration of pid {pid}"
+                "read the rseq registration of {who}"
             ))(e))
         }
     };
-    let (head, len) = crcli_sys::task::get_robust_list(pid)
-        .map_err(DumpError::sys(format!("get_robust_list of pid {pid}")))?;
-    let (ss_sp, ss_flags, ss_size) = injected.sigaltstack;
+    let (head, len) = crcli_sys::task::get_robust_list(tid)
+        .map_err(DumpError::sys(format!("get_robust_list of {who}")))?;
+    let (ss_sp, ss_flags, ss_size) = answers.sigaltstack;
     Ok(Thread {
-        tid: pid as u32,
-        comm: os_bytes("comm", &proc.comm()?)?,
+        tid: tid as u32,
+        comm: os_bytes("comm", &task.comm()?)?,
         regs: UserRegs {
             r15: r.r15,
             r14: r.r14,
@@ -668,7 +691,7 @@ fn collect_thread(
         },
         rseq,
         robust_list: RobustList { head, len },
-        clear_child_tid: injected.clear_child_tid,
+        clear_child_tid: answers.clear_child_tid,
         tls: Vec::new(),
     })
 }

@@ -23,6 +23,7 @@ use std::io::IoSliceMut;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc;
 
+use crcli_image::pages::RunChecksums;
 use crcli_image::process::{
     MADV_BIT_DONTDUMP, MADV_BIT_DONTFORK, MADV_BIT_HUGEPAGE, MADV_BIT_MERGEABLE,
     MADV_BIT_NOHUGEPAGE, MADV_BIT_WIPEONFORK, PROT_EXEC, PROT_READ, PROT_WRITE,
@@ -276,9 +277,11 @@ pub(crate) struct PageCount {
 
 /// Reads the selected pages of the private ranges and streams them into `out`.
 ///
-/// Two threads overlap the work: a reader (pagemap, process_vm_readv) fills batches of at most
-/// [`BATCH_BYTES`], the caller's thread writes them into the image; [`BUFFERS`] batch buffers
-/// circulate between them, so crcli holds at most `BUFFERS * BATCH_BYTES` of page data.
+/// Two threads overlap the work: a reader (pagemap, process_vm_readv, and the checksums of
+/// what it read, while the pages are still in its cache) fills batches of at most
+/// [`BATCH_BYTES`], the caller's thread writes them into the image, one write per run;
+/// [`BUFFERS`] batches circulate between them, so crcli holds at most
+/// `BUFFERS * BATCH_BYTES` of page data.
 pub(crate) fn dump_private(
     proc: &Proc,
     ranges: &[PrivateRange],
@@ -294,11 +297,9 @@ pub(crate) fn dump_private(
     let zero_pfn = crcli_sys::task::zero_page_pfn();
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, DumpError>>(BUFFERS);
-        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+        let (free_tx, free_rx) = mpsc::sync_channel::<Batch>(BUFFERS);
         for _ in 0..BUFFERS {
-            free_tx
-                .send(vec![0u8; BATCH_BYTES])
-                .expect("the channel has room");
+            free_tx.send(Batch::new()).expect("the channel has room");
         }
         scope.spawn(move || {
             if let Err(e) = read_batches(pid, &pagemap, ranges, zero_pfn, &free_rx, &full_tx) {
@@ -312,10 +313,12 @@ pub(crate) fn dump_private(
             // What process_vm_readv could not read, through /proc/PID/mem, from this thread:
             // kernels built with PROC_MEM_FORCE_PTRACE let only the tracer (the thread that
             // seized the target) read mappings without read permission there.
-            batch.complete(pid, &mem)?;
+            if batch.complete(pid, &mem)? {
+                batch.checksum();
+            }
             let mut off = 0usize;
-            for &(base, len) in &batch.runs {
-                out.add(base, &batch.buf[off..off + len])
+            for (&(base, len), sums) in batch.runs.iter().zip(&batch.sums) {
+                out.add_checksummed(base, &batch.buf[off..off + len], sums)
                     .map_err(|source| DumpError::Image {
                         op: format!("pages at {base:#x}"),
                         source,
@@ -324,15 +327,15 @@ pub(crate) fn dump_private(
                 count.pages += (len as u64) / PAGE;
                 count.bytes += len as u64;
             }
-            // The reader may have finished: then the buffer is simply dropped.
-            let _ = free_tx.send(batch.buf);
+            // The reader may have finished: then the batch is simply dropped.
+            let _ = free_tx.send(batch.reset());
         }
         // Returning drops both channel ends, which stops the reader if it is still running.
         Ok(count)
     })
 }
 
-/// Batch buffers in circulation between the reader and the writer.
+/// Batches in circulation between the reader and the writer.
 const BUFFERS: usize = 3;
 
 /// The reader thread of [`dump_private`]: walks the pagemap, fills batches, sends them.
@@ -341,18 +344,12 @@ fn read_batches(
     pagemap: &File,
     ranges: &[PrivateRange],
     zero_pfn: Option<u64>,
-    free: &mpsc::Receiver<Vec<u8>>,
+    free: &mpsc::Receiver<Batch>,
     full: &mpsc::SyncSender<Result<Batch, DumpError>>,
 ) -> Result<(), DumpError> {
-    let Ok(buf) = free.recv() else { return Ok(()) };
-    let mut batch = Batch {
-        buf,
-        runs: Vec::with_capacity(IOV_MAX),
-        fill: 0,
-        got: 0,
-        sealed: false,
+    let Ok(mut batch) = free.recv() else {
+        return Ok(());
     };
-    let mut entries = vec![0u64; PAGEMAP_WINDOW];
     let mut raw = vec![0u8; PAGEMAP_WINDOW * 8];
     for r in ranges {
         let mut addr = r.start;
@@ -364,10 +361,8 @@ fn read_batches(
                 .map_err(DumpError::io(format!(
                     "read /proc/{pid}/pagemap at {addr:#x}"
                 )))?;
-            for (e, c) in entries[..n].iter_mut().zip(bytes.chunks_exact(8)) {
-                *e = u64::from_ne_bytes(c.try_into().expect("8 bytes"));
-            }
-            for (i, &e) in entries[..n].iter().enumerate() {
+            for (i, c) in bytes.chunks_exact(8).enumerate() {
+                let e = u64::from_ne_bytes(c.try_into().expect("8 bytes"));
                 let keep = match r.filter {
                     Filter::Anon => {
                         e & PM_SWAP != 0 || (e & PM_PRESENT != 0 && Some(e & PM_PFN) != zero_pfn)
@@ -378,17 +373,10 @@ fn read_batches(
                 };
                 if keep && !batch.push(addr + i as u64 * PAGE) {
                     batch.read(pid)?;
-                    let Ok(buf) = free.recv() else { return Ok(()) };
-                    let done = std::mem::replace(
-                        &mut batch,
-                        Batch {
-                            buf,
-                            runs: Vec::with_capacity(IOV_MAX),
-                            fill: 0,
-                            got: 0,
-                            sealed: false,
-                        },
-                    );
+                    let Ok(next) = free.recv() else {
+                        return Ok(());
+                    };
+                    let done = std::mem::replace(&mut batch, next);
                     if full.send(Ok(done)).is_err() {
                         return Ok(());
                     }
@@ -415,6 +403,9 @@ struct Batch {
     buf: Vec<u8>,
     /// (address, length) of each run, in address order.
     runs: Vec<(u64, usize)>,
+    /// The checksums of each run (valid once [`Batch::read`] read everything, or after
+    /// [`Batch::complete`] and [`Batch::checksum`]).
+    sums: Vec<RunChecksums>,
     fill: usize,
     /// Bytes process_vm_readv filled (the rest is read by [`Batch::complete`]).
     got: usize,
@@ -423,6 +414,26 @@ struct Batch {
 }
 
 impl Batch {
+    fn new() -> Self {
+        Batch {
+            buf: vec![0u8; BATCH_BYTES],
+            runs: Vec::with_capacity(IOV_MAX),
+            sums: Vec::new(),
+            fill: 0,
+            got: 0,
+            sealed: false,
+        }
+    }
+
+    /// Empties the batch for reuse (keeping its allocations).
+    fn reset(mut self) -> Self {
+        self.runs.clear();
+        self.fill = 0;
+        self.got = 0;
+        self.sealed = false;
+        self
+    }
+
     /// Adds a page; false if the batch is full (no room in the buffer or no iovec left).
     fn push(&mut self, addr: u64) -> bool {
         if self.fill + PAGE as usize > self.buf.len() {
@@ -445,7 +456,8 @@ impl Batch {
     }
 
     /// Reads the runs from the target into the buffer with process_vm_readv, as far as it can
-    /// (it stops at the first page it cannot read); [`Batch::complete`] reads the rest.
+    /// (it stops at the first page it cannot read); [`Batch::complete`] reads the rest. If it
+    /// read everything, computes the checksums too.
     fn read(&mut self, pid: i32) -> Result<(), DumpError> {
         let remote: Vec<RemoteIoVec> = self
             .runs
@@ -470,29 +482,46 @@ impl Batch {
             }
         };
         self.got = got;
+        if got == self.fill {
+            self.checksum();
+        }
         Ok(())
     }
 
-    /// Reads what [`Batch::read`] could not through `/proc/PID/mem` (which can read mappings
-    /// without read permission). Call it from the tracing thread.
-    fn complete(&mut self, pid: i32, mem: &File) -> Result<(), DumpError> {
-        let got = self.got;
-        if got < self.fill {
-            let mut off = 0usize;
-            for &(base, len) in &self.runs {
-                let run_end = off + len;
-                if run_end > got {
-                    let skip = got.saturating_sub(off);
-                    let at = base + skip as u64;
-                    mem.read_exact_at(&mut self.buf[off + skip..run_end], at)
-                        .map_err(DumpError::io(format!(
-                            "read memory at {at:#x} of pid {pid} through /proc/{pid}/mem"
-                        )))?;
-                }
-                off = run_end;
-            }
+    /// Computes the checksums of every run.
+    fn checksum(&mut self) {
+        self.sums
+            .resize_with(self.runs.len(), RunChecksums::default);
+        let mut off = 0usize;
+        for (s, &(_, len)) in self.sums.iter_mut().zip(&self.runs) {
+            s.compute(&self.buf[off..off + len]);
+            off += len;
         }
-        Ok(())
+    }
+
+    /// Reads what [`Batch::read`] could not through `/proc/PID/mem` (which can read mappings
+    /// without read permission). Call it from the tracing thread. True if it read anything
+    /// (the checksums must then be computed).
+    fn complete(&mut self, pid: i32, mem: &File) -> Result<bool, DumpError> {
+        let got = self.got;
+        if got >= self.fill {
+            return Ok(false);
+        }
+        let mut off = 0usize;
+        for &(base, len) in &self.runs {
+            let run_end = off + len;
+            if run_end > got {
+                let skip = got.saturating_sub(off);
+                let at = base + skip as u64;
+                mem.read_exact_at(&mut self.buf[off + skip..run_end], at)
+                    .map_err(DumpError::io(format!(
+                        "read memory at {at:#x} of pid {pid} through /proc/{pid}/mem"
+                    )))?;
+            }
+            off = run_end;
+        }
+        self.got = self.fill;
+        Ok(true)
     }
 }
 

@@ -1,8 +1,12 @@
 //! Tying files to mounts: the target's mount table (crcli-mountinfo, listmount + statmount +
 //! mountinfo merged) and the image's mount entries for the mounts its files live on.
 //!
-//! Attached mounts come from the target's namespace, or crcli's own when the target entered a
-//! namespace of its own but still holds fds from crcli's. A file whose mount is in no table is
+//! Attached mounts come from the target's namespace (`MountTable::of(Namespace::Pid)`: listmount
+//! by namespace id + the target's mountinfo, mount points relative to the target's root), so a
+//! target in a mount namespace of its own is dumped from crcli's namespace as well as from
+//! inside its own. When the two differ, crcli's own table is read too, for files the target
+//! opened before it entered its namespace: they are recorded with crcli's mount point and
+//! reopened at that path where the restore runs. A file whose mount is in no table is
 //! resolved with `crcli_mountinfo::resolve_fd` on crcli's own duplicate of the fd: an unmounted
 //! mount (statmount `STATMOUNT_BY_FD`, Linux 7.0) or an anonymous one (`ENOENT` from it, or the
 //! clone rule on older kernels) gets an entry with its kind, root, attributes and rebuild plan;
@@ -39,6 +43,9 @@ pub(crate) struct Mounts {
     /// process that entered a new mount namespace may still hold fds on mounts of the old one.
     own: Option<Option<MountTable>>,
     same_namespace: bool,
+    /// The id of the target's mount namespace and of crcli's (`NS_GET_MNTNS_ID`), for messages.
+    target_ns: Option<u64>,
+    own_ns: Option<u64>,
     entries: Vec<MountEntry>,
     by_old_id: HashMap<u32, MountId>,
     /// Unmounted and anonymous mounts made so far, by unique mount id.
@@ -64,10 +71,17 @@ impl Mounts {
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
         };
         let same_namespace = ns_of(&format!("/proc/{pid}/ns/mnt")) == ns_of("/proc/self/ns/mnt");
+        let ns_id = |p: Option<i32>| {
+            crcli_mountinfo::kernel::open_namespace(p)
+                .ok()
+                .and_then(|fd| crcli_mountinfo::kernel::namespace_id(&fd).ok())
+        };
         Ok(Mounts {
             table,
             own: None,
             same_namespace,
+            target_ns: ns_id(Some(pid)),
+            own_ns: ns_id(None),
             entries: Vec::new(),
             by_old_id: HashMap::new(),
             by_unique_id: HashMap::new(),
@@ -92,6 +106,22 @@ impl Mounts {
         out
     }
 
+    /// Whether the target lives in a mount namespace other than crcli's.
+    pub fn other_namespace(&self) -> bool {
+        !self.same_namespace
+    }
+
+    /// Names the target's mount namespace and crcli's, for messages: "mount namespace 5 of the
+    /// process (crcli runs in 3)".
+    pub fn namespaces(&self) -> String {
+        let id = |n: Option<u64>| n.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        format!(
+            "mount namespace {} of the process (crcli runs in {})",
+            id(self.target_ns),
+            id(self.own_ns)
+        )
+    }
+
     /// The mount entries made so far, in id order.
     pub fn entries(&self) -> &[MountEntry] {
         &self.entries
@@ -113,13 +143,17 @@ impl Mounts {
         if self.own.is_none() && !self.same_namespace && self.table.by_old_id(old_id).is_none() {
             self.own = Some(MountTable::of(Namespace::Current).ok());
         }
-        let found = self.table.by_old_id(old_id).or_else(|| {
+        let in_own = || {
             self.own
                 .as_ref()
                 .and_then(|t| t.as_ref())
                 .and_then(|t| t.by_old_id(old_id))
-        });
-        let Some(mount) = found else {
+        };
+        // A mount of crcli's namespace that the target's lacks: the target entered a namespace
+        // of its own and kept an fd opened before. It is recorded with crcli's mount point and
+        // reopened at that path where the restore runs (the same file when that namespace is a
+        // copy of crcli's, on that namespace's mount).
+        let Some(mount) = self.table.by_old_id(old_id).or_else(in_own) else {
             return self.locate_detached(fd, path, fd_no);
         };
         let Some(rel) = relative_to(path, mount.mount_point.as_os_str().as_bytes()) else {
@@ -190,7 +224,16 @@ impl Mounts {
                 });
             }
         }
-        if let Some((_, _, root)) = self.lost.iter().find(|(m, _, _)| *m == id) {
+        // A file unlinked while open is not in the tree: its content goes with its file entry
+        // (files.rs), and the restore recreates and unlinks it through the mount fd.
+        let unlinked = rustix::fs::fstat(fd).is_ok_and(|st| st.st_nlink == 0)
+            && rustix::fs::fcntl_getfl(fd).is_ok_and(|f| !f.contains(rustix::fs::OFlags::PATH));
+        if let Some((_, _, root)) = self
+            .lost
+            .iter()
+            .find(|(m, _, _)| *m == id)
+            .filter(|_| !unlinked)
+        {
             let in_fs = if rel_bytes.is_empty() {
                 root.clone()
             } else {

@@ -118,13 +118,22 @@ impl Proc {
         }
     }
 
+    /// The files of thread `tid` of this process (`/proc/PID/task/TID`); what this reads
+    /// (status, comm, stat) is then the thread's own.
+    pub fn task(&self, tid: i32) -> Proc {
+        Proc {
+            pid: self.pid,
+            dir: self.dir.join(format!("task/{tid}")),
+        }
+    }
+
     /// The path of a file under `/proc/PID`.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     fn what(&self, name: &str) -> String {
-        format!("/proc/{}/{}", self.pid, name)
+        format!("{}/{}", self.dir.display(), name)
     }
 
     /// Reads a whole file under `/proc/PID`.

@@ -407,18 +407,115 @@ fn eventfd_is_refused() {
     assert_refused_untouched(&t, err, "eventfd");
 }
 
+/// The thread ids of `pid` (`/proc/PID/task`), sorted.
+fn tasks(pid: i32) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("list tasks")
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// A field of `/proc/PID/task/TID/status`.
+fn task_status(pid: i32, tid: u32, key: &str) -> String {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).expect("task status");
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .map(|v| v.trim_start_matches(':').trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {key} in task status"))
+}
+
 #[test]
-fn two_threads_are_refused() {
+fn two_threads_are_dumped_each_with_its_own_state() {
     let t = Target::spawn("thread");
-    let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
+    let tids = tasks(t.pid);
+    assert_eq!(tids.len(), 2, "the target runs a second thread");
+    let code_before = t.code_bytes();
+    let dir = image_dir(&t);
+    dump(
+        t.pid,
+        &dir,
+        &DumpOptions {
+            leave_running: true,
+        },
+    )
+    .expect("dump of a two-thread process");
+    // Both threads run on, untraced, and nothing of the dump is left in the code.
+    t.assert_counting();
+    for &tid in &tids {
+        assert_eq!(task_status(t.pid, tid, "TracerPid"), "0", "thread {tid}");
+    }
+    assert_eq!(t.code_bytes(), code_before);
+
+    let image = Image::open(&dir).expect("open image");
+    let p = image.process(t.pid as u32).expect("process entry");
+    let mut image_tids: Vec<u32> = p.threads.iter().map(|th| th.tid).collect();
     assert_eq!(
-        err.to_string(),
-        format!(
-            "pid {}: a multi-threaded process (2 threads) is not supported",
-            t.pid
-        )
+        p.threads[0].tid, t.pid as u32,
+        "the main thread comes first"
     );
-    assert_refused_untouched(&t, err, "multi-threaded");
+    image_tids.sort_unstable();
+    assert_eq!(image_tids, tids);
+    let (main, other) = (&p.threads[0], &p.threads[1]);
+    // Each thread's own state: TLS base, stack, rseq area, robust list, tid address.
+    assert_ne!(main.regs.fs_base, other.regs.fs_base);
+    assert_ne!(
+        main.regs.rsp >> 20,
+        other.regs.rsp >> 20,
+        "different stacks"
+    );
+    for th in &p.threads {
+        let rseq = th.rseq.expect("glibc registers rseq in every thread");
+        // glibc keeps each thread's rseq area in its thread control block, next to fs_base.
+        assert!(
+            th.regs.fs_base.abs_diff(rseq.ptr) < 0x1_0000,
+            "thread {}: rseq at {:#x}, fs_base {:#x}",
+            th.tid,
+            rseq.ptr,
+            th.regs.fs_base
+        );
+        assert_ne!(th.robust_list.head, 0, "thread {}", th.tid);
+        assert_ne!(th.clear_child_tid, 0, "thread {}", th.tid);
+        assert_eq!(th.xstate.data.len(), main.xstate.data.len());
+    }
+    assert_ne!(main.rseq.unwrap().ptr, other.rseq.unwrap().ptr);
+    assert_ne!(main.robust_list.head, other.robust_list.head);
+    assert_ne!(main.clear_child_tid, other.clear_child_tid);
+    // The second thread sits in pause(); its mask is its own (SIGUSR2 was blocked by the main
+    // thread after it was created).
+    let usr2_bit = 1u64 << (libc::SIGUSR2 - 1);
+    assert_ne!(main.sigmask & usr2_bit, 0);
+    assert_eq!(
+        other.sigmask & usr2_bit,
+        0,
+        "the second thread blocks nothing"
+    );
+    assert_eq!(other.regs.orig_rax, libc::SYS_pause as u64, "in pause()");
+    assert!(other.pending.queued.is_empty());
+}
+
+#[test]
+fn a_refused_two_thread_process_runs_on_with_every_thread_untraced() {
+    let t = Target::spawn("thread+socket");
+    let tids = tasks(t.pid);
+    assert_eq!(tids.len(), 2);
+    let code = t.code_bytes();
+    let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
+    assert_refused_untouched(&t, err, "socket is not supported");
+    assert_eq!(t.code_bytes(), code);
+    for &tid in &tids {
+        assert_eq!(task_status(t.pid, tid, "TracerPid"), "0", "thread {tid}");
+        let state = task_status(t.pid, tid, "State");
+        assert!(
+            state.starts_with('S') || state.starts_with('R'),
+            "thread {tid} is {state}"
+        );
+    }
 }
 
 #[test]

@@ -18,6 +18,10 @@
  *                               all on mounts of its namespace (fds opened by the test before would
  *                               sit on the test's mounts, which the namespace's mount table lacks).
  *                               Every other fd is closed (close_range) before the exec.
+ *   scenario-ns enter-new PID LOG CMD [ARG...]
+ *                               as enter, then unshare(CLONE_NEWNS) and make / recursively private:
+ *                               CMD runs in a fresh copy of PID's namespace (a restore "run inside
+ *                               unshare -m"); the copy dies with the last process in it.
  *
  * Exit status 2 with a message on stderr on any error. */
 #define _GNU_SOURCE
@@ -74,7 +78,7 @@ static void reopen_stdio(const char *log)
 		close(out);
 }
 
-static int enter(const char *pid, const char *log, char **argv)
+static int enter(const char *pid, const char *log, int fresh, char **argv)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%s/ns/mnt", pid);
@@ -84,6 +88,12 @@ static int enter(const char *pid, const char *log, char **argv)
 	if (setns(ns, CLONE_NEWNS) != 0)
 		die("setns(CLONE_NEWNS)");
 	close(ns);
+	if (fresh) {
+		if (unshare(CLONE_NEWNS) != 0)
+			die("unshare(CLONE_NEWNS)");
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+			die("making / recursively private");
+	}
 	if (strcmp(log, "-") != 0)
 		reopen_stdio(log);
 	/* Nothing else leaks in from the test's environment. */
@@ -99,7 +109,9 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "hold") == 0)
 		hold(argv[2]);
 	if (argc >= 5 && strcmp(argv[1], "enter") == 0)
-		return enter(argv[2], argv[3], argv + 4);
-	fprintf(stderr, "usage: scenario-ns hold DIR | scenario-ns enter PID LOG|- CMD [ARG...]\n");
+		return enter(argv[2], argv[3], 0, argv + 4);
+	if (argc >= 5 && strcmp(argv[1], "enter-new") == 0)
+		return enter(argv[2], argv[3], 1, argv + 4);
+	fprintf(stderr, "usage: scenario-ns hold DIR | scenario-ns enter|enter-new PID LOG|- CMD [ARG...]\n");
 	return 2;
 }

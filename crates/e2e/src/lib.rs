@@ -205,6 +205,79 @@ atomic("result", "PASS\n" if why is None else "FAIL: %s\n" % why)
 sys.exit(0 if why is None else 1)
 "#;
 
+/// The python3 threads program: 4 `threading` threads, two counting under a `Lock` into a shared
+/// counter and their own counts, two waiting on a `Condition` the main thread notifies every
+/// 10 ms; each records its `threading.get_native_id()` and a thread-local value. After `go` it
+/// requires progress of every thread in 300 ms, then each thread checks its native id and its
+/// thread-local value, and the main thread checks the shared counter equals the sum of the
+/// counts (nothing lost).
+pub const PYTHON_THREADS_SCRIPT: &str = r#"
+import os, sys, threading, time
+d = sys.argv[1]
+def atomic(name, text):
+    with open(os.path.join(d, name + ".tmp"), "w") as f:
+        f.write(text)
+    os.replace(os.path.join(d, name + ".tmp"), os.path.join(d, name))
+lock = threading.Lock()
+cond = threading.Condition(lock)
+local = threading.local()
+state = {"shared": 0, "gen": 0, "stop": False}
+counts = [0] * 4
+tids = [0] * 4
+fails = []
+def worker(i):
+    local.value = "thread-%d" % i
+    tids[i] = threading.get_native_id()
+    seen = 0
+    while True:
+        with lock:
+            if state["stop"]:
+                break
+            if i < 2:
+                state["shared"] += 1
+                counts[i] += 1
+            else:
+                while state["gen"] == seen and not state["stop"]:
+                    cond.wait()
+                seen = state["gen"]
+                counts[i] += 1
+        if i < 2:
+            time.sleep(0.001)
+    if threading.get_native_id() != tids[i]:
+        fails.append("thread %d: native id %d, was %d" % (i, threading.get_native_id(), tids[i]))
+    if local.value != "thread-%d" % i:
+        fails.append("thread %d: thread-local value %r" % (i, local.value))
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+for t in threads:
+    t.start()
+while 0 in tids:
+    time.sleep(0.001)
+atomic("ready", "%d\n" % os.getpid())
+def tick():
+    with lock:
+        state["gen"] += 1
+        cond.notify_all()
+    time.sleep(0.01)
+while not os.path.exists(os.path.join(d, "go")):
+    tick()
+with lock:
+    before = list(counts)
+for _ in range(30):
+    tick()
+with lock:
+    for i in range(4):
+        if counts[i] <= before[i]:
+            fails.append("thread %d made no progress after go" % i)
+    state["stop"] = True
+    cond.notify_all()
+for t in threads:
+    t.join()
+if state["shared"] != counts[0] + counts[1]:
+    fails.append("shared counter %d, the counters counted %d" % (state["shared"], counts[0] + counts[1]))
+atomic("result", "PASS\n" if not fails else "FAIL: %s\n" % fails[0])
+sys.exit(0 if not fails else 1)
+"#;
+
 impl Prog {
     /// A C test program from `progs/` (`counter`, `heap`, `signals`, `fpu`, `sleeper`, `pipe`,
     /// `deleted`). The `pipe` program is triggered through its FIFO, the others by the go file.
@@ -261,6 +334,17 @@ impl Prog {
             trigger: Trigger::GoFile,
             make_fifo: false,
         })
+    }
+
+    /// The python3 threads program ([`PYTHON_THREADS_SCRIPT`]); `None` without python3.
+    pub fn python3_threads() -> Option<Prog> {
+        let mut prog = Prog::python3()?;
+        prog.name = "python3-threads".into();
+        prog.before_dir = ["-c", PYTHON_THREADS_SCRIPT]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        Some(prog)
     }
 
     /// Appends an argument after the work directory (e.g. the heap size in MiB).

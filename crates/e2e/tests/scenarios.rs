@@ -45,11 +45,30 @@ use crcli_e2e::{
 };
 use crcli_sys::features::{Feature, Features};
 
-/// The flavours of SCENARIOS.md.
+/// The flavours of SCENARIOS.md, and two of crcli's own for mount namespaces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flavour {
     /// The program shares crcli's mount and PID namespaces, which outlive it.
     Host,
+    /// The program lives in a mount namespace of its own (kept alive by a second process),
+    /// where its mounts exist only; crcli dumps it from the test's (the machine's) namespace
+    /// and restores it entered into the program's (`nsenter -m` style).
+    OwnMntns,
+    /// Dumped as in `Host`; restored by a crcli run in a fresh copy of the namespace
+    /// (`unshare -m`): the rebuilt mounts need no mountpoint, so the restore must work there,
+    /// and the restored program lives in that copy.
+    FreshMntns,
+}
+
+/// How a command is run with respect to the scenario's namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Where {
+    /// Entered into it (`scenario-ns enter`).
+    Inside,
+    /// In a fresh copy of it (`scenario-ns enter-new`).
+    FreshCopy,
+    /// In the test's own namespace.
+    Outside,
 }
 
 /// One scenario's declaration (zdtm's `.desc`).
@@ -110,7 +129,8 @@ const ANONYMOUS_ATTR: &[Feature] = &[
     Feature::PidfdGetfd,
 ];
 const REFUSAL: Option<&str> = Some("Linux 7.0");
-const HOST: &[Flavour] = &[Flavour::Host];
+const HOST: &[Flavour] = &[Flavour::Host, Flavour::OwnMntns];
+const HOST_FRESH: &[Flavour] = &[Flavour::Host, Flavour::OwnMntns, Flavour::FreshMntns];
 
 /// The declaration table.
 static SCENARIOS: [Scenario; 10] = [
@@ -133,7 +153,7 @@ static SCENARIOS: [Scenario; 10] = [
         number: 2,
         name: "unmounted bind",
         needs: MOUNT_AWARE,
-        flavours: HOST,
+        flavours: HOST_FRESH,
         dump_must_fail_on_6_18: REFUSAL,
         plan: "bind of a live mount: clone the live tmpfs (open_tree), openat through the clone, close it",
         switches: &[
@@ -149,7 +169,7 @@ static SCENARIOS: [Scenario; 10] = [
         number: 3,
         name: "unmounted whole filesystem",
         needs: MOUNT_AWARE_ATTR,
-        flavours: HOST,
+        flavours: HOST_FRESH,
         dump_must_fail_on_6_18: REFUSAL,
         plan: "lost superblock: dump the reachable file (data, holes, mode, owner, mtime, xattrs); restore into a fresh tmpfs (fsmount), close its mount fd",
         switches: &[
@@ -207,7 +227,7 @@ static SCENARIOS: [Scenario; 10] = [
         number: 7,
         name: "anonymous clone",
         needs: ANONYMOUS,
-        flavours: HOST,
+        flavours: HOST_FRESH,
         dump_must_fail_on_6_18: None,
         plan: "anonymous bind of a live mount (inferred): clone, openat, keep the mount fd at its number",
         switches: &[
@@ -316,11 +336,23 @@ impl Ns {
     /// A command that runs `program` inside the namespace; with `log`, its stdin is /dev/null
     /// and its stdout and stderr go to `log`, all opened inside the namespace.
     fn command(&self, log: Option<&Path>, program: &Path) -> Command {
+        self.command_at(Where::Inside, log, program)
+    }
+
+    /// [`Ns::command`] run where `at` says (`Outside`: `program` itself, `log` unused).
+    fn command_at(&self, at: Where, log: Option<&Path>, program: &Path) -> Command {
+        if at == Where::Outside {
+            return Command::new(program);
+        }
         let mut c = Command::new(prog("scenario-ns"));
-        c.arg("enter")
-            .arg(self.holder.pid().to_string())
-            .arg(log.map_or(OsStr::new("-"), Path::as_os_str))
-            .arg(program);
+        c.arg(if at == Where::FreshCopy {
+            "enter-new"
+        } else {
+            "enter"
+        })
+        .arg(self.holder.pid().to_string())
+        .arg(log.map_or(OsStr::new("-"), Path::as_os_str))
+        .arg(program);
         c
     }
 
@@ -368,8 +400,24 @@ fn spawn_scenario(ns: &Ns, wd: &Workdir, program: &str, number: u32) -> Result<T
 /// Runs `crcli ARGS` inside the namespace (output into `crcli.out` / `crcli.err`), with the
 /// usual timeout.
 fn crcli_in(ns: &Ns, wd: &Workdir, crcli: &Crcli, args: &[&OsStr]) -> Result<CrcliRun, E2eError> {
+    crcli_at(Where::Inside, ns, wd, crcli, args)
+}
+
+/// [`crcli_in`] run where `at` says.
+fn crcli_at(
+    at: Where,
+    ns: &Ns,
+    wd: &Workdir,
+    crcli: &Crcli,
+    args: &[&OsStr],
+) -> Result<CrcliRun, E2eError> {
+    let place = match at {
+        Where::Inside => "in the scenario's mount namespace",
+        Where::FreshCopy => "in a fresh copy of the scenario's mount namespace",
+        Where::Outside => "in the test's own mount namespace",
+    };
     let command = format!(
-        "(in the test's mount namespace) {} {}",
+        "({place}) {} {}",
         crcli.bin().display(),
         args.iter()
             .map(|a| a.to_string_lossy())
@@ -380,7 +428,7 @@ fn crcli_in(ns: &Ns, wd: &Workdir, crcli: &Crcli, args: &[&OsStr]) -> Result<Crc
     let err = File::create(wd.file("crcli.err")).map_err(io("creating crcli.err".into()))?;
     let start = Instant::now();
     let child = ns
-        .command(None, crcli.bin())
+        .command_at(at, None, crcli.bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(out)
@@ -475,10 +523,26 @@ fn expect_pass(wd: &Workdir, p: &mut dyn Process, what: &str) -> Result<(), E2eE
     }
 }
 
-/// The kernel features of `sc.needs` this kernel lacks.
-fn missing(sc: &Scenario) -> Vec<Feature> {
+/// What the kernel must have for `sc` in `flavour`: `sc.needs`, and for a program in a mount
+/// namespace other than crcli's also `STATMOUNT_BY_FD` for the anonymous clone (7): without it
+/// an anonymous mount is proven by cloning it, which the kernel allows for a clone
+/// (`open_tree`) only from the namespace it was cloned from; an `fsmount()` mount (8) belongs
+/// to no namespace and can be cloned from anywhere.
+fn needs(sc: &Scenario, flavour: Flavour) -> Vec<Feature> {
+    let mut out = sc.needs.to_vec();
+    if flavour == Flavour::OwnMntns && sc.number == 7 {
+        out.push(Feature::StatmountByFd);
+    }
+    out
+}
+
+/// The kernel features `sc` needs in `flavour` that this kernel lacks.
+fn missing(sc: &Scenario, flavour: Flavour) -> Vec<Feature> {
     let f = Features::current();
-    sc.needs.iter().copied().filter(|n| !f.has(*n)).collect()
+    needs(sc, flavour)
+        .into_iter()
+        .filter(|n| !f.has(*n))
+        .collect()
 }
 
 /// The CRCLI_VM rule: `Ok(true)` when the test can run; prints SKIPPED and gives `Ok(false)`
@@ -489,7 +553,7 @@ fn can_run(test: &str, sc: &Scenario, flavour: Flavour) -> Result<bool, E2eError
         "scenario {} does not declare the {flavour:?} flavour",
         sc.number
     );
-    let missing = missing(sc);
+    let missing = missing(sc, flavour);
     if missing.is_empty() {
         return Ok(true);
     }
@@ -599,10 +663,20 @@ fn selfcheck(program: &str, number: u32) -> Result<(), E2eError> {
 
 /// Dump, kill, restore, go: the restored program passes and nothing is left behind.
 fn roundtrip(test: &str, program: &str, number: u32) -> Result<(), E2eError> {
+    roundtrip_in(test, program, number, Flavour::Host)
+}
+
+/// [`roundtrip`] in `flavour`: where crcli dump and crcli restore run (see [`Flavour`]).
+fn roundtrip_in(test: &str, program: &str, number: u32, flavour: Flavour) -> Result<(), E2eError> {
     let sc = scenario(number);
-    if !can_run(test, sc, Flavour::Host)? {
+    if !can_run(test, sc, flavour)? {
         return Ok(());
     }
+    let (dump_at, restore_at) = match flavour {
+        Flavour::Host => (Where::Inside, Where::Inside),
+        Flavour::OwnMntns => (Where::Outside, Where::Inside),
+        Flavour::FreshMntns => (Where::Inside, Where::FreshCopy),
+    };
     let crcli = Crcli::locate()?;
     become_subreaper()?;
     let wd = Workdir::new(&format!("scenario{number}"))?;
@@ -613,7 +687,8 @@ fn roundtrip(test: &str, program: &str, number: u32) -> Result<(), E2eError> {
     let mounts_before = ns.mounts()?;
     let img = wd.img();
     let pid = target.pid().to_string();
-    crcli_in(
+    crcli_at(
+        dump_at,
         &ns,
         &wd,
         &crcli,
@@ -641,7 +716,8 @@ fn roundtrip(test: &str, program: &str, number: u32) -> Result<(), E2eError> {
     )?;
     let root_before = ns.root_entries()?;
     let dir_before = names(wd.path())?;
-    let run = crcli_in(
+    let run = crcli_at(
+        restore_at,
         &ns,
         &wd,
         &crcli,
@@ -657,7 +733,33 @@ fn roundtrip(test: &str, program: &str, number: u32) -> Result<(), E2eError> {
         .ok_or_else(|| unexpected(format!("crcli restore -d printed no pid: {:?}", run.stdout)))?;
     let mut restored = Restored::new(restored_pid);
     let inside = processes_in(&ns);
-    if inside != [restored_pid] {
+    if restore_at == Where::FreshCopy {
+        // The restored program lives in the copy crcli restored in, not in the original.
+        if !inside.is_empty() {
+            return Err(unexpected(format!(
+                "the original namespace should hold no process, it holds {inside:?}"
+            )));
+        }
+        let theirs = std::fs::read_link(format!("/proc/{restored_pid}/ns/mnt")).map_err(io(
+            format!("reading the mount namespace of pid {restored_pid}"),
+        ))?;
+        let original = std::fs::read_link(format!("/proc/{}/ns/mnt", ns.holder.pid()))
+            .map_err(io("reading the holder's mount namespace".into()))?;
+        if theirs == original {
+            return Err(unexpected(format!(
+                "the restored pid {restored_pid} is in the original namespace, not a fresh copy"
+            )));
+        }
+        // The copy has the original's mounts, and nothing more: the restore attached nothing.
+        let text = std::fs::read_to_string(format!("/proc/{restored_pid}/mountinfo"))
+            .map_err(io(format!("reading the mountinfo of pid {restored_pid}")))?;
+        same_set(
+            "the fresh namespace's mount table, ids aside (by the restore)",
+            &mount_shapes(mounts_before.iter().map(String::as_str)),
+            &mount_shapes(text.lines()),
+            &wd,
+        )?;
+    } else if inside != [restored_pid] {
         return Err(unexpected(format!(
             "the namespace should hold the restored pid {restored_pid} alone, it holds {inside:?}"
         )));
@@ -689,6 +791,19 @@ fn roundtrip(test: &str, program: &str, number: u32) -> Result<(), E2eError> {
         )));
     }
     Ok(())
+}
+
+/// mountinfo lines without the mount ids and the optional fields: what a copy of a namespace
+/// shares with the original (device, root, mount point, options, type, source).
+fn mount_shapes<'a>(lines: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+    lines
+        .map(|l| {
+            let (head, tail) = l.split_once(" - ").unwrap_or((l, ""));
+            let fields: Vec<&str> = head.split(' ').collect();
+            let kept = fields.get(2..6).map(|f| f.join(" ")).unwrap_or_default();
+            format!("{kept} - {tail}")
+        })
+        .collect()
 }
 
 /// The processes in the namespace other than its holder.
@@ -797,10 +912,29 @@ fn failed_restore(test: &str, number: u32, lost: &str) -> Result<(), E2eError> {
 
 /// Without STATMOUNT_BY_FD the dump refuses, clearly, and leaves the target running untouched.
 fn refused(test: &str, number: u32) -> Result<(), E2eError> {
+    refused_in(test, number, Flavour::Host)
+}
+
+/// [`refused`] in `flavour`: for `OwnMntns` crcli dumps from outside the program's namespace,
+/// and every scenario with a file on an unmounted or anonymous mount is refused without BY_FD
+/// (anonymous ones too: see [`needs`]); the message must also name the namespaces.
+fn refused_in(test: &str, number: u32, flavour: Flavour) -> Result<(), E2eError> {
     let sc = scenario(number);
-    let fragment = sc
-        .dump_must_fail_on_6_18
-        .expect("the scenario declares a refusal");
+    let fragment = match flavour {
+        Flavour::OwnMntns => "Linux 7.0",
+        _ => sc
+            .dump_must_fail_on_6_18
+            .expect("the scenario declares a refusal"),
+    };
+    assert!(
+        needs(sc, flavour).contains(&Feature::StatmountByFd),
+        "scenario {number} is not refused in {flavour:?}"
+    );
+    let dump_at = if flavour == Flavour::OwnMntns {
+        Where::Outside
+    } else {
+        Where::Inside
+    };
     if Features::current().has(Feature::StatmountByFd) {
         skip(
             test,
@@ -818,7 +952,8 @@ fn refused(test: &str, number: u32) -> Result<(), E2eError> {
     let root_before = ns.root_entries()?;
     let img = wd.img();
     let pid = target.pid().to_string();
-    let run = crcli_in(
+    let run = crcli_at(
+        dump_at,
         &ns,
         &wd,
         &crcli,
@@ -859,6 +994,12 @@ fn refused(test: &str, number: u32) -> Result<(), E2eError> {
         msg.contains("unmounted") || msg.contains("anonymous"),
         "the refusal must give the reason (an unmounted or anonymous mount):\n{msg}"
     );
+    if dump_at == Where::Outside {
+        assert!(
+            msg.contains("mount namespace"),
+            "the refusal must name the process's mount namespace:\n{msg}"
+        );
+    }
     // Left running, untouched: not stopped, same mounts, no image, and it passes its checks.
     std::thread::sleep(SETTLE);
     if let Some(exit) = target.try_exit()? {
@@ -918,6 +1059,15 @@ macro_rules! roundtrip_tests {
     )*};
 }
 
+macro_rules! flavour_tests {
+    ($flavour:ident: $($n:literal: $name:ident $program:literal;)*) => {$(
+        #[test]
+        fn $name() -> Result<(), E2eError> {
+            roundtrip_in(stringify!($name), $program, $n, Flavour::$flavour)
+        }
+    )*};
+}
+
 macro_rules! refusal_tests {
     ($($n:literal: $name:ident $(#[$attr:meta])*;)*) => {$(
         #[test]
@@ -954,6 +1104,38 @@ roundtrip_tests! {
     8: roundtrip_8_anonymous_fsmount "scenario";
     9: roundtrip_9_unmounted_file_bind "scenario";
     10: roundtrip_10_two_fds_one_mount "scenario";
+}
+
+flavour_tests! { OwnMntns:
+    1: own_mntns_1_regular "scenario";
+    2: own_mntns_2_unmounted_bind "scenario";
+    3: own_mntns_3_unmounted_whole_fs "scenario";
+    4: own_mntns_4_unmounted_subdir_bind "scenario";
+    5: own_mntns_5_dir_and_opath_fds "scenario";
+    6: own_mntns_6_readonly_unmounted_bind "scenario";
+    7: own_mntns_7_anonymous_clone "scenario";
+    8: own_mntns_8_anonymous_fsmount "scenario";
+    9: own_mntns_9_unmounted_file_bind "scenario";
+    10: own_mntns_10_two_fds_one_mount "scenario";
+}
+
+flavour_tests! { FreshMntns:
+    2: fresh_mntns_2_unmounted_bind "scenario";
+    3: fresh_mntns_3_unmounted_whole_fs "scenario";
+    7: fresh_mntns_7_anonymous_clone "scenario";
+}
+
+/// Without BY_FD a program in its own mount namespace with a file on an anonymous clone is
+/// refused by a crcli outside it (the clone proof works only from the clone's namespace), as
+/// are files on unmounted mounts, naming the namespaces.
+#[test]
+fn refused_own_mntns_7_anonymous_clone() -> Result<(), E2eError> {
+    refused_in("refused_own_mntns_7_anonymous_clone", 7, Flavour::OwnMntns)
+}
+
+#[test]
+fn refused_own_mntns_2_unmounted_bind() -> Result<(), E2eError> {
+    refused_in("refused_own_mntns_2_unmounted_bind", 2, Flavour::OwnMntns)
 }
 
 refusal_tests! {

@@ -91,6 +91,53 @@ impl DataWriter {
         Ok(())
     }
 
+    /// [`DataWriter::append`] with the checksums already computed: `crcs[i]` is the crc32c of
+    /// the `i`-th chunk of at most `chunk` bytes of `data`. The data goes out in one write
+    /// (the checksums can be computed elsewhere, e.g. on the thread that produced the data).
+    pub(crate) fn append_checksummed(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        crcs: &[u32],
+        chunk: usize,
+        out: &mut Vec<Extent>,
+    ) -> Result<()> {
+        if offset.checked_add(data.len() as u64).is_none() {
+            return Err(ImageError::Refused {
+                path: self.path.clone(),
+                problem: format!(
+                    "{} bytes at offset {offset:#x} run past the end of the address space",
+                    data.len()
+                ),
+            });
+        }
+        if crcs.len() != data.len().div_ceil(chunk) {
+            return Err(ImageError::Refused {
+                path: self.path.clone(),
+                problem: format!(
+                    "{} checksums for {} bytes at offset {offset:#x} (one per {chunk} bytes expected)",
+                    crcs.len(),
+                    data.len()
+                ),
+            });
+        }
+        self.w
+            .write_all(data)
+            .map_err(|e| ImageError::io("writing", &self.path, e))?;
+        let mut off = offset;
+        for (c, &crc32c) in data.chunks(chunk).zip(crcs) {
+            out.push(Extent {
+                offset: off,
+                len: c.len() as u32,
+                data_offset: self.pos,
+                crc32c,
+            });
+            self.pos += c.len() as u64;
+            off += c.len() as u64;
+        }
+        Ok(())
+    }
+
     /// Flushes and syncs the file; returns the data length.
     pub(crate) fn finish(self) -> Result<u64> {
         let path = self.path;

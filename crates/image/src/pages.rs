@@ -33,6 +33,8 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use serde::Serialize;
 
@@ -80,6 +82,51 @@ impl PagesWriter<'_> {
     /// `vaddr` and `data.len()` must be multiples of [`PAGE_SIZE`], and `vaddr` must not be
     /// below the end of the previous run.
     pub fn add(&mut self, vaddr: u64, data: &[u8]) -> Result<()> {
+        let end = self.check_run(vaddr, data)?;
+        self.extents.clear();
+        self.data
+            .append(vaddr, data, MAX_CHUNK_LEN as usize, &mut self.extents)?;
+        self.put_extents(end)
+    }
+
+    /// [`PagesWriter::add`] with the checksums computed beforehand by [`RunChecksums::compute`]
+    /// over the same `data` (for example on the thread that read the pages, while they are
+    /// still in its cache). The data is written with one system call.
+    pub fn add_checksummed(&mut self, vaddr: u64, data: &[u8], sums: &RunChecksums) -> Result<()> {
+        let end = self.check_run(vaddr, data)?;
+        if sums.len != data.len() {
+            return Err(ImageError::Refused {
+                path: self.map.path().to_owned(),
+                problem: format!(
+                    "pages at {vaddr:#x}: checksums of {} bytes given for {} bytes",
+                    sums.len,
+                    data.len()
+                ),
+            });
+        }
+        self.extents.clear();
+        self.data.append_checksummed(
+            vaddr,
+            data,
+            &sums.crcs,
+            MAX_CHUNK_LEN as usize,
+            &mut self.extents,
+        )?;
+        self.put_extents(end)
+    }
+
+    /// Writes the pagemap records of the extents just appended; the next run starts at `end`
+    /// or above.
+    fn put_extents(&mut self, end: u64) -> Result<()> {
+        for e in &self.extents {
+            self.map.write(e)?;
+        }
+        self.next_min = end;
+        Ok(())
+    }
+
+    /// Checks a run's address and length against the rules; returns its end.
+    fn check_run(&self, vaddr: u64, data: &[u8]) -> Result<u64> {
         let len = data.len() as u64;
         let refuse = |problem: String| ImageError::Refused {
             path: self.map.path().to_owned(),
@@ -96,19 +143,11 @@ impl PagesWriter<'_> {
                 self.next_min
             )));
         }
-        let end = vaddr.checked_add(len).ok_or_else(|| {
+        vaddr.checked_add(len).ok_or_else(|| {
             refuse(format!(
                 "pages at {vaddr:#x} with {len} bytes run past the end of the address space"
             ))
-        })?;
-        self.extents.clear();
-        self.data
-            .append(vaddr, data, MAX_CHUNK_LEN as usize, &mut self.extents)?;
-        for e in &self.extents {
-            self.map.write(e)?;
-        }
-        self.next_min = end;
-        Ok(())
+        })
     }
 
     /// Bytes added so far.
@@ -127,6 +166,43 @@ impl PagesWriter<'_> {
         };
         self.done.push(s);
         Ok(s)
+    }
+}
+
+/// The checksums of a run of pages as [`PagesWriter::add`] computes them (crc32c of each
+/// chunk of at most [`MAX_CHUNK_LEN`] bytes, from the start of the run), computed ahead of
+/// [`PagesWriter::add_checksummed`], for example on another thread. Reusable: computing again
+/// keeps the allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunChecksums {
+    len: usize,
+    crcs: Vec<u32>,
+}
+
+impl RunChecksums {
+    /// The checksums of `data`.
+    pub fn of(data: &[u8]) -> Self {
+        let mut s = Self::default();
+        s.compute(data);
+        s
+    }
+
+    /// Replaces the checksums with those of `data`.
+    pub fn compute(&mut self, data: &[u8]) {
+        self.len = data.len();
+        self.crcs.clear();
+        self.crcs
+            .extend(data.chunks(MAX_CHUNK_LEN as usize).map(crc32c::crc32c));
+    }
+
+    /// The number of bytes the checksums cover.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the checksums cover no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -243,6 +319,46 @@ impl PagesReader {
         }))
     }
 
+    /// Turns this reader into one that reads on a thread of its own, up to
+    /// [`READ_AHEAD_CHUNKS`] chunks ahead of the caller, with every check of
+    /// [`PagesReader::next_chunk`]: reading the image overlaps with whatever the caller does
+    /// with each chunk. It holds `READ_AHEAD_CHUNKS + 1` buffers of [`MAX_CHUNK_LEN`] bytes.
+    pub fn read_ahead(self) -> Result<ReadAhead> {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Ahead>(READ_AHEAD_CHUNKS);
+        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(READ_AHEAD_CHUNKS + 1);
+        for _ in 0..=READ_AHEAD_CHUNKS {
+            free_tx
+                .send(vec![0u8; MAX_CHUNK_LEN as usize])
+                .expect("the channel has room for every buffer");
+        }
+        let map_path = self.map_path.clone();
+        let mut reader = self;
+        let thread = std::thread::Builder::new()
+            .name("crcli-pages".into())
+            .spawn(move || loop {
+                // No free buffer: the consumer is gone.
+                let Ok(mut buf) = free_rx.recv() else { return };
+                let item = match reader.next_chunk(&mut buf) {
+                    Ok(Some(c)) => Ok(Some((c, buf))),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                let last = !matches!(item, Ok(Some(_)));
+                if full_tx.send(item).is_err() || last {
+                    return;
+                }
+            })
+            .map_err(|e| ImageError::io("starting a thread to read", &map_path, e))?;
+        Ok(ReadAhead {
+            full: Some(full_rx),
+            free: Some(free_tx),
+            current: None,
+            thread: Some(thread),
+            map_path,
+            done: false,
+        })
+    }
+
     /// Reads the whole pagemap (not the pages), checking it; returns the totals.
     pub(crate) fn check_all(mut self, id: PagesId) -> Result<PagesSummary> {
         let mut extents = 0;
@@ -254,5 +370,225 @@ impl PagesReader {
             extents,
             bytes: self.next_data,
         })
+    }
+}
+
+/// Chunks a [`ReadAhead`] reads ahead of its caller.
+pub const READ_AHEAD_CHUNKS: usize = 2;
+
+/// What the read-ahead thread sends: a chunk and the buffer holding it, the end, or an error.
+type Ahead = Result<Option<(PageChunk, Vec<u8>)>>;
+
+/// A page stream read ahead on a thread of its own; see [`PagesReader::read_ahead`]. Dropping
+/// it stops and joins the thread.
+pub struct ReadAhead {
+    full: Option<mpsc::Receiver<Ahead>>,
+    free: Option<mpsc::SyncSender<Vec<u8>>>,
+    current: Option<Vec<u8>>,
+    thread: Option<JoinHandle<()>>,
+    map_path: PathBuf,
+    done: bool,
+}
+
+impl ReadAhead {
+    /// The next chunk (checked) and its bytes; `None` at the end of the stream. The bytes stay
+    /// valid until the next call.
+    pub fn next_chunk(&mut self) -> Result<Option<(PageChunk, &[u8])>> {
+        if self.done {
+            return Ok(None);
+        }
+        if let (Some(buf), Some(free)) = (self.current.take(), &self.free) {
+            // The channel has room for every buffer; the thread may be gone (then the buffer
+            // is dropped).
+            let _ = free.send(buf);
+        }
+        let full = self.full.as_ref().expect("present until dropped");
+        match full.recv() {
+            Ok(Ok(Some((chunk, buf)))) => {
+                let buf = self.current.insert(buf);
+                Ok(Some((chunk, &buf[..chunk.len])))
+            }
+            Ok(Ok(None)) => {
+                self.done = true;
+                Ok(None)
+            }
+            Ok(Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            // The thread stopped without saying why (it panicked): never mistake that for the
+            // end of the stream.
+            Err(mpsc::RecvError) => {
+                self.done = true;
+                Err(ImageError::io(
+                    "reading ahead",
+                    &self.map_path,
+                    std::io::Error::other("the read-ahead thread stopped before the end"),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        // Closing both channels wakes the thread wherever it waits.
+        self.full.take();
+        self.free.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Image, Inventory};
+
+    const M: usize = MAX_CHUNK_LEN as usize;
+
+    /// Runs of a stream: (address, length, seed of their bytes).
+    const RUNS: [(u64, usize, u8); 4] = [
+        (0x1000, 4096, 1),
+        (0x10_0000, 2 * M + 3 * 4096, 2),
+        (0x7f00_0000_0000, M, 3),
+        (0x7fff_f000_0000, 8192, 4),
+    ];
+
+    fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    /// Writes RUNS as stream 3 of a new image in `dir/name`, with `add` or `add_checksummed`.
+    fn write(dir: &Path, name: &str, checksummed: bool) -> PathBuf {
+        let target = dir.join(name);
+        let mut w = Image::create(&target).unwrap();
+        let mut pw = w.pages(PagesId(3)).unwrap();
+        for (addr, len, seed) in RUNS {
+            let data = bytes_of(len, seed);
+            if checksummed {
+                pw.add_checksummed(addr, &data, &RunChecksums::of(&data))
+                    .unwrap();
+            } else {
+                pw.add(addr, &data).unwrap();
+            }
+        }
+        pw.finish().unwrap();
+        w.commit(Inventory::new(0, vec![])).unwrap();
+        target
+    }
+
+    /// Every chunk of stream 3, read with `next_chunk`.
+    fn chunks(img: &Image) -> Vec<(u64, Vec<u8>)> {
+        let mut r = img.pages(PagesId(3)).unwrap();
+        let mut buf = vec![0u8; M];
+        let mut out = vec![];
+        while let Some(c) = r.next_chunk(&mut buf).unwrap() {
+            out.push((c.addr, buf[..c.len].to_vec()));
+        }
+        out
+    }
+
+    #[test]
+    fn checksummed_runs_write_the_same_files_as_add() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a", false);
+        let b = write(dir.path(), "b", true);
+        for name in ["pagemap-3.img", "pages-3.data"] {
+            let fa = std::fs::read(a.join(name)).unwrap();
+            let fb = std::fs::read(b.join(name)).unwrap();
+            assert!(fa == fb, "{name} differs");
+        }
+        let img = Image::open(&b).unwrap();
+        let got = chunks(&img);
+        assert_eq!(got.len(), 6);
+        // The chunks put back together are the runs.
+        let mut joined: Vec<(u64, Vec<u8>)> = vec![];
+        for (addr, data) in got {
+            match joined.last_mut() {
+                Some((a, d)) if *a + d.len() as u64 == addr => d.extend(data),
+                _ => joined.push((addr, data)),
+            }
+        }
+        let want: Vec<(u64, Vec<u8>)> = RUNS
+            .iter()
+            .map(|&(a, l, s)| (a, bytes_of(l, s)))
+            .collect();
+        assert!(joined == want, "the stream does not hold the runs");
+    }
+
+    #[test]
+    fn checksums_must_cover_the_run_and_wrong_ones_are_caught_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("img");
+        let mut w = Image::create(&target).unwrap();
+        let mut pw = w.pages(PagesId(3)).unwrap();
+        let data = bytes_of(3 * 4096, 9);
+        let short = RunChecksums::of(&data[..4096]);
+        assert_eq!(short.len(), 4096);
+        let err = pw.add_checksummed(0x1000, &data, &short).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("checksums of 4096 bytes given for 12288 bytes"),
+            "{err}"
+        );
+        // The usual rules hold too.
+        let err = pw
+            .add_checksummed(0x1001, &data, &RunChecksums::of(&data))
+            .unwrap_err();
+        assert!(err.to_string().contains("multiples of 4096"), "{err}");
+        // Checksums of other bytes of the same length: written, but reading finds out.
+        let other = bytes_of(3 * 4096, 10);
+        pw.add_checksummed(0x1000, &data, &RunChecksums::of(&other))
+            .unwrap();
+        pw.finish().unwrap();
+        let img = w.commit(Inventory::new(0, vec![])).unwrap();
+        let mut r = img.pages(PagesId(3)).unwrap();
+        let mut buf = vec![0u8; M];
+        let err = r.next_chunk(&mut buf).unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    }
+
+    #[test]
+    fn read_ahead_yields_what_next_chunk_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = Image::open(write(dir.path(), "img", true)).unwrap();
+        let want = chunks(&img);
+        let mut ahead = img.pages(PagesId(3)).unwrap().read_ahead().unwrap();
+        let mut got = vec![];
+        while let Some((c, data)) = ahead.next_chunk().unwrap() {
+            assert_eq!(c.len, data.len());
+            got.push((c.addr, data.to_vec()));
+        }
+        assert!(got == want, "read ahead differs from next_chunk");
+        // The end stays the end.
+        assert!(ahead.next_chunk().unwrap().is_none());
+    }
+
+    #[test]
+    fn read_ahead_reports_damage_and_stops_when_dropped_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = write(dir.path(), "img", true);
+        let img = Image::open(&target).unwrap();
+        // Dropped after one chunk while the thread is still reading: returns (joins).
+        let mut ahead = img.pages(PagesId(3)).unwrap().read_ahead().unwrap();
+        assert!(ahead.next_chunk().unwrap().is_some());
+        drop(ahead);
+        // A flipped byte in the third chunk's data (the first two are 4096 bytes and 1 MiB).
+        let data = target.join("pages-3.data");
+        let mut bytes = std::fs::read(&data).unwrap();
+        let at = crate::codec::HEADER_LEN as usize + 4096 + M + 100;
+        bytes[at] ^= 0x40;
+        std::fs::write(&data, bytes).unwrap();
+        let mut ahead = img.pages(PagesId(3)).unwrap().read_ahead().unwrap();
+        assert!(ahead.next_chunk().unwrap().is_some());
+        assert!(ahead.next_chunk().unwrap().is_some());
+        let err = ahead.next_chunk().unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        // After an error, no more chunks (never a silent restart).
+        assert!(ahead.next_chunk().unwrap().is_none());
     }
 }

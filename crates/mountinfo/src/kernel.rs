@@ -289,7 +289,8 @@ impl MountTable {
     /// The table of a namespace from every source the kernel offers, merged: listmount +
     /// statmount and, where a process of the namespace is known (`Pid`, `Current`, or found by
     /// scanning /proc for an fd), its mountinfo. Without listmount/statmount (`ENOSYS`) the
-    /// table comes from mountinfo alone.
+    /// table comes from mountinfo alone. When that process is in another namespace than the
+    /// caller, the table's access root is `/proc/PID/root` ([`MountTable::reach`]).
     pub fn of(ns: Namespace<'_>) -> Result<MountTable, Error> {
         let (ns_id, pid) = match ns {
             Namespace::Current => (None, None),
@@ -314,7 +315,11 @@ impl MountTable {
             let mi = mi.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
             (from_kernel, mi)
         });
-        match (from_kernel, mi) {
+        // A namespace other than the caller's is reached through the root of a process in it.
+        let access_root = pid
+            .filter(|&p| !same_namespace_as_caller(p))
+            .map(|p| std::path::PathBuf::from(format!("/proc/{p}/root")));
+        let table = match (from_kernel, mi) {
             (Ok(sm), Some(mi)) => Ok(MountTable::merge(sm, mi?)),
             (Ok(sm), None) => Ok(sm),
             (
@@ -332,8 +337,20 @@ impl MountTable {
                 None,
             ) => Err(Error::NoSourceForNamespace),
             (Err(e), _) => Err(e),
-        }
+        };
+        table.map(|t| t.with_access_root(access_root))
     }
+}
+
+/// Whether process `pid` is in the caller's mount namespace (same nsfs inode).
+fn same_namespace_as_caller(pid: i32) -> bool {
+    let ino = |p: String| {
+        rustix::fs::stat(p.as_str())
+            .ok()
+            .map(|st| (st.st_dev, st.st_ino))
+    };
+    let theirs = ino(format!("/proc/{pid}/ns/mnt"));
+    theirs.is_some() && theirs == ino("/proc/self/ns/mnt".to_owned())
 }
 
 /// Reads a whole /proc file in large chunks (a seq_file answers each read as far as the

@@ -13,7 +13,11 @@
 //!   comparison of two tables;
 //! - [`kernel`]: tables from the running kernel: [`MountTable::read_mountinfo`],
 //!   [`MountTable::from_listmount`], and [`MountTable::of`] (both merged) for the caller's
-//!   namespace, a process's, or a namespace fd;
+//!   namespace, a process's, or a namespace fd. A table of another namespace read through a
+//!   process of it has an access root (`/proc/PID/root`, [`MountTable::access_root`]): its
+//!   mount points are paths of that namespace, [`MountTable::reach`] makes them paths the
+//!   caller can open (used by [`resolve_fd`] to search a live mount for an anonymous mount's
+//!   root and to find a block device's node);
 //! - [`resolve_fd`] ([`resolve`]): the mount an fd is on, as a [`Resolution`] (attached,
 //!   unmounted, anonymous, internal, or "cannot tell on this kernel") with a [`Rebuild`]
 //!   plan for mounts no table shows;

@@ -404,7 +404,7 @@ fn proven_anonymous_by_clone(fd: BorrowedFd<'_>, facts: &FdFacts) -> bool {
 fn anonymous(facts: FdFacts, tables: &[&MountTable], evidence: AnonymousEvidence) -> Resolution {
     let live = live_of_superblock(facts.dev, tables);
     let same_superblock = live.first().map(|(m, _)| (*m).clone());
-    let root = live.iter().find_map(|(m, _)| find_root(&facts, m));
+    let root = live.iter().find_map(|(m, t)| find_root(&facts, m, t));
     let rebuild = match (&root, live.first()) {
         (Some(root), _) => plan(root, facts.dev, same_superblock.as_ref(), &facts, tables),
         (None, Some((m, t))) => Rebuild::RootUnknown {
@@ -464,9 +464,19 @@ fn plan(
         .unwrap_or_default();
     if let Some(k) = known {
         if let Some(source) = &k.source {
-            let is_same_device = std::fs::metadata(source)
-                .map(|md| md.file_type().is_block_device() && DevId::from_dev(md.rdev()) == dev)
-                .unwrap_or(false);
+            // The source names a node of the mounter's namespace (the fd owner's, the first
+            // table's); the caller's own view is tried too.
+            let is_device = |p: &Path| {
+                std::fs::metadata(p)
+                    .map(|md| md.file_type().is_block_device() && DevId::from_dev(md.rdev()) == dev)
+                    .unwrap_or(false)
+            };
+            let source_path = Path::new(source);
+            let is_same_device = source_path.is_absolute()
+                && (tables
+                    .first()
+                    .is_some_and(|t| is_device(&t.reach(source_path)))
+                    || is_device(source_path));
             if is_same_device {
                 return Rebuild::Remount {
                     source: source.clone(),
@@ -492,8 +502,9 @@ fn plan(
 /// Finds the root (inside its file system) of the mount `facts` describes by searching the
 /// live mount `live` of the same superblock for a directory `D` such that `D/<fd path>` is
 /// the fd's file. Only answers when the answer is unique: the fd's file is a directory or has
-/// one link, and its path is not a deleted one.
-fn find_root(facts: &FdFacts, live: &Mount) -> Option<PathBuf> {
+/// one link, and its path is not a deleted one. The live mount is reached through its table's
+/// access root ([`MountTable::reach`]), so a table of another namespace works too.
+fn find_root(facts: &FdFacts, live: &Mount, table: &MountTable) -> Option<PathBuf> {
     if !facts.is_dir && facts.nlink != 1 {
         return None;
     }
@@ -517,7 +528,8 @@ fn find_root(facts: &FdFacts, live: &Mount) -> Option<PathBuf> {
             .is_ok_and(|md| DevId::from_dev(md.dev()) == facts.dev && md.ino() == facts.ino)
             && on_live(&p)
     };
-    let start = live.mount_point.clone();
+    // The live mount may be of another namespace: walk it through the table's access root.
+    let start = table.reach(&live.mount_point);
     let mut queue = VecDeque::from([start.clone()]);
     let mut visited = 0;
     while let Some(d) = queue.pop_front() {

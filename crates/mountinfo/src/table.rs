@@ -6,7 +6,7 @@
 //! same namespace can be compared field by field with [`MountTable::differences`].
 
 use std::collections::HashMap;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use crate::model::{DevId, Mount, Origin};
 use crate::parse::{parse_mountinfo, ParseError};
@@ -21,6 +21,7 @@ pub struct MountTable {
     by_unique: HashMap<u64, usize>,
     parent: Vec<Option<usize>>,
     children: Vec<Vec<usize>>,
+    access_root: Option<PathBuf>,
 }
 
 /// One way two tables of the same namespace disagree.
@@ -79,6 +80,7 @@ impl MountTable {
             by_unique,
             parent,
             children,
+            access_root: None,
         }
     }
 
@@ -151,6 +153,29 @@ impl MountTable {
     /// The namespace id, when known.
     pub fn ns_id(&self) -> Option<u64> {
         self.ns_id
+    }
+
+    /// Where the caller reaches this table's mount points: `None` when they are paths of the
+    /// caller's own view (its namespace and root); `/proc/PID/root` for the table of another
+    /// mount namespace read through a process of it (see [`MountTable::reach`]).
+    pub fn access_root(&self) -> Option<&Path> {
+        self.access_root.as_deref()
+    }
+
+    /// The same table, its mount points reached through `root` (see
+    /// [`MountTable::access_root`]).
+    pub fn with_access_root(mut self, root: Option<PathBuf>) -> MountTable {
+        self.access_root = root;
+        self
+    }
+
+    /// An absolute path of this table's namespace (as its mount points are written) as the
+    /// caller can open it: the path itself, or below [`MountTable::access_root`].
+    pub fn reach(&self, path: &Path) -> PathBuf {
+        match &self.access_root {
+            None => path.to_path_buf(),
+            Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+        }
     }
 
     /// Which source(s) the table was built from.

@@ -7,7 +7,8 @@
 //!
 //! How (DESIGN.md, "Restore"; RESTORE-NOTES.md):
 //! 1. The whole image is opened and checked first ([`crcli_image::Image::open`] checks the
-//!    format; this crate checks that it can be restored here: one single-threaded process,
+//!    format; this crate checks that it can be restored here: one process (with any number of
+//!    threads, the main thread first, every thread with the same extended-state layout),
 //!    the machine's architecture and page size, the kernel features the dump relied on, files
 //!    on attached mounts that still exist and are still the dumped files (type; size and mtime
 //!    of regular files, except that a file opened `O_APPEND` may have grown; device numbers),
@@ -30,7 +31,21 @@
 //!    list, `clear_child_tid`, rseq, pending signals, flags and credentials; then the extended
 //!    state, the registers (an interrupted syscall is restarted, see `tracer::final_regs`) and
 //!    the signal mask with ptrace; and detaches.
-//! 4. On any failure the child is killed and reaped, and nothing else was created (a recreated
+//!
+//!    Threads: once the address space is rebuilt and the main thread's own state set, each
+//!    other thread is created at its dumped thread id by a `clone3` injected into the main
+//!    thread (`CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+//!    CLONE_SYSVSEM`, `set_tid = [tid]`, no stack) with `PTRACE_O_TRACECLONE` set, so that it
+//!    starts traced and stopped and never runs an instruction of its own before its registers
+//!    are set. Then, by injection into that thread: its rseq registration, robust list,
+//!    alternate signal stack, `set_tid_address(clear_child_tid)`, its own pending signals (a
+//!    thread may queue a user signal only to itself) and its credentials; by ptrace: its
+//!    xstate, registers (interrupted syscalls normalised per thread) and signal mask. All
+//!    threads are detached at the end, the main thread last. A thread id that is taken (by
+//!    another process, or by the dumped threads themselves when they still run) fails the
+//!    restore with a message naming it.
+//! 4. On any failure the child (with every thread it has) is killed and reaped, and nothing
+//!    else was created (a recreated
 //!    unlinked file is unlinked again at once).
 //!
 //! Trees (the `tree` module): an image with several processes, zombies, or a PID, UTS or IPC
@@ -49,7 +64,7 @@
 //! (anonymous). The child inherits the open files and places them like the others; cwd and
 //! root on such mounts are set with `fchdir`. FIFOs and unlinked files on them are refused.
 //!
-//! Not restored yet (refused with a message naming what): several threads; FIFOs
+//! Not restored yet (refused with a message naming what): FIFOs
 //! and unlinked files on unmounted or anonymous mounts; mappings of deleted files; 32-bit TLS
 //! descriptors; a capability bounding or ambient set other than crcli's. Not restored and not
 //! in the image: interval and POSIX timers, scheduling policy and affinity, timer slack. A pipe
@@ -69,6 +84,7 @@ mod child;
 mod error;
 mod mounts;
 mod plan;
+mod threads;
 mod tracer;
 mod tree;
 
@@ -172,6 +188,8 @@ impl Restored {
 /// Kills and reaps the child unless disarmed: a failed restore leaves no process behind.
 struct ChildGuard {
     pid: i32,
+    /// Its other threads created so far (traced by crcli: each is reaped on its own).
+    threads: Vec<i32>,
     armed: bool,
 }
 
@@ -180,8 +198,27 @@ impl Drop for ChildGuard {
         if !self.armed {
             return;
         }
+        // Every thread it has, also one whose creation failed half-way.
+        let mut threads = self.threads.clone();
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) {
+            for tid in dir
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            {
+                if tid != self.pid && !threads.contains(&tid) {
+                    threads.push(tid);
+                }
+            }
+        }
         if let Some(pid) = rustix::process::Pid::from_raw(self.pid) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        for &tid in &threads {
+            while let Ok(Some(status)) = ptrace::waitpid(tid, false) {
+                if status.is_gone() {
+                    break;
+                }
+            }
         }
         while let Ok(Some(status)) = ptrace::waitpid(self.pid, false) {
             if status.is_gone() {
@@ -300,6 +337,7 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
     let child_pid = spawned.pid();
     let mut guard = ChildGuard {
         pid: child_pid,
+        threads: Vec::new(),
         armed: true,
     };
     if spawned.pid_outcome() != PidOutcome::Kept {
@@ -323,7 +361,17 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreErr
     // The child holds its own copies now.
     drop(held);
     tracer::check_xstate(&tracee, p)?;
-    tracer::rebuild(&tracee, &image, p, &plan, &aux_fds)?;
+    let mut threads = Vec::new();
+    let rebuilt = tracer::rebuild(&tracee, &image, p, &plan, &aux_fds, &mut threads);
+    guard.threads = threads.iter().map(|t| t.pid()).collect();
+    rebuilt?;
+    // Let every thread run: the others first, the main thread last.
+    for t in threads {
+        let tid = t.pid();
+        t.detach(0).map_err(RestoreError::ptrace(format!(
+            "detaching from thread {tid} of restored process {child_pid}"
+        )))?;
+    }
     tracee.detach(0).map_err(RestoreError::ptrace(format!(
         "detaching from restored process {child_pid}"
     )))?;

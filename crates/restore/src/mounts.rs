@@ -2,6 +2,10 @@
 //! new mount API, never attached anywhere, and the files are opened through the mount fd; the
 //! child takes the open files over (see `child`). Nothing is created in the filesystem tree.
 //!
+//! Live mounts and devices are looked up in the mount namespace crcli restores in: run crcli
+//! entered into the process's namespace (`nsenter -m`), or in a fresh copy of it (`unshare -m`:
+//! the rebuilt mounts need no mountpoint), and the process comes back there with its files.
+//!
 //! Per mount entry of the image that a file of the process is on (DESIGN.md, "Rebuilding an
 //! unmounted mount without a temporary mountpoint"):
 //! 1. a mount fd: `BindOfLive` -> `open_tree(live mountpoint/sub-root, OPEN_TREE_CLONE)` (the
@@ -12,7 +16,14 @@
 //! 2. `mount_setattr` clears `MOUNT_ATTR_RDONLY` when the dumped mount was writable (a clone
 //!    copies its source's flags);
 //! 3. every file is opened with `openat(mount fd, relative path)` (the mount's root itself
-//!    through `/proc/self/fd/N`), checked (type; size and mtime of a regular file) and seeked;
+//!    through `/proc/self/fd/N`), checked (type; size and mtime of a regular file) and seeked.
+//!    A FIFO is first opened read-write through the mount fd (never blocks) and refilled with
+//!    its buffered bytes once per pipe, that helper kept until every fd of the mount is open. A
+//!    file unlinked while open is recreated through the mount fd from its dumped content (mode
+//!    and mtime restored): on a lost superblock (a fresh instance no one else sees) under its
+//!    own name, then opened and unlinked again, so /proc shows the same "(deleted)" path; on a
+//!    filesystem others see (a clone of a live mount, a remounted device) with `O_TMPFILE`, so
+//!    it never appears in the tree;
 //! 4. `mount_setattr` sets the dumped attributes (ro, nosuid, nodev, noexec, nosymfollow, atime
 //!    mode). Files first, attributes second: every open the process had was allowed by the
 //!    dumped attributes, and an fd open for writing can only exist on a mount that was writable,
@@ -73,6 +84,38 @@ pub(crate) struct HeldOpen {
     pub(crate) mount_fd: bool,
     /// Names it in errors.
     pub(crate) what: String,
+    /// A FIFO or an unlinked file: made or refilled through the mount fd.
+    pub(crate) special: Special,
+}
+
+/// What, beyond an `openat`, a held open needs.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Special {
+    /// A plain open of an existing file.
+    #[default]
+    None,
+    /// A FIFO: its buffer is refilled (once per pipe) before the open.
+    Fifo {
+        /// The pipe's id in the image (fds of one FIFO share it).
+        pipe: crcli_image::PipeId,
+        /// Its capacity.
+        capacity: u32,
+        /// The bytes it held.
+        buffered: Vec<u8>,
+    },
+    /// A file unlinked while open: recreated through the mount fd, opened, unlinked again.
+    Unlinked {
+        /// Permission bits.
+        mode: u32,
+        /// Its size.
+        size: u64,
+        /// Its data regions (offset, bytes).
+        data: Vec<(u64, Vec<u8>)>,
+        /// The mount is a fresh instance only crcli sees (a lost superblock): the file is
+        /// created under its own name (so /proc shows the same "(deleted)" path) and unlinked;
+        /// on a filesystem others see it is made with `O_TMPFILE`, never visible in the tree.
+        by_name: bool,
+    },
 }
 
 fn invalid(msg: String) -> RestoreError {
@@ -207,16 +250,33 @@ pub(crate) fn open_held(image: &Image, held: &[HeldOpen]) -> Result<Vec<OwnedFd>
             set_attrs(&mfd, MountAttrFlags::empty(), MountAttrFlags::RDONLY)
                 .map_err(errno(format!("making the rebuilt mount {mount} writable")))?;
         }
+        // FIFO helpers (reader-writer opens) keep each refilled buffer alive until every fd
+        // of the mount is open.
+        let mut fifo_helpers: Vec<(crcli_image::PipeId, OwnedFd)> = Vec::new();
         for i in indices {
             let h = &held[i];
             let fd = if h.mount_fd {
                 rustix::io::fcntl_dupfd_cloexec(&mfd, 0)
                     .map_err(errno(format!("duplicating the mount fd for {}", h.what)))?
             } else {
-                open_one(&mfd, h)?
+                match &h.special {
+                    Special::None => open_one(&mfd, h)?,
+                    Special::Fifo {
+                        pipe,
+                        capacity,
+                        buffered,
+                    } => open_fifo(&mfd, h, *pipe, *capacity, buffered, &mut fifo_helpers)?,
+                    Special::Unlinked {
+                        mode,
+                        size,
+                        data,
+                        by_name,
+                    } => open_unlinked(&mfd, h, *mode, *size, data, *by_name)?,
+                }
             };
             out[i] = Some(fd);
         }
+        drop(fifo_helpers);
         let atime = want & MountAttrFlags::_ATIME;
         let set = (want - MountAttrFlags::_ATIME) | atime;
         let clr = ATTRS - (want - MountAttrFlags::_ATIME);
@@ -299,6 +359,140 @@ fn open_one(mfd: &OwnedFd, h: &HeldOpen) -> Result<OwnedFd, RestoreError> {
     if let Some(pos) = h.pos {
         rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(pos))
             .map_err(errno(format!("seeking {} to {pos}", h.what)))?;
+    }
+    Ok(fd)
+}
+
+/// Opens a FIFO through the mount fd: the first open of a pipe refills its buffer through a
+/// reader-writer helper (kept in `helpers`), then the fd is opened with its own flags (without
+/// blocking: the helper is both ends).
+fn open_fifo(
+    mfd: &OwnedFd,
+    h: &HeldOpen,
+    pipe: crcli_image::PipeId,
+    capacity: u32,
+    buffered: &[u8],
+    helpers: &mut Vec<(crcli_image::PipeId, OwnedFd)>,
+) -> Result<OwnedFd, RestoreError> {
+    let step = |what: &str| errno(format!("{what} FIFO {} ({})", h.what, h.rel.display()));
+    let rw = OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    if !helpers.iter().any(|(p, _)| *p == pipe) {
+        let helper = rustix::fs::openat(mfd, &h.rel, rw, Mode::empty()).map_err(step("opening"))?;
+        let st = rustix::fs::fstat(&helper).map_err(step("fstat"))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+            return Err(RestoreError::FileMismatch {
+                path: h.rel.clone(),
+                problem: format!("{}: not a FIFO any more (mode {:o})", h.what, st.st_mode),
+            });
+        }
+        if capacity as usize > 65536 {
+            rustix::pipe::fcntl_setpipe_size(&helper, capacity as usize)
+                .map_err(step("setting the size of"))?;
+        }
+        let mut done = 0;
+        while done < buffered.len() {
+            done += rustix::io::write(&helper, &buffered[done..]).map_err(step("refilling"))?;
+        }
+        helpers.push((pipe, helper));
+    }
+    let flags = OFlags::from_bits_retain(h.flags);
+    let fd = rustix::fs::openat(
+        mfd,
+        &h.rel,
+        flags | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(step("opening"))?;
+    rustix::fs::fcntl_setfl(&fd, flags).map_err(step("setting the flags of"))?;
+    Ok(fd)
+}
+
+/// Recreates a file that was unlinked while open, through the mount fd: its data written, the
+/// fd opened with its flags and position, and the name removed again (or never made:
+/// `O_TMPFILE`). Missing parent directories of a lost superblock's file are made (mode 0755:
+/// their metadata is unknown).
+fn open_unlinked(
+    mfd: &OwnedFd,
+    h: &HeldOpen,
+    mode: u32,
+    size: u64,
+    data: &[(u64, Vec<u8>)],
+    by_name: bool,
+) -> Result<OwnedFd, RestoreError> {
+    let step = |what: &str| {
+        errno(format!(
+            "{what} the unlinked file {} ({}) through its rebuilt mount",
+            h.what,
+            h.rel.display()
+        ))
+    };
+    let mode = Mode::from_bits_truncate(mode & 0o7777);
+    let parent = h.rel.parent().unwrap_or(Path::new(""));
+    let parent_rel: &Path = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let rw = if by_name {
+        let mut dir = PathBuf::new();
+        for c in parent.components() {
+            dir.push(c);
+            match rustix::fs::mkdirat(mfd, &dir, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(step("making the directory of")(e)),
+            }
+        }
+        rustix::fs::openat(
+            mfd,
+            &h.rel,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            mode,
+        )
+        .map_err(step("creating"))?
+    } else {
+        rustix::fs::openat(
+            mfd,
+            parent_rel,
+            OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
+            mode,
+        )
+        .map_err(step("creating (O_TMPFILE)"))?
+    };
+    let written = (|| {
+        for (off, bytes) in data {
+            let mut done = 0;
+            while done < bytes.len() {
+                done += rustix::io::pwrite(&rw, &bytes[done..], off + done as u64)?;
+            }
+        }
+        rustix::fs::ftruncate(&rw, size)?;
+        // The umask may have narrowed the mode; the writes moved the mtime.
+        rustix::fs::fchmod(&rw, mode)?;
+        let mtime = ts(h.loc.mtime);
+        rustix::fs::futimens(
+            &rw,
+            &Timestamps {
+                last_access: Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_OMIT,
+                },
+                last_modification: mtime,
+            },
+        )
+    })();
+    let opened = written.and_then(|()| {
+        let flags =
+            OFlags::from_bits_retain(h.flags) & !(OFlags::CREATE | OFlags::EXCL | OFlags::TRUNC);
+        let me = format!("/proc/self/fd/{}", rw.as_raw_fd());
+        rustix::fs::open(me.as_str(), flags | OFlags::CLOEXEC, Mode::empty())
+    });
+    if by_name {
+        // Unlinked again whatever happened: the name never outlives this call.
+        rustix::fs::unlinkat(mfd, &h.rel, AtFlags::empty()).map_err(step("unlinking"))?;
+    }
+    let fd = opened.map_err(step("writing and opening"))?;
+    if let Some(pos) = h.pos {
+        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(pos)).map_err(step("seeking"))?;
     }
     Ok(fd)
 }

@@ -169,6 +169,7 @@ fn hold(
         strict,
         mount_fd,
         what,
+        special: crate::mounts::Special::None,
     });
     held.len() - 1
 }
@@ -215,6 +216,13 @@ pub(crate) fn resolve(
 }
 
 /// [`resolve`] for kinds of file that are not restored on rebuilt mounts yet.
+/// Whether the file lives on an unmounted or anonymous mount (rebuilt by `mounts`).
+fn on_rebuilt_mount(loc: &FileLocation, image: &Image) -> bool {
+    image
+        .mount(loc.mount)
+        .is_some_and(|m| m.kind != MountKind::Attached)
+}
+
 fn resolve_attached(
     loc: &FileLocation,
     image: &Image,
@@ -312,19 +320,7 @@ pub(crate) fn plan(
     p: &Process,
     opts: &RestoreOptions,
 ) -> Result<Plan, RestoreError> {
-    if p.threads.len() != 1 {
-        return Err(unsupported(format!(
-            "process {} has {} threads; only single-threaded processes can be restored",
-            p.pid,
-            p.threads.len()
-        )));
-    }
-    if p.threads[0].tid != p.pid {
-        return Err(invalid(format!(
-            "process {}: its only thread has tid {}",
-            p.pid, p.threads[0].tid
-        )));
-    }
+    crate::threads::check(p)?;
     if p.sigactions.len() != crcli_image::process::NSIG {
         return Err(invalid(format!(
             "process {}: {} signal dispositions, expected 64",
@@ -742,6 +738,54 @@ fn plan_open(
                 flags: sym_flags,
                 pos,
             }
+        }
+        FileKind::Fifo { location, pipe } if on_rebuilt_mount(location, image) => {
+            let entry = image
+                .pipe(*pipe)
+                .ok_or_else(|| invalid(format!("pipe {pipe} is not in the image")))?;
+            let Place::Mount(mount, rel) = place(location, image, &what)? else {
+                return Err(invalid(format!("{what}: a FIFO placed twice")));
+            };
+            let i = hold(
+                held, mount, rel, flags, None, location, false, false, false, what,
+            );
+            held[i].special = crate::mounts::Special::Fifo {
+                pipe: *pipe,
+                capacity: entry.capacity,
+                buffered: entry.buffered.clone(),
+            };
+            Open::Held { held: i }
+        }
+        FileKind::Unlinked { location, .. } if on_rebuilt_mount(location, image) => {
+            let Place::Mount(mount, rel) = place(location, image, &what)? else {
+                return Err(invalid(format!("{what}: an unlinked file placed twice")));
+            };
+            let by_name = image.mount(mount).is_some_and(|m| {
+                matches!(
+                    m.rebuild,
+                    Some(crcli_image::RebuildPlan::LostSuperblock { .. })
+                )
+            });
+            let data = unlinked_content(image, file)?;
+            let i = hold(
+                held,
+                mount,
+                rel,
+                flags,
+                Some(file.pos),
+                location,
+                false,
+                false,
+                false,
+                what,
+            );
+            held[i].special = crate::mounts::Special::Unlinked {
+                mode: location.mode,
+                size: location.size,
+                data,
+                by_name,
+            };
+            Open::Held { held: i }
         }
         FileKind::Fifo { location, pipe } => {
             let path = resolve_attached(location, image, &what, "a FIFO")?;

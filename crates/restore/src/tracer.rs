@@ -7,8 +7,12 @@
 //! mappings; move vdso/vvar (via a temporary area) to where the program had them; map the
 //! dumped mappings (writable for now); stream the pages in; mprotect back; `PR_SET_MM_MAP`,
 //! `PR_SET_NAME`; close the helper fds; sigactions, sigaltstack, robust list, tid address, rseq;
-//! re-queue pending signals with everything blocked; unmap the scratch page (the last injected
-//! call); then the xstate, the normalised registers and the signal mask with ptrace.
+//! create the other threads at their thread ids (an injected `clone3` with `set_tid`, traced
+//! from birth with `PTRACE_O_TRACECLONE`) and inject each one's own sigaltstack, robust list,
+//! tid address and rseq into it; re-queue pending signals with everything blocked (a thread's
+//! own signals by that thread); credentials in every thread; unmap the scratch page (the last
+//! injected call); then, per thread, the xstate, the normalised registers and the signal mask
+//! with ptrace.
 
 use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
@@ -17,7 +21,8 @@ use crcli_image::process::{
     MADV_BIT_DONTDUMP, MADV_BIT_DONTFORK, MADV_BIT_HUGEPAGE, MADV_BIT_MERGEABLE,
     MADV_BIT_NOHUGEPAGE, MADV_BIT_WIPEONFORK, PROT_WRITE,
 };
-use crcli_image::{Image, PagesId, Process, UserRegs, Vma, VmaBacking, MAX_CHUNK_LEN, PAGE_SIZE};
+use crcli_image::{Image, PagesId, Process, Thread, UserRegs, Vma, VmaBacking, PAGE_SIZE};
+use crcli_sys::clone3;
 use crcli_sys::process_vm::{self, RemoteIoVec};
 use crcli_sys::ptrace::{self, Tracee, SYSCALL_INT3};
 
@@ -153,10 +158,13 @@ fn find_free(busy: &[(u64, u64)], len: u64) -> Option<u64> {
     }
 }
 
-/// The tracer's working state for one child.
+/// The tracer's working state for one child: `t` is the thread injected into (the main
+/// thread, or another thread of the same process with its own `Rebuild`).
 pub(crate) struct Rebuild<'a> {
     t: &'a Tracee,
     pid: i32,
+    /// The thread id of `t` (`pid` for the main thread).
+    tid: i32,
     scratch: u64,
     image: &'a Image,
     p: &'a Process,
@@ -216,13 +224,17 @@ pub(crate) fn check_xstate(t: &Tracee, p: &Process) -> Result<(), RestoreError> 
     Ok(())
 }
 
-/// Rebuilds the stopped child `t` as process `p` and leaves it stopped with its final state set.
+/// Rebuilds the stopped child `t` as process `p` and leaves it stopped with its final state set;
+/// its other threads are created (at their dumped thread ids) and pushed onto `threads` as soon
+/// as each exists, so that the caller can reap them if anything fails, and are left stopped with
+/// their final state set too.
 pub(crate) fn rebuild(
     t: &Tracee,
     image: &Image,
     p: &Process,
     plan: &Plan,
     aux_fds: &[i32],
+    threads: &mut Vec<Tracee>,
 ) -> Result<(), RestoreError> {
     let pid = t.pid();
     let started = std::time::Instant::now();
@@ -288,6 +300,7 @@ pub(crate) fn rebuild(
     let rb = Rebuild {
         t,
         pid,
+        tid: pid,
         scratch,
         image,
         p,
@@ -381,14 +394,43 @@ pub(crate) fn rebuild(
 
     // 11. Signal dispositions and per-thread state.
     rb.set_sigactions()?;
-    rb.set_thread_state()?;
+    rb.set_thread_state(&p.threads[0])?;
+
+    // 11b. The other threads, each at its dumped thread id, made by an injected clone3 in the
+    //      main thread (they start traced and stopped, never running a single instruction of
+    //      their own before their registers are set), then their own state, injected into each.
+    if p.threads.len() > 1 {
+        t.set_options(ptrace::PtraceOptions::EXITKILL | ptrace::PtraceOptions::TRACECLONE)
+            .map_err(RestoreError::ptrace(
+                "tracing the threads the process will clone",
+            ))?;
+    }
+    for th in &p.threads[1..] {
+        let nt = rb.create_thread(th.tid)?;
+        threads.push(nt);
+        let nt = threads.last().expect("just pushed");
+        let trb = rb.for_thread(nt);
+        trb.set_thread_name(th)?;
+        trb.set_thread_state(th)?;
+    }
 
     // 12. Pending signals, with everything blocked so that none is delivered while we inject.
     t.set_sigmask(!0)
         .map_err(RestoreError::ptrace("blocking signals"))?;
-    rb.queue_signals()?;
+    rb.queue_signals(&p.threads[0])?;
+    for (nt, th) in threads.iter().zip(&p.threads[1..]) {
+        nt.set_sigmask(!0).map_err(RestoreError::ptrace(format!(
+            "blocking signals in thread {}",
+            th.tid
+        )))?;
+        rb.for_thread(nt).queue_signals(th)?;
+    }
 
-    // 13. Process flags and credentials (last: they may take away crcli's privileges in it).
+    // 13. Process flags and credentials (last: they may take away crcli's privileges in it);
+    //     credentials belong to each thread: the other threads first, the main thread last.
+    for nt in threads.iter() {
+        rb.for_thread(nt).set_flags_and_creds()?;
+    }
     rb.set_flags_and_creds()?;
 
     // 14. The last injected call unmaps the scratch area (the trap comes before any fetch).
@@ -401,15 +443,26 @@ pub(crate) fn rebuild(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "state set"
     );
-    // 15. CPU state and the signal mask.
-    let thread = &p.threads[0];
-    t.set_xstate(&thread.xstate.data)
-        .map_err(RestoreError::ptrace("setting the extended CPU state"))?;
-    let regs = final_regs(&thread.regs);
+    // 15. CPU state and the signal mask, of every thread.
+    set_cpu_state(t, &p.threads[0], "")?;
+    for (nt, th) in threads.iter().zip(&p.threads[1..]) {
+        set_cpu_state(nt, th, &format!(" of thread {}", th.tid))?;
+    }
+    Ok(())
+}
+
+/// Sets the extended state, the registers (an interrupted syscall normalised, see
+/// [`final_regs`]) and the signal mask of the stopped thread `t` from `th`.
+fn set_cpu_state(t: &Tracee, th: &Thread, of: &str) -> Result<(), RestoreError> {
+    t.set_xstate(&th.xstate.data)
+        .map_err(RestoreError::ptrace(format!(
+            "setting the extended CPU state{of}"
+        )))?;
+    let regs = final_regs(&th.regs);
     t.set_regs(&to_sys_regs(&regs))
-        .map_err(RestoreError::ptrace("setting the registers"))?;
-    t.set_sigmask(thread.sigmask)
-        .map_err(RestoreError::ptrace("setting the signal mask"))?;
+        .map_err(RestoreError::ptrace(format!("setting the registers{of}")))?;
+    t.set_sigmask(th.sigmask)
+        .map_err(RestoreError::ptrace(format!("setting the signal mask{of}")))?;
     Ok(())
 }
 
@@ -666,10 +719,10 @@ impl Rebuild<'_> {
         base: u64,
         object_size: Option<u64>,
     ) -> Result<(), RestoreError> {
-        let mut reader = self.image.pages(id)?;
-        let mut buf = vec![0u8; MAX_CHUNK_LEN as usize];
+        // Reading and checking the image runs ahead on a thread of its own.
+        let mut reader = self.image.pages(id)?.read_ahead()?;
         let mut mem: Option<std::fs::File> = None;
-        while let Some(chunk) = reader.next_chunk(&mut buf)? {
+        while let Some((chunk, data)) = reader.next_chunk()? {
             let addr = base + chunk.addr;
             let end = addr + chunk.len as u64;
             if let Some(size) = object_size {
@@ -701,7 +754,6 @@ impl Rebuild<'_> {
                 }
                 at = vma.end;
             }
-            let data = &buf[..chunk.len];
             let remote = [RemoteIoVec {
                 base: addr as usize,
                 len: chunk.len,
@@ -879,8 +931,103 @@ impl Rebuild<'_> {
         Ok(())
     }
 
-    fn set_thread_state(&self) -> Result<(), RestoreError> {
-        let th = &self.p.threads[0];
+    /// The same rebuild, injecting into thread `t` of the process instead.
+    fn for_thread<'b>(&'b self, t: &'b Tracee) -> Rebuild<'b> {
+        t.set_syscall_site(Some(self.scratch));
+        Rebuild {
+            t,
+            pid: self.pid,
+            tid: t.pid(),
+            scratch: self.scratch,
+            image: self.image,
+            p: self.p,
+            plan: self.plan,
+            aux_fds: self.aux_fds,
+        }
+    }
+
+    /// Creates a thread of the process at thread id `tid` by a `clone3` injected into this
+    /// (the main) thread, with `PTRACE_O_TRACECLONE` set: the new thread starts traced, in a
+    /// stop of its own, which this waits for. Its registers are the main thread's until set.
+    fn create_thread(&self, tid: u32) -> Result<Tracee, RestoreError> {
+        let pid = self.pid;
+        let want = i32::try_from(tid)
+            .ok()
+            .filter(|&t| t > 0)
+            .ok_or_else(|| RestoreError::Invalid(format!("thread id {tid} of process {pid}")))?;
+        let tid_at = self.poke(ARGS + 128, &want.to_le_bytes())?;
+        let args = clone3::thread_clone_args(tid_at);
+        let args_at = self.poke(ARGS, &args)?;
+        let ret = self
+            .t
+            .inject_syscall(libc::SYS_clone3, [args_at, args.len() as u64, 0, 0, 0, 0])
+            .map_err(|source| RestoreError::Ptrace {
+                step: format!("creating thread {tid} of process {pid} (injected clone3)"),
+                source,
+            })?;
+        if (-4095..0).contains(&ret) {
+            let errno = rustix::io::Errno::from_raw_os_error(-ret as i32);
+            let why = match errno {
+                rustix::io::Errno::EXIST => format!(
+                    "thread id {tid} is taken by another process or thread on this machine"
+                ),
+                rustix::io::Errno::PERM => format!(
+                    "not permitted to choose thread id {tid} (needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)"
+                ),
+                rustix::io::Errno::INVAL => {
+                    format!("thread id {tid} is out of this PID namespace's range")
+                }
+                _ => format!("clone3 for thread {tid} failed"),
+            };
+            return Err(RestoreError::Sys {
+                step: format!("creating thread {tid} of process {pid}: {why}"),
+                source: errno.into(),
+            });
+        }
+        let nt = Tracee::assume_attached(ret as i32);
+        if ret != i64::from(want) {
+            // Cannot happen with set_tid; never leave such a thread untraced-for.
+            return Err(RestoreError::Invalid(format!(
+                "thread {tid} of process {pid} was created as {ret}"
+            )));
+        }
+        match nt.wait_stop() {
+            Ok(ptrace::WaitStatus::Stopped {
+                event: ptrace::PTRACE_EVENT_STOP,
+                ..
+            }) => {}
+            Ok(other) => {
+                return Err(RestoreError::Invalid(format!(
+                    "new thread {tid} of process {pid} did not start stopped ({other})"
+                )))
+            }
+            Err(source) => {
+                return Err(RestoreError::Ptrace {
+                    step: format!("waiting for new thread {tid} of process {pid} to stop"),
+                    source,
+                })
+            }
+        }
+        tracing::debug!(pid, tid, "thread created");
+        Ok(nt)
+    }
+
+    /// The name of this `Rebuild`'s thread (`PR_SET_NAME` names the calling thread only; the
+    /// main thread's name is the process name, set with the mm fields).
+    fn set_thread_name(&self, th: &Thread) -> Result<(), RestoreError> {
+        let mut name = th.comm.as_bytes().to_vec();
+        name.truncate(15);
+        name.push(0);
+        let addr = self.poke(ARGS, &name)?;
+        self.sc(libc::SYS_prctl, [PR_SET_NAME, addr, 0, 0, 0, 0], || {
+            format!("setting the name of thread {}", th.tid)
+        })?;
+        Ok(())
+    }
+
+    /// Per-thread state injected into this `Rebuild`'s thread: alternate signal stack, robust
+    /// list, `clear_child_tid`, rseq.
+    fn set_thread_state(&self, th: &Thread) -> Result<(), RestoreError> {
         // sigaltstack (crcli's own, inherited by the child, is replaced either way).
         let ss = th.sigaltstack;
         let flags = if ss.flags & SS_DISABLE != 0 {
@@ -934,7 +1081,7 @@ impl Rebuild<'_> {
         let c = &p.creds;
         let mut target_groups = c.groups.clone();
         target_groups.sort_unstable();
-        let now = read_creds(self.pid)?;
+        let now = read_creds(self.tid)?;
         let mut now_groups = now.groups.clone();
         now_groups.sort_unstable();
         if c.cap_bnd != now.cap_bnd || c.cap_amb != now.cap_amb {
@@ -977,7 +1124,7 @@ impl Rebuild<'_> {
                 "setting the fs uid".into()
             })?;
         }
-        let now = read_creds(self.pid)?;
+        let now = read_creds(self.tid)?;
         if (c.cap_eff, c.cap_prm, c.cap_inh) != (now.cap_eff, now.cap_prm, now.cap_inh) {
             let mut raw = Vec::with_capacity(32);
             raw.extend_from_slice(&LINUX_CAPABILITY_VERSION_3.to_le_bytes());
@@ -1012,8 +1159,10 @@ impl Rebuild<'_> {
         Ok(())
     }
 
-    fn queue_signals(&self) -> Result<(), RestoreError> {
-        let th = &self.p.threads[0];
+    /// Re-queues the signals pending for thread `th` (this `Rebuild`'s thread: the kernel lets a
+    /// thread queue a user signal only to itself) and, for the main thread, the process-wide
+    /// ones.
+    fn queue_signals(&self, th: &Thread) -> Result<(), RestoreError> {
         let send = |info: &Vec<u8>, shared: bool| -> Result<(), RestoreError> {
             if info.len() != 128 {
                 return Err(RestoreError::Invalid(format!(
@@ -1029,6 +1178,7 @@ impl Rebuild<'_> {
             }
             let addr = self.poke(ARGS, info)?;
             let pid = self.pid as u64;
+            let tid = self.tid as u64;
             if shared {
                 self.sc(
                     libc::SYS_rt_sigqueueinfo,
@@ -1038,14 +1188,16 @@ impl Rebuild<'_> {
             } else {
                 self.sc(
                     libc::SYS_rt_tgsigqueueinfo,
-                    [pid, pid, signo, addr, 0, 0],
-                    || format!("re-queueing signal {signo} for the thread"),
+                    [pid, tid, signo, addr, 0, 0],
+                    || format!("re-queueing signal {signo} for thread {tid}"),
                 )?;
             }
             Ok(())
         };
-        for info in &self.p.shared_pending.queued {
-            send(info, true)?;
+        if self.tid == self.pid {
+            for info in &self.p.shared_pending.queued {
+                send(info, true)?;
+            }
         }
         for info in &th.pending.queued {
             send(info, false)?;

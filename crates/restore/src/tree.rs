@@ -1096,7 +1096,8 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
     drop(report_wr);
     let root_host = spawned.pid();
     let mut progress = Progress::default();
-    let result = (|| -> Result<Vec<Tracee>, RestoreError> {
+    // Each member with the other threads its rebuild created.
+    let result = (|| -> Result<Vec<(Tracee, Vec<Tracee>)>, RestoreError> {
         if spawned.pid_outcome() != PidOutcome::Kept
             && spawned.pid_outcome() != PidOutcome::NotRequested
         {
@@ -1133,8 +1134,9 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
                 inject_setpgid(&tracee, pid, g)?;
             }
             tracer::check_xstate(&tracee, m.p)?;
-            tracer::rebuild(&tracee, image, m.p, &m.plan, aux)?;
-            tracees.push(tracee);
+            let mut threads = Vec::new();
+            tracer::rebuild(&tracee, image, m.p, &m.plan, aux, &mut threads)?;
+            tracees.push((tracee, threads));
         }
         Ok(tracees)
     })();
@@ -1146,9 +1148,18 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
             return Err(e);
         }
     };
-    // Let them all run, children first.
-    for tracee in tracees.into_iter().rev() {
+    // Let them all run, children first; in each process the other threads before the main one.
+    for (tracee, threads) in tracees.into_iter().rev() {
         let host = tracee.pid();
+        for t in threads {
+            let tid = t.pid();
+            if let Err(e) = t.detach(0) {
+                kill_all(&progress, root_host);
+                return Err(RestoreError::ptrace(format!(
+                    "detaching from thread {tid} of restored process {host}"
+                ))(e));
+            }
+        }
         if let Err(e) = tracee.detach(0) {
             kill_all(&progress, root_host);
             return Err(RestoreError::ptrace(format!(

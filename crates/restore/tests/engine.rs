@@ -39,8 +39,8 @@ fn main() {
             refuses_a_corrupt_image_and_creates_nothing,
         ),
         (
-            "refuses_a_multi_threaded_process",
-            refuses_a_multi_threaded_process,
+            "refuses_a_thread_with_another_xstate_layout",
+            refuses_a_thread_with_another_xstate_layout,
         ),
         (
             "refuses_a_file_changed_since_the_dump",
@@ -254,15 +254,22 @@ fn refuses_a_corrupt_image_and_creates_nothing() -> Result<(), String> {
     ensure(matches!(err, RestoreError::Image(_)), "an image error")
 }
 
-fn refuses_a_multi_threaded_process() -> Result<(), String> {
+fn refuses_a_thread_with_another_xstate_layout() -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let img = tmp.path().join("img");
     let mut p = minimal_process(4242);
     let mut second = p.threads[0].clone();
     second.tid = 4243;
+    second.xstate.size = 512;
+    second.xstate.data = vec![0; 512];
     p.threads.push(second);
     write_image(&img, &p, &minimal_files(), &[root_mount()])?;
-    expect_refusal(&img, tmp.path(), "2 threads").map(|_| ())
+    expect_refusal(
+        &img,
+        tmp.path(),
+        "thread 4243 has another extended-state layout",
+    )
+    .map(|_| ())
 }
 
 fn refuses_a_file_changed_since_the_dump() -> Result<(), String> {

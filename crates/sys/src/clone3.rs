@@ -17,6 +17,9 @@
 //! it runs a single line of the closure. Dropping a held [`Spawned`] without releasing it makes
 //! the child exit without running the closure; so does the death of the parent.
 //!
+//! For a *traced* process, [`thread_clone_args`] encodes the `struct clone_args` of a `clone3`
+//! to inject into it that creates one of its threads at a chosen thread id ([`THREAD_FLAGS`]).
+//!
 //! ```no_run
 //! use crcli_sys::clone3::{spawn, SpawnOptions};
 //! let child = spawn(&SpawnOptions { set_tid: Some(4242), hold: false }, || 7).unwrap();
@@ -155,6 +158,52 @@ struct CloneArgs {
     set_tid: u64,
     set_tid_size: u64,
     cgroup: u64,
+}
+
+/// The `clone3` flags of a new thread in an existing process, as pthread_create uses them
+/// without the tid-reporting ones: `CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+/// CLONE_THREAD | CLONE_SYSVSEM`.
+pub const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+
+/// The size of the `struct clone_args` that [`thread_clone_args`] encodes
+/// (`CLONE_ARGS_SIZE_VER1`, the first with `set_tid`).
+pub const THREAD_CLONE_ARGS_SIZE: usize = CLONE_ARGS_SIZE_VER1;
+
+/// Encodes, for a syscall injected into *another* process (a tracee), the `struct clone_args`
+/// of a `clone3(args, THREAD_CLONE_ARGS_SIZE)` that creates a thread of that process at thread
+/// id `*set_tid_at` (a `pid_t` the caller has written into the tracee at address `set_tid_at`):
+/// [`THREAD_FLAGS`], no exit signal, no stack (the new thread runs on the caller's stack
+/// pointer: it must not run before its registers are set, e.g. because it starts in a ptrace
+/// stop), `set_tid_size` 1. Little-endian, as x86_64 lays the struct out.
+pub fn thread_clone_args(set_tid_at: u64) -> [u8; THREAD_CLONE_ARGS_SIZE] {
+    let args = CloneArgs {
+        flags: THREAD_FLAGS,
+        set_tid: set_tid_at,
+        set_tid_size: 1,
+        ..Default::default()
+    };
+    let words = [
+        args.flags,
+        args.pidfd,
+        args.child_tid,
+        args.parent_tid,
+        args.exit_signal,
+        args.stack,
+        args.stack_size,
+        args.tls,
+        args.set_tid,
+        args.set_tid_size,
+    ];
+    let mut out = [0u8; THREAD_CLONE_ARGS_SIZE];
+    for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    out
 }
 
 /// `CLONE_ARGS_SIZE_VER1`: the first size with `set_tid`.
@@ -338,6 +387,17 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("multi-threaded"), "{err}");
+    }
+
+    #[test]
+    fn thread_clone_args_follow_the_kernel_layout() {
+        let raw = thread_clone_args(0x1234_5000);
+        let word = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap());
+        // flags at 0, exit_signal at 32, stack at 40, set_tid at 64, set_tid_size at 72.
+        assert_eq!(word(0), 0x50f00);
+        assert_eq!((word(4), word(5), word(6)), (0, 0, 0));
+        assert_eq!((word(8), word(9)), (0x1234_5000, 1));
+        assert_eq!(raw.len(), 80);
     }
 
     #[test]

@@ -50,6 +50,14 @@
 //! ptrace attaches a tracee to the *thread* that seized it: every request must come from that
 //! thread. [`Tracee`] is therefore neither `Send` nor `Sync`.
 //!
+//! ptrace works on threads (tasks), not processes: each thread of a multi-threaded tracee is
+//! seized, stopped, read and resumed on its own, through a [`Tracee`] of its thread id. An
+//! injected `clone`/`clone3` with [`PtraceOptions::TRACECLONE`] set ([`Tracee::set_options`])
+//! stops at `PTRACE_EVENT_CLONE`, which [`Tracee::inject_syscall`] steps over; the new thread
+//! starts traced, in a stop of its own (wait for it with [`Tracee::wait_stop`] on a
+//! [`Tracee::assume_attached`] handle of its id), and can be injected into in turn (the
+//! syscall site is shared by every thread of one address space).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -85,6 +93,17 @@ const PTRACE_GETSIGMASK: libc::c_long = 0x420a;
 const PTRACE_PEEKSIGINFO: libc::c_long = 0x4209;
 /// `PTRACE_PEEKSIGINFO_SHARED`: read the process-wide (shared) queue instead of the thread's.
 const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+/// `PTRACE_SETOPTIONS`.
+const PTRACE_SETOPTIONS: libc::c_long = 0x4200;
+/// `PTRACE_GETEVENTMSG`.
+const PTRACE_GETEVENTMSG: libc::c_long = 0x4201;
+/// `PTRACE_EVENT_FORK`: the tracee forked (with [`PtraceOptions::TRACEFORK`]).
+pub const PTRACE_EVENT_FORK: i32 = 1;
+/// `PTRACE_EVENT_VFORK`: the tracee vforked (with [`PtraceOptions::TRACEVFORK`]).
+pub const PTRACE_EVENT_VFORK: i32 = 2;
+/// `PTRACE_EVENT_CLONE`: the tracee cloned (with [`PtraceOptions::TRACECLONE`]); the new
+/// task's id is the event message ([`Tracee::get_event_msg`]).
+pub const PTRACE_EVENT_CLONE: i32 = 3;
 /// `PTRACE_EVENT_STOP`: the event of a `PTRACE_INTERRUPT` stop or a group-stop of a seized
 /// tracee.
 pub const PTRACE_EVENT_STOP: i32 = 128;
@@ -581,6 +600,25 @@ impl Tracee {
         Ok(())
     }
 
+    /// `ptrace(PTRACE_SETOPTIONS, pid, 0, options)`: replaces the tracee's ptrace options
+    /// (for example to add [`PtraceOptions::TRACECLONE`] before making it clone threads).
+    pub fn set_options(&self, options: PtraceOptions) -> Result<(), PtraceError> {
+        // SAFETY: PTRACE_SETOPTIONS reads no memory; `data` is the options word.
+        unsafe { raw_ptrace(PTRACE_SETOPTIONS, self.pid, 0, u64::from(options.bits())) }
+            .map_err(self.err("PTRACE_SETOPTIONS"))?;
+        Ok(())
+    }
+
+    /// `ptrace(PTRACE_GETEVENTMSG, pid, 0, &msg)`: the message of the last `PTRACE_EVENT_*`
+    /// stop (the new task's id after [`PTRACE_EVENT_CLONE`]).
+    pub fn get_event_msg(&self) -> Result<u64, PtraceError> {
+        let mut msg: u64 = 0;
+        // SAFETY: `msg` is 8 writable bytes (an unsigned long) outliving the call.
+        unsafe { raw_ptrace(PTRACE_GETEVENTMSG, self.pid, 0, &mut msg as *mut u64 as u64) }
+            .map_err(self.err("PTRACE_GETEVENTMSG"))?;
+        Ok(msg)
+    }
+
     /// `ptrace(PTRACE_GETREGS, pid, 0, &regs)`.
     pub fn get_regs(&self) -> Result<UserRegs, PtraceError> {
         let mut regs = UserRegs::default();
@@ -876,6 +914,13 @@ impl Tracee {
                     event: PTRACE_EVENT_STOP,
                     ..
                 } if now.rip == site => continue,
+                // An injected fork/vfork/clone with the matching trace option stops at the
+                // event first (the new task is auto-attached and starts in a ptrace stop of
+                // its own); stepping on completes the syscall in the injecting task.
+                WaitStatus::Stopped {
+                    signal: libc::SIGTRAP,
+                    event: PTRACE_EVENT_FORK | PTRACE_EVENT_VFORK | PTRACE_EVENT_CLONE,
+                } => continue,
                 _ => {
                     return Err(PtraceError::UnexpectedStop {
                         pid: self.pid,

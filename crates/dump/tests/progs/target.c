@@ -85,11 +85,11 @@ int main(int argc, char **argv)
 	at(10, open(path, O_RDWR), "open fifo");
 	if (write(10, "fifo-data", 9) != 9) die("write fifo");
 
-	if (!strcmp(mode, "socket"))
+	if (strstr(mode, "socket"))
 		at(11, socket(AF_UNIX, SOCK_STREAM, 0), "socket");
 	if (!strcmp(mode, "eventfd"))
 		at(11, eventfd(0, 0), "eventfd");
-	if (!strcmp(mode, "thread")) {
+	if (strstr(mode, "thread")) {
 		pthread_t t;
 		if (pthread_create(&t, NULL, spin, NULL)) die("pthread_create");
 	}

@@ -252,6 +252,16 @@ cycle_tests! {
     heap_static_leave_running_then_restore: s("heap"), LeaveRunningThenRestore;
     signals_leave_running_then_restore: c("signals"), LeaveRunningThenRestore;
     fpu_static_leave_running_then_restore: s("fpu"), LeaveRunningThenRestore;
+
+    // 8 threads (progs/threads.c): every thread checks its tid, TLS, FP state, mask and
+    // sigaltstack after the restore; the shared counter must lose nothing.
+    threads: c("threads"), Detached;
+    threads_static: s("threads"), Detached;
+    threads_foreground: c("threads"), Foreground;
+    threads_twice: c("threads"), Twice;
+    threads_static_twice: s("threads"), Twice;
+    threads_leave_running: c("threads"), LeaveRunning;
+    threads_static_leave_running_then_restore: s("threads"), LeaveRunningThenRestore;
 }
 
 /// Without -d crcli exits with the restored program's status: 1 when its check fails.
@@ -287,5 +297,17 @@ fn python3() -> Result<(), E2eError> {
         return Ok(());
     }
     let prog = Prog::python3().expect("python3 is needed on the host (apt-get install -y python3)");
+    cycle(prog, Mode::Detached)
+}
+
+/// A python3 program with 4 `threading` threads (a Lock, a Condition, thread-locals), host only.
+#[test]
+fn python3_threads() -> Result<(), E2eError> {
+    if crcli_e2e::in_vm() {
+        crcli_e2e::skip("python3_threads", "no python3 in the guest");
+        return Ok(());
+    }
+    let prog = Prog::python3_threads()
+        .expect("python3 is needed on the host (apt-get install -y python3)");
     cycle(prog, Mode::Detached)
 }

@@ -95,6 +95,15 @@ selfcheck_tests! {
     sleeper, sleeper_static, "sleeper", [("100")], &[("sleep", "shorter than")];
     pipe, pipe_static, "pipe", [], &[("pipe", "the pipe held 39999 bytes")];
     deleted, deleted_static, "deleted", [], &[("deleted", "byte 777")];
+    threads, threads_static, "threads", [], &[
+        ("tid", "thread 0: gettid() is"),
+        ("tls", "thread 2: TLS pattern differs at byte 77"),
+        ("fpu", "thread 1: FP accumulator"),
+        ("sigmask", "thread 7: signal mask differs at signal 10"),
+        ("altstack", "thread 7: alternate signal stack is"),
+        ("counter", "lost or repeated"),
+        ("name", "thread 3: its name is \"renamed\""),
+    ];
 }
 
 /// The AVX-512 part of fpu only runs on CPUs that have it; its check must fail when damaged.

@@ -330,6 +330,22 @@ ns_test! {
             last.is_empty()
         });
         assert!(agreed, "{last:#?}");
+        // The other namespace's mount points are reached through the parent's root: its /tmp
+        // is not our scratch tmpfs on /tmp.
+        let by_pid = MountTable::of(Namespace::Pid(parent)).unwrap();
+        let parent_root = std::path::PathBuf::from(format!("/proc/{parent}/root"));
+        assert_eq!(by_pid.access_root(), Some(parent_root.as_path()));
+        let tmp = std::path::Path::new("/tmp");
+        assert_eq!(by_pid.reach(tmp), parent_root.join("tmp"));
+        let theirs = by_pid.mount_at(tmp).expect("a mount under the parent's /tmp");
+        let dev = |p: &std::path::Path| {
+            crcli_mountinfo::DevId::from_dev(std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap()))
+        };
+        assert_eq!(dev(&by_pid.reach(tmp)), theirs.dev);
+        assert_ne!(dev(tmp), theirs.dev, "our /tmp is the scratch tmpfs, not the parent's");
+        let ours = MountTable::of(Namespace::Current).unwrap();
+        assert_eq!(ours.access_root(), None);
+        assert_eq!(ours.reach(tmp), tmp);
         // Our own scratch tmpfs on /tmp is not in the other namespace.
         let host_table = MountTable::from_listmount(Some(host_id)).unwrap();
         assert!(host_table.mounts().iter().all(|m| m.source.as_deref() != Some(OsStr::new("crcli-test"))));
