@@ -7,7 +7,9 @@
 //!   group with a helper child, and a zombie (exit status 42);
 //! - `sharedfd` (progs/sharedfd.c): two processes writing in turn through one open file
 //!   description (one shared offset);
-//! - `forkserver` again as PID 1 of its own PID namespace with its own host name.
+//! - `forkserver` again as PID 1 of its own PID namespace with its own host name;
+//! - `tree100` (progs/tree100.c, the trees benchmark's program): 100 processes in two levels,
+//!   each checking its memory and its children's pids and exit statuses.
 //!
 //! Every cycle: spawn, wait for `ready`, let it run, dump (every member must be killed: the root
 //! dies of SIGKILL, the others are gone), restore `-d`, trigger, and require `PASS` and exit
@@ -316,6 +318,11 @@ fn tree_sharedfd_static() -> Result<(), E2eError> {
 }
 
 #[test]
+fn tree_of_100_processes() -> Result<(), E2eError> {
+    cycle(Tree::C("tree100", Linkage::Dynamic))
+}
+
+#[test]
 fn tree_forkserver_as_pid_1_of_its_own_pid_namespace() -> Result<(), E2eError> {
     cycle(Tree::ForkserverNs(Linkage::Dynamic))
 }
@@ -388,6 +395,14 @@ fn selfcheck_tree_forkserver_hostname() -> Result<(), E2eError> {
     selfcheck(
         Tree::ForkserverNs(Linkage::Dynamic),
         &[("hostname", "the host name is")],
+    )
+}
+
+#[test]
+fn selfcheck_tree_100() -> Result<(), E2eError> {
+    selfcheck(
+        Tree::C("tree100", Linkage::Dynamic),
+        &[("pattern", "child 3 (pid")],
     )
 }
 
