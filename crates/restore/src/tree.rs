@@ -435,6 +435,13 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
     }
     if own_pid_ns {
         for m in &members {
+            if m.p.threads.len() > 1 {
+                return Err(unsupported(format!(
+                    "process {} has {} threads; threads of a tree in a PID namespace of its own are not restored yet (the image has no thread ids inside the namespace)",
+                    m.p.pid,
+                    m.p.threads.len()
+                )));
+            }
             let queued = !m.p.shared_pending.queued.is_empty()
                 || m.p.threads.iter().any(|t| !t.pending.queued.is_empty());
             if queued {
