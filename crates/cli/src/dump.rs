@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use crcli_dump::{dump, DumpOptions};
+use crcli_dump::{dump_with_externals, DumpOptions, ExternalMount};
 
 /// Arguments of `crcli dump`.
 #[derive(ClapArgs, Debug)]
@@ -23,6 +23,10 @@ pub struct Args {
     /// Let the process run on after the dump instead of killing it.
     #[arg(short = 'R', long = "leave-running")]
     pub leave_running: bool,
+    /// A mount of the tree's own mount namespace that is a bind from outside it, named by a
+    /// key the restore maps to a path: `mnt[MOUNTPOINT]:KEY` (repeatable).
+    #[arg(long = "external", value_name = "mnt[MOUNTPOINT]:KEY")]
+    pub external: Vec<ExternalMount>,
     /// Logging (`-v`, `-o LOGFILE`).
     #[command(flatten)]
     pub log: crate::logging::LogArgs,
@@ -34,7 +38,7 @@ pub fn run(args: Args) -> Result<()> {
     let options = DumpOptions {
         leave_running: args.leave_running,
     };
-    let s = dump(args.pid, &args.dir, &options)
+    let s = dump_with_externals(args.pid, &args.dir, &options, &args.external)
         .with_context(|| format!("dumping pid {} into {}", args.pid, args.dir.display()))?;
     println!(
         "dumped pid {}: {} mappings, {} fds, {} pages ({:.1} MiB) in {:.1} ms (frozen {:.1} ms), {}",

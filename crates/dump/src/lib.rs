@@ -76,6 +76,7 @@ mod freeze;
 mod fscontent;
 mod inject;
 mod memory;
+mod mountns;
 mod mounts;
 mod procfs;
 mod tree;
@@ -93,6 +94,7 @@ use crcli_sys::ptrace::{SigQueue, Tracee};
 use rustix::fs::OFlags;
 
 pub use error::DumpError;
+pub use mountns::ExternalMount;
 
 /// How to dump.
 #[derive(Debug, Clone, Default)]
@@ -137,6 +139,18 @@ pub struct Summary {
 /// [`DumpOptions::leave_running`]. On failure every member is resumed untouched and no image is
 /// left behind.
 pub fn dump(pid: i32, dir: &Path, options: &DumpOptions) -> Result<Summary, DumpError> {
+    dump_with_externals(pid, dir, options, &[])
+}
+
+/// [`dump`], naming mounts of the tree's own mount namespace that are binds from outside it
+/// (`--external mnt[MOUNTPOINT]:KEY`): they are recorded by key, for the restore to bind the
+/// path the user maps that key to. Without such a name, a bind from outside is refused.
+pub fn dump_with_externals(
+    pid: i32,
+    dir: &Path,
+    options: &DumpOptions,
+    externals: &[ExternalMount],
+) -> Result<Summary, DumpError> {
     let started = Instant::now();
     let proc = procfs::Proc::new(pid);
     freeze::check_target(&proc)?;
@@ -144,7 +158,7 @@ pub fn dump(pid: i32, dir: &Path, options: &DumpOptions) -> Result<Summary, Dump
     // back if the dump fails.
     check_image_dir(dir)?;
     let replaced = take_empty_dir(dir)?;
-    let result = dump_frozen(&proc, dir, options, started);
+    let result = dump_frozen(&proc, dir, options, externals, started);
     if replaced && result.is_err() && !dir.exists() {
         if let Err(e) = std::fs::create_dir(dir) {
             tracing::warn!(
@@ -205,6 +219,7 @@ fn dump_frozen(
     proc: &procfs::Proc,
     dir: &Path,
     options: &DumpOptions,
+    externals: &[ExternalMount],
     started: Instant,
 ) -> Result<Summary, DumpError> {
     let pid = proc.pid;
@@ -217,7 +232,13 @@ fn dump_frozen(
             t.zombies.len()
         );
     }
-    let result = collect_and_write(&mut frozen, dir, options.leave_running, frozen_at);
+    let result = collect_and_write(
+        &mut frozen,
+        dir,
+        options.leave_running,
+        externals,
+        frozen_at,
+    );
     let mut summary = match result {
         Ok(summary) => summary,
         Err(e) => {
@@ -269,6 +290,7 @@ fn collect_and_write(
     frozen: &mut Option<tree::FrozenTree>,
     dir: &Path,
     release_early: bool,
+    externals: &[ExternalMount],
     frozen_at: Instant,
 ) -> Result<Summary, DumpError> {
     let t = frozen.as_ref().expect("the tree is frozen");
@@ -305,6 +327,22 @@ fn collect_and_write(
         processes.push(process);
     }
 
+    // The tree's own mount namespace, with the content of its tmpfs mounts.
+    let mount_ns = if files.mounts.other_namespace() {
+        Some(mountns::capture(root, &mut files.mounts, externals)?)
+    } else if let Some(e) = externals.first() {
+        return Err(DumpError::Unsupported {
+            pid: root,
+            what: format!(
+                "--external mnt[{}]:{} for a process in crcli's own mount namespace",
+                e.mountpoint.display(),
+                e.key
+            ),
+        });
+    } else {
+        None
+    };
+
     // Everything has been read from the tree.
     let mut frozen_for = Duration::ZERO;
     if release_early {
@@ -340,6 +378,7 @@ fn collect_and_write(
     let mut inventory = Inventory::new(root as u32, features_used(files.mounts.entries()));
     let zombies = facts.tree.zombies.len();
     inventory.tree = facts.tree;
+    inventory.tree.mount_ns = mount_ns;
     tracing::debug!("tree of pid {root}: entries written, committing the image");
     image.commit(inventory).map_err(image_err("commit"))?;
     tracing::info!("tree of pid {root}: image written to {}", dir.display());

@@ -410,6 +410,7 @@ pub(crate) fn facts(tree: &FrozenTree) -> Result<Facts, DumpError> {
                 ids,
             },
             zombies,
+            mount_ns: None,
         },
         ns_pids,
     })

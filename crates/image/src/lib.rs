@@ -59,6 +59,7 @@ pub mod fs;
 mod image;
 pub mod inventory;
 pub mod mount;
+pub mod mountns;
 pub mod pages;
 pub mod process;
 pub mod tree;
@@ -82,6 +83,7 @@ pub use file::{FileEntry, FileKind, FileLocation, PipeEnd, PipeEntry};
 pub use fs::{FsContent, FsEntry, FsEntryKind, Xattr};
 pub use inventory::{Contents, Inventory, KernelFeature};
 pub use mount::{MountEntry, MountKind, ProcessFd, RebuildPlan};
+pub use mountns::{MountNamespace, NsMount, NsMountSource};
 pub use process::{
     Creds, Fd, MmInfo, PendingSignals, Process, Rlimit, RobustList, Rseq, SigAction, SigAltStack,
     Thread, TlsDesc, UserRegs, Vma, VmaBacking, XState,

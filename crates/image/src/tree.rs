@@ -39,6 +39,9 @@ pub struct Tree {
         )
     )]
     pub zombies: Vec<Zombie>,
+    /// The mount tree of the tree's own mount namespace, present when the root lived in a
+    /// mount namespace other than the dumper's (see [`crate::mountns`]).
+    pub mount_ns: Option<crate::mountns::MountNamespace>,
 }
 
 /// The namespaces of the dumped tree.

@@ -87,6 +87,72 @@ fn check_extents(ctx: &Ctx, data: &DataReader, extents: &[Extent], size: u64) ->
     Ok(())
 }
 
+/// The mount namespace's tree (format version 2): the root first, each parent listed before its
+/// children, ids unique, absolute mount points and roots, content that is in the image.
+fn check_mount_ns(
+    img: &Image,
+    ictx: &mut Ctx,
+    has_content: impl Fn(crate::FsContentId) -> bool,
+) -> Result<()> {
+    let Some(ns) = &img.inventory().tree.mount_ns else {
+        return Ok(());
+    };
+    ictx.record = 0;
+    ictx.ensure(!ns.mounts.is_empty(), || {
+        "the mount namespace has no mounts".into()
+    })?;
+    let mut seen = HashSet::new();
+    for (i, m) in ns.mounts.iter().enumerate() {
+        let what = || format!("mount {} of the mount namespace", m.id);
+        ictx.ensure((i == 0) == (m.parent == 0), || {
+            format!("{}: only the first mount is the namespace's root", what())
+        })?;
+        ictx.ensure(i == 0 || seen.contains(&m.parent), || {
+            format!(
+                "{}: its parent {} is not listed before it",
+                what(),
+                m.parent
+            )
+        })?;
+        ictx.ensure(seen.insert(m.id), || format!("{}: listed twice", what()))?;
+        ictx.ensure(m.mountpoint.is_absolute() && m.root.is_absolute(), || {
+            format!("{}: mount point or root is not absolute", what())
+        })?;
+        match &m.source_kind {
+            crate::NsMountSource::Content { content, .. } => {
+                ictx.ensure(has_content(*content), || {
+                    format!(
+                        "{}: filesystem content {content} is not in the image",
+                        what()
+                    )
+                })?;
+            }
+            crate::NsMountSource::HostCopy {
+                host_mountpoint, ..
+            } => {
+                ictx.ensure(host_mountpoint.is_absolute(), || {
+                    format!("{}: host mount point is not absolute", what())
+                })?;
+            }
+            crate::NsMountSource::External { key } => {
+                ictx.ensure(!key.is_empty(), || {
+                    format!("{}: empty external key", what())
+                })?;
+            }
+            crate::NsMountSource::NsBind { of, .. } => {
+                ictx.ensure(seen.contains(of) && of != &m.id, || {
+                    format!(
+                        "{}: the mount it binds ({of}) is not listed before it",
+                        what()
+                    )
+                })?;
+            }
+            crate::NsMountSource::Fresh { .. } => {}
+        }
+    }
+    Ok(())
+}
+
 /// The tree rules (format version 2): zombies and links between members, `ns_pid`s, UTS names.
 /// Errors about a process name `processes.img`, the others the inventory.
 fn check_tree(img: &Image, ictx: &mut Ctx, pctx: &mut Ctx) -> Result<()> {
@@ -391,6 +457,7 @@ pub(crate) fn check(img: &Image) -> Result<Index> {
         }
     }
     check_tree(img, &mut ctx, &mut pctx)?;
+    check_mount_ns(img, &mut ctx, |c| index.fs.contains_key(&c))?;
 
     // Files.
     let files_data = DataReader::open(&dir.join(FILES_DATA))?;

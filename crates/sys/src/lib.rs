@@ -19,6 +19,7 @@
 // Mount interfaces.
 pub mod features;
 pub mod listmount;
+pub mod mntns;
 pub mod mount;
 pub mod nsfs;
 pub mod pidfd;

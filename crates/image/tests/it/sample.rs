@@ -655,6 +655,7 @@ pub fn try_write_sample(
             exit_status: 7 << 8,
             exit_signal: 17,
         }],
+        mount_ns: Some(sample_mount_ns()),
     };
     edit(&mut rec.processes, &mut rec.files, &mut rec.mounts);
     rec.processes
@@ -672,6 +673,83 @@ pub fn try_write_sample(
         mounts: rec.mounts,
         fs: rec.fs,
     })
+}
+
+/// A mount namespace holding every way of making a mount again.
+fn sample_mount_ns() -> MountNamespace {
+    let p = |s: &str| ImagePath::new(s.as_bytes().to_vec()).unwrap();
+    let m = |id: u64, parent: u64, at: &str, fs: &str, source_kind: NsMountSource| NsMount {
+        id,
+        parent,
+        mountpoint: p(at),
+        root: p("/"),
+        fs_type: fs.into(),
+        source: Some(OsBytes::new(fs.as_bytes().to_vec()).unwrap()),
+        super_options: "rw".into(),
+        attributes: 0x2,
+        propagation: mountns::MS_PRIVATE,
+        peer_group: 0,
+        master: 0,
+        source_kind,
+    };
+    MountNamespace {
+        ns_id: 0x1_0000_0042,
+        mounts: vec![
+            m(
+                0x1_0000_0001,
+                0,
+                "/",
+                "ext4",
+                NsMountSource::HostCopy {
+                    host_mountpoint: p("/"),
+                    subroot: p(""),
+                },
+            ),
+            m(
+                0x1_0000_0002,
+                0x1_0000_0001,
+                "/proc",
+                "proc",
+                NsMountSource::Fresh {
+                    options: String::new(),
+                },
+            ),
+            m(
+                0x1_0000_0003,
+                0x1_0000_0001,
+                "/data",
+                "tmpfs",
+                NsMountSource::Content {
+                    options: "size=1048576".into(),
+                    content: FsContentId(1),
+                },
+            ),
+            NsMount {
+                propagation: mountns::MS_SHARED,
+                peer_group: 7,
+                ..m(
+                    0x1_0000_0004,
+                    0x1_0000_0003,
+                    "/data/ext",
+                    "ext4",
+                    NsMountSource::External { key: "ext".into() },
+                )
+            },
+            NsMount {
+                root: p("/sub"),
+                ..m(
+                    0x1_0000_0005,
+                    0x1_0000_0001,
+                    "/bound",
+                    "tmpfs",
+                    NsMountSource::NsBind {
+                        of: 0x1_0000_0003,
+                        subroot: p("sub"),
+                    },
+                )
+            },
+        ],
+    }
 }
 
 /// A scratch directory on a tmpfs when there is one (tests that rewrite files thousands of
