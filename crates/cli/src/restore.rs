@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use crcli_restore::{restore, RestoreOptions};
+use crcli_restore::{restore, ExternalPath, RestoreOptions};
 
 /// Arguments of `crcli restore`.
 #[derive(ClapArgs, Debug)]
@@ -24,6 +24,10 @@ pub struct Args {
     /// stderr where it had a terminal.
     #[arg(long = "shell-job")]
     pub shell_job: bool,
+    /// The path a mount dumped as a bind from outside the tree's mount namespace is bound
+    /// from: `mnt[KEY]:PATH`, KEY as given to `crcli dump --external` (repeatable).
+    #[arg(long = "external", value_name = "mnt[KEY]:PATH")]
+    pub external: Vec<ExternalPath>,
     /// Logging (`-v`, `-o LOGFILE`).
     #[command(flatten)]
     pub log: crate::logging::LogArgs,
@@ -32,7 +36,9 @@ pub struct Args {
 /// Runs `crcli restore`.
 pub fn run(args: Args) -> Result<()> {
     args.log.init()?;
-    let opts = RestoreOptions::default().with_shell_job(args.shell_job);
+    let opts = RestoreOptions::default()
+        .with_shell_job(args.shell_job)
+        .with_external_mounts(args.external);
     let restored = restore(&args.dir, &opts)
         .with_context(|| format!("restoring from {}", args.dir.display()))?;
     if restored.in_new_pid_namespace() {

@@ -82,6 +82,7 @@
 
 mod child;
 mod error;
+pub mod mountns;
 mod mounts;
 mod plan;
 mod threads;
@@ -98,6 +99,7 @@ use crcli_sys::features::{Feature, Features};
 use crcli_sys::ptrace::{self, PtraceOptions, Tracee, WaitStatus};
 
 pub use error::RestoreError;
+pub use mountns::{build_namespace, ExternalPath};
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -105,9 +107,18 @@ pub use error::RestoreError;
 pub struct RestoreOptions {
     /// `--shell-job`: the process's terminal fds (0, 1 and 2 on a tty) become crcli's own.
     pub shell_job: bool,
+    /// `--external mnt[KEY]:PATH`: the paths that mounts dumped as binds from outside the
+    /// tree's mount namespace (by key) are bound from.
+    pub external_mounts: Vec<ExternalPath>,
 }
 
 impl RestoreOptions {
+    /// Options with these `--external mnt[KEY]:PATH` mappings.
+    pub fn with_external_mounts(mut self, external_mounts: Vec<ExternalPath>) -> Self {
+        self.external_mounts = external_mounts;
+        self
+    }
+
     /// Options with `--shell-job` set as given.
     pub fn with_shell_job(mut self, shell_job: bool) -> Self {
         self.shell_job = shell_job;

@@ -567,7 +567,7 @@ fn make_mount(e: &MountEntry, image: &Image) -> Result<OwnedFd, RestoreError> {
 }
 
 /// Passes `options` ("a=b,c") to `fsconfig`, then creates the superblock.
-fn configure(fs: &OwnedFd, options: &str, id: MountId) -> Result<(), RestoreError> {
+pub(crate) fn configure(fs: &OwnedFd, options: &str, id: MountId) -> Result<(), RestoreError> {
     for opt in options.split(',').filter(|o| !o.is_empty()) {
         match opt.split_once('=') {
             Some((k, v)) => fsconfig_set_string(fs, k, v),
@@ -605,7 +605,7 @@ fn ts(t: crcli_image::Timestamp) -> Timespec {
 
 /// Recreates the dumped content in the fresh filesystem behind mount fd `m` (its root).
 /// Directory times are set last, after their entries were made.
-fn fill(
+pub(crate) fn fill(
     m: &OwnedFd,
     image: &Image,
     content: crcli_image::FsContentId,

@@ -4,7 +4,9 @@
 //! 1. Every member is checked and planned like a single process ([`plan::plan`]); the tree's
 //!    links are checked (one root, every parent a member, sessions and process groups that can
 //!    be made). Nothing is created before that.
-//! 2. crcli opens every open file description of the tree **once**, in itself: files, both ends
+//! 2. A mount namespace of its own is built ([`crate::mountns`]) and crcli's main thread
+//!    joins it for steps 2 and 3 (files open there; the root is born there). crcli opens every
+//!    open file description of the tree **once**, in itself: files, both ends
 //!    of each pipe with its buffered data, FIFOs refilled once; files on unmounted and anonymous
 //!    mounts through their rebuilt mounts. An fd shared by several processes (inherited across
 //!    fork, or passed) is one [`crcli_image::FileEntry`], so it becomes one description again
@@ -56,6 +58,7 @@ pub(crate) fn is_tree(image: &Image) -> bool {
         || inv.tree.namespaces.own_pid_ns
         || inv.tree.namespaces.uts.is_some()
         || own_ipc_ns(image)
+        || crate::mountns::to_build(image).is_some()
 }
 
 fn own_ipc_ns(image: &Image) -> bool {
@@ -1055,6 +1058,17 @@ fn inject_setpgid(t: &Tracee, pid: u32, pgid: i32) -> Result<(), RestoreError> {
 /// Restores the tree of `image`: see the module docs.
 pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, RestoreError> {
     crate::check_machine(image)?;
+    // A mount namespace of its own is built first and crcli's main thread joins it until the
+    // root is made: the tree's files are checked and opened there, and the root is born there.
+    // It is reachable only through crcli's fd until then and dies with the tree, so a failure
+    // at any later step leaves nothing behind.
+    let entered = match crate::mountns::check_for_tree(image, &opts.external_mounts)? {
+        Some(ns) => {
+            let ns_fd = crate::mountns::build(image, ns, &opts.external_mounts)?;
+            Some(crate::mountns::Entered::enter(&ns_fd)?)
+        }
+        None => None,
+    };
     let t = plan_tree(image, opts)?;
     tracing::debug!(
         members = t.members.len(),
@@ -1101,6 +1115,7 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
         )?
     };
     drop(report_wr);
+    drop(entered);
     let root_host = spawned.pid();
     let mut progress = Progress::default();
     // Each member with the other threads its rebuild created.

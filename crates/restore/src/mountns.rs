@@ -1,0 +1,569 @@
+//! Making the dumped tree's mount namespace again ([`crcli_image::MountNamespace`], issue #7)
+//! with the new mount API, without touching crcli's own namespace.
+//!
+//! [`build_namespace`] runs in a crcli thread of its own that moves into a new mount namespace
+//! (`unshare(CLONE_NEWNS)`, a copy of crcli's), makes every mount of it private (so nothing
+//! propagates back), then:
+//!
+//! 1. makes every mount that needs crcli's own mounts or the user's paths, before anything is
+//!    attached: `HostCopy` -> `open_tree(live mount point/sub-root, OPEN_TREE_CLONE)`;
+//!    `External` -> a clone of the path the user mapped the key to (`--external mnt[KEY]:PATH`);
+//!    `Fresh` -> `fsopen`/`fsconfig`/`fsmount`; `Content` -> a fresh tmpfs/ramfs filled with the
+//!    dumped content through its mount fd (as for lost superblocks);
+//! 2. attaches the root mount on a directory of the (private, throwaway) copy, then each other
+//!    mount, parents first and stacked mounts in mount order, with `move_mount` onto its parent's
+//!    mount fd at the mount point relative to the parent's (so an overmount lands on the mount it
+//!    covers whatever hides that mount's path); `NsBind` mounts are clones of the earlier mount
+//!    they bind, made right before they are attached;
+//! 3. sets each mount's attributes (`mount_setattr`: ro, nosuid, nodev, noexec, atime mode,
+//!    nodiratime, nosymfollow) once everything under it is attached, then propagation: one
+//!    member of each peer group is made shared and the others join it with
+//!    `MOVE_MOUNT_SET_GROUP`; a slave joins its master's group, then becomes a slave (and
+//!    shared again, in a group of its own, if it was both); unbindable last;
+//! 4. `pivot_root`s into the root mount and detaches the copy of crcli's tree under it.
+//!
+//! What is left is a namespace holding exactly the dumped mounts, reachable only through the
+//! returned nsfs fd (and whatever joins it): closing the fd with nobody in it destroys it and
+//! every mount in it. On any failure the thread's namespace is dropped the same way: nothing
+//! is left in crcli's namespace or in the filesystem.
+//!
+//! The tree restore ([`crate::tree`]) builds the namespace after the whole image was checked,
+//! moves crcli's main thread into it ([`Entered`]) to open the tree's files and make its root
+//! process (which is born in it), and moves the thread back right after.
+//!
+//! Limits: `proc` and `mqueue` instances are made by crcli, so they show crcli's PID and IPC
+//! namespaces (the restore's own steps read crcli's pids from `/proc` while the members are
+//! made; a namespace without `proc` at `/proc` is refused).
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crcli_image::mountns::{MS_SHARED, MS_SLAVE, MS_UNBINDABLE};
+use crcli_image::{Image, MountId, MountNamespace, NsMount, NsMountSource};
+use crcli_sys::mount::{
+    fsmount, fsopen, mount_setattr, move_mount, open_tree, umount2, FsMountFlags, FsOpenFlags,
+    MountAttr, MountAttrFlags, MountPropagation, MountSetattrFlags, MoveMountFlags, OpenTreeFlags,
+    UnmountFlags,
+};
+
+use crate::error::RestoreError;
+
+/// Attributes re-applied on every mount (the atime mode included).
+const ATTRS: MountAttrFlags = MountAttrFlags::RDONLY
+    .union(MountAttrFlags::NOSUID)
+    .union(MountAttrFlags::NODEV)
+    .union(MountAttrFlags::NOEXEC)
+    .union(MountAttrFlags::_ATIME)
+    .union(MountAttrFlags::NODIRATIME)
+    .union(MountAttrFlags::NOSYMFOLLOW);
+
+/// Filesystems made fresh.
+const FRESH: [&str; 5] = ["proc", "sysfs", "devpts", "mqueue", "cgroup2"];
+
+/// Directories of crcli's namespace copy the new root may be attached on while it is built
+/// (in the thread's private copy only: crcli's namespace never sees it).
+const SCRATCH: [&str; 4] = ["/mnt", "/tmp", "/var", "/dev"];
+
+/// A `--external mnt[KEY]:PATH` of `crcli restore`: the mount dumped under `key` is a bind of
+/// `path` (in crcli's namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalPath {
+    /// The key given at dump (`--external mnt[MOUNTPOINT]:KEY`).
+    pub key: String,
+    /// The path to bind.
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for ExternalPath {
+    type Err = String;
+
+    /// Parses `mnt[KEY]:PATH` (CRIU's form).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not of the form mnt[KEY]:PATH");
+        let rest = s.strip_prefix("mnt[").ok_or_else(bad)?;
+        let (key, path) = rest.split_once("]:").ok_or_else(bad)?;
+        if key.is_empty() || !path.starts_with('/') {
+            return Err(bad());
+        }
+        Ok(ExternalPath {
+            key: key.to_owned(),
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+fn unsupported(m: &NsMount, why: &str) -> RestoreError {
+    RestoreError::Unsupported(format!(
+        "mount {} at {} ({}) of the mount namespace: {why}",
+        m.id, m.mountpoint, m.fs_type
+    ))
+}
+
+fn errno(m: &NsMount, step: &str) -> impl FnOnce(rustix::io::Errno) -> RestoreError {
+    let step = format!(
+        "{step} for mount {} at {} ({})",
+        m.id, m.mountpoint, m.fs_type
+    );
+    RestoreError::errno(step)
+}
+
+fn join(base: &Path, rel: &Path) -> PathBuf {
+    if rel.as_os_str().is_empty() {
+        base.to_path_buf()
+    } else {
+        base.join(rel)
+    }
+}
+
+/// Checks, before anything is made, that every mount of `ns` can be made here: each external
+/// key is mapped to an existing path, each host copy's live mount point exists, each fresh
+/// filesystem is one crcli makes.
+pub fn check(ns: &MountNamespace, externals: &[ExternalPath]) -> Result<(), RestoreError> {
+    for m in &ns.mounts {
+        match &m.source_kind {
+            NsMountSource::External { key } => {
+                let Some(e) = externals.iter().find(|e| &e.key == key) else {
+                    return Err(unsupported(
+                        m,
+                        &format!("a bind from outside named {key:?} at dump; map it with --external mnt[{key}]:PATH"),
+                    ));
+                };
+                if std::fs::symlink_metadata(&e.path).is_err() {
+                    return Err(unsupported(
+                        m,
+                        &format!("--external mnt[{key}]:{}: no such path", e.path.display()),
+                    ));
+                }
+            }
+            NsMountSource::HostCopy {
+                host_mountpoint,
+                subroot,
+            } => {
+                let at = join(host_mountpoint.as_path(), subroot.as_path());
+                if std::fs::symlink_metadata(&at).is_err() {
+                    return Err(unsupported(
+                        m,
+                        &format!("a copy of crcli's mount at {host_mountpoint}, but {} does not exist here", at.display()),
+                    ));
+                }
+            }
+            NsMountSource::Fresh { .. } if !FRESH.contains(&m.fs_type.as_str()) => {
+                return Err(unsupported(m, "crcli does not make this filesystem fresh"));
+            }
+            _ => {}
+        }
+        if m.attributes & MountAttrFlags::IDMAP.bits() != 0 {
+            return Err(unsupported(m, "idmapped mounts cannot be made again yet"));
+        }
+    }
+    Ok(())
+}
+
+/// Makes the mount namespace of the image in directory `dir` (see the module documentation)
+/// and returns its nsfs fd (`/proc/PID/ns/mnt` of a process in it), for `setns`.
+pub fn build_namespace(dir: &Path, externals: &[ExternalPath]) -> Result<OwnedFd, RestoreError> {
+    let image = Image::open(dir)?;
+    let ns =
+        image.inventory().tree.mount_ns.as_ref().ok_or_else(|| {
+            RestoreError::Invalid("the image holds no mount namespace".to_owned())
+        })?;
+    check(ns, externals)?;
+    build(&image, ns, externals)
+}
+
+/// [`build_namespace`] for an opened, validated image.
+pub(crate) fn build(
+    image: &Image,
+    ns: &MountNamespace,
+    externals: &[ExternalPath],
+) -> Result<OwnedFd, RestoreError> {
+    std::thread::scope(|s| {
+        s.spawn(|| build_in_this_thread(image, ns, externals))
+            .join()
+            .unwrap_or_else(|_| {
+                Err(RestoreError::Unsupported(
+                    "building the mount namespace panicked".to_owned(),
+                ))
+            })
+    })
+}
+
+fn build_in_this_thread(
+    image: &Image,
+    ns: &MountNamespace,
+    externals: &[ExternalPath],
+) -> Result<OwnedFd, RestoreError> {
+    crcli_sys::mntns::unshare_mount_ns().map_err(RestoreError::errno(
+        "unshare(CLONE_NEWNS) for the new mount namespace",
+    ))?;
+    let ns_fd = rustix::fs::open(
+        "/proc/thread-self/ns/mnt",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(RestoreError::errno("open the new mount namespace"))?;
+    mount_setattr(
+        rustix::fs::CWD,
+        "/",
+        MountSetattrFlags::AT_RECURSIVE,
+        &MountAttr {
+            propagation: MountPropagation::PRIVATE,
+            ..MountAttr::default()
+        },
+    )
+    .map_err(RestoreError::errno(
+        "make the copy of crcli's mounts private",
+    ))?;
+
+    let clone = OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC;
+    // 1. Everything that needs crcli's tree or is made fresh.
+    let mut fds: Vec<Option<OwnedFd>> = Vec::with_capacity(ns.mounts.len());
+    for m in &ns.mounts {
+        let fd = match &m.source_kind {
+            NsMountSource::HostCopy {
+                host_mountpoint,
+                subroot,
+            } => {
+                let at = join(host_mountpoint.as_path(), subroot.as_path());
+                Some(
+                    open_tree(rustix::fs::CWD, &at, clone)
+                        .map_err(errno(m, &format!("clone {}", at.display())))?,
+                )
+            }
+            NsMountSource::External { key } => {
+                let e = externals
+                    .iter()
+                    .find(|e| &e.key == key)
+                    .ok_or_else(|| unsupported(m, &format!("no --external mnt[{key}]:PATH")))?;
+                Some(
+                    open_tree(rustix::fs::CWD, &e.path, clone)
+                        .map_err(errno(m, &format!("clone {}", e.path.display())))?,
+                )
+            }
+            NsMountSource::Fresh { options } => Some(fresh(m, &m.fs_type, options)?),
+            NsMountSource::Content { options, content } => {
+                let fd = fresh(m, &m.fs_type, options)?;
+                let c = image.fs_content(*content).ok_or_else(|| {
+                    RestoreError::Invalid(format!("content {content} is not in the image"))
+                })?;
+                crate::mounts::fill(&fd, image, *content, &c.entries)?;
+                let root = m
+                    .root
+                    .as_path()
+                    .strip_prefix("/")
+                    .unwrap_or(m.root.as_path());
+                if root.as_os_str().is_empty() {
+                    Some(fd)
+                } else {
+                    Some(open_tree(&fd, root, clone).map_err(errno(m, "clone the sub-root"))?)
+                }
+            }
+            NsMountSource::NsBind { .. } => None,
+        };
+        fds.push(fd);
+    }
+
+    // 2. Attach: the root on a scratch directory of this thread's private copy, then the rest.
+    let index: HashMap<u64, usize> = ns
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id, i))
+        .collect();
+    let root_m = &ns.mounts[0];
+    {
+        let root_fd = fds[0]
+            .as_ref()
+            .ok_or_else(|| unsupported(root_m, "the root mount cannot be a bind of another"))?;
+        let scratch = SCRATCH
+            .iter()
+            .find(|p| Path::new(p).is_dir())
+            .ok_or_else(|| {
+                RestoreError::Unsupported("no directory to build the mount namespace on".to_owned())
+            })?;
+        move_mount(
+            root_fd,
+            "",
+            rustix::fs::CWD,
+            *scratch,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(errno(root_m, "attach the root mount while it is built"))?;
+    }
+    for (i, m) in ns.mounts.iter().enumerate().skip(1) {
+        if let NsMountSource::NsBind { of, subroot } = &m.source_kind {
+            let src = index
+                .get(of)
+                .and_then(|&j| fds[j].as_ref())
+                .ok_or_else(|| {
+                    unsupported(m, &format!("the mount it binds ({of}) was not made"))
+                })?;
+            let fd = if subroot.as_bytes().is_empty() {
+                open_tree(src, "", clone | OpenTreeFlags::AT_EMPTY_PATH)
+            } else {
+                open_tree(src, subroot.as_path(), clone)
+            }
+            .map_err(errno(m, "clone the mount it binds"))?;
+            fds[i] = Some(fd);
+        }
+        let &pi = index
+            .get(&m.parent)
+            .ok_or_else(|| unsupported(m, "its parent is not in the namespace"))?;
+        let parent = &ns.mounts[pi];
+        let rel = below(m.mountpoint.as_path(), parent.mountpoint.as_path()).ok_or_else(|| {
+            unsupported(
+                m,
+                &format!("not below its parent's mount point {}", parent.mountpoint),
+            )
+        })?;
+        let (Some(fd), Some(pfd)) = (fds[i].as_ref(), fds[pi].as_ref()) else {
+            return Err(unsupported(m, "its parent was not made"));
+        };
+        let mut flags = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH;
+        if rel.as_os_str().is_empty() {
+            flags |= MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+        }
+        move_mount(fd, "", pfd, &rel, flags)
+            .map_err(errno(m, &format!("attach at {}", rel.display())))?;
+    }
+
+    // 3. Attributes (children first: a read-only parent is fine, they are attached), then
+    //    propagation.
+    for (i, m) in ns.mounts.iter().enumerate().rev() {
+        let fd = fds[i].as_ref().expect("every mount was made");
+        let set = MountAttrFlags::from_bits_retain(m.attributes) & ATTRS;
+        mount_setattr(
+            fd,
+            "",
+            MountSetattrFlags::AT_EMPTY_PATH,
+            &MountAttr {
+                attr_set: set,
+                attr_clr: ATTRS,
+                ..MountAttr::default()
+            },
+        )
+        .map_err(errno(m, "set the mount attributes"))?;
+    }
+    propagation(ns, &fds)?;
+
+    // 4. The new tree becomes the namespace's root; crcli's copy under it goes.
+    let root_fd = fds[0].as_ref().expect("the root mount was made");
+    rustix::process::fchdir(root_fd).map_err(RestoreError::errno("chdir into the new root"))?;
+    crcli_sys::mntns::pivot_root(".", ".")
+        .map_err(RestoreError::errno("pivot_root into the new root"))?;
+    umount2(".", UnmountFlags::DETACH)
+        .map_err(RestoreError::errno("detach crcli's copied tree"))?;
+    rustix::process::chdir("/").map_err(RestoreError::errno("chdir to the new root"))?;
+    tracing::debug!(mounts = ns.mounts.len(), "mount namespace built");
+    Ok(ns_fd)
+}
+
+fn propagation(ns: &MountNamespace, fds: &[Option<OwnedFd>]) -> Result<(), RestoreError> {
+    let fd = |i: usize| fds[i].as_ref().expect("every mount was made").as_fd();
+    let set_prop = |i: usize, p: MountPropagation| {
+        mount_setattr(
+            fd(i),
+            "",
+            MountSetattrFlags::AT_EMPTY_PATH,
+            &MountAttr {
+                propagation: p,
+                ..MountAttr::default()
+            },
+        )
+        .map_err(errno(&ns.mounts[i], "set the propagation"))
+    };
+    let join_group = |from: usize, to: usize| {
+        move_mount(
+            fd(from),
+            "",
+            fd(to),
+            "",
+            MoveMountFlags::MOVE_MOUNT_SET_GROUP
+                | MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        .map_err(errno(
+            &ns.mounts[to],
+            "join its peer group (MOVE_MOUNT_SET_GROUP)",
+        ))
+    };
+    // Peer groups, in the order their first member is listed.
+    let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, m) in ns.mounts.iter().enumerate() {
+        if m.propagation & MS_SHARED != 0 && m.peer_group != 0 {
+            groups.entry(m.peer_group).or_default().push(i);
+        }
+    }
+    // Slaves first: a slave joins its master's group, then turns slave.
+    for (i, m) in ns.mounts.iter().enumerate() {
+        if m.propagation & MS_SLAVE == 0 {
+            continue;
+        }
+        let Some(&master) = groups.get(&m.master).and_then(|g| g.first()) else {
+            return Err(unsupported(
+                m,
+                &format!(
+                    "a slave of peer group {}, which is not in the namespace",
+                    m.master
+                ),
+            ));
+        };
+        set_prop(master, MountPropagation::SHARED)?;
+        join_group(master, i)?;
+        set_prop(i, MountPropagation::SLAVE)?;
+    }
+    for members in groups.values() {
+        let first = members[0];
+        set_prop(first, MountPropagation::SHARED)?;
+        for &other in &members[1..] {
+            if ns.mounts[other].propagation & MS_SLAVE != 0 {
+                // Shared and slave: a group of its own, joined by its peers below.
+                continue;
+            }
+            join_group(first, other)?;
+        }
+    }
+    for (i, m) in ns.mounts.iter().enumerate() {
+        if m.propagation & MS_UNBINDABLE != 0 {
+            set_prop(i, MountPropagation::UNBINDABLE)?;
+        }
+    }
+    Ok(())
+}
+
+/// A fresh instance of `fs_type` with `options`.
+fn fresh(m: &NsMount, fs_type: &str, options: &str) -> Result<OwnedFd, RestoreError> {
+    let fs = fsopen(fs_type, FsOpenFlags::FSOPEN_CLOEXEC).map_err(errno(m, "fsopen"))?;
+    crate::mounts::configure(&fs, options, MountId(0))
+        .map_err(|e| unsupported(m, &e.to_string()))?;
+    fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .map_err(errno(m, "fsmount"))
+}
+
+/// `path` relative to `base` (both absolute), `""` when equal.
+fn below(path: &Path, base: &Path) -> Option<PathBuf> {
+    path.strip_prefix(base).ok().map(Path::to_path_buf)
+}
+
+/// The image's mount namespace when the restore must build it: it has one, and crcli does not
+/// run in that very namespace (still alive, with the same id: a restore entered into the
+/// dumped namespace, `nsenter -m` style, restores into it as it is).
+pub(crate) fn to_build(image: &Image) -> Option<&MountNamespace> {
+    let ns = image.inventory().tree.mount_ns.as_ref()?;
+    let current = rustix::fs::open(
+        "/proc/thread-self/ns/mnt",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
+    .and_then(|fd| crcli_sys::nsfs::ns_get_mntns_id(&fd).ok());
+    if ns.ns_id != 0 && current == Some(ns.ns_id) {
+        tracing::info!(
+            ns_id = ns.ns_id,
+            "crcli runs in the dumped mount namespace itself: restoring into it"
+        );
+        return None;
+    }
+    Some(ns)
+}
+
+/// Checks, before anything is made, that the tree restore can use the image's mount namespace
+/// (see [`check`]); the restore's processes need crcli's `/proc` while they are made, so the
+/// namespace must have a `proc` at `/proc`.
+pub(crate) fn check_for_tree<'a>(
+    image: &'a Image,
+    externals: &[ExternalPath],
+) -> Result<Option<&'a MountNamespace>, RestoreError> {
+    let Some(ns) = to_build(image) else {
+        return Ok(None);
+    };
+    check(ns, externals)?;
+    let proc_at_proc = ns.mounts.iter().any(|m| {
+        m.fs_type == "proc"
+            && m.mountpoint.as_bytes() == b"/proc"
+            && matches!(m.source_kind, NsMountSource::Fresh { .. })
+    });
+    if !proc_at_proc {
+        return Err(RestoreError::Unsupported(
+            "a mount namespace without a proc of its own at /proc cannot be restored yet"
+                .to_owned(),
+        ));
+    }
+    Ok(Some(ns))
+}
+
+/// crcli's calling thread moved into a built mount namespace, so that the files it opens and
+/// the root process it makes are in it; dropping it moves the thread back to crcli's own
+/// namespace, root and working directory.
+pub(crate) struct Entered {
+    orig_ns: OwnedFd,
+    orig_root: OwnedFd,
+    orig_cwd: OwnedFd,
+}
+
+impl Entered {
+    /// Moves the calling thread into namespace `ns` (its own filesystem information first).
+    pub(crate) fn enter(ns: &OwnedFd) -> Result<Entered, RestoreError> {
+        use rustix::fs::{Mode, OFlags};
+        let open = |p: &str, what: &str| {
+            rustix::fs::open(p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                .map_err(RestoreError::errno(format!("open {what}")))
+        };
+        let orig_ns = rustix::fs::open(
+            "/proc/thread-self/ns/mnt",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(RestoreError::errno("open crcli's mount namespace"))?;
+        let orig_root = open("/", "crcli's root")?;
+        let orig_cwd = open(".", "crcli's working directory")?;
+        crcli_sys::mntns::unshare_fs().map_err(RestoreError::errno("unshare(CLONE_FS)"))?;
+        crcli_sys::mntns::setns_mnt(ns)
+            .map_err(RestoreError::errno("setns into the new mount namespace"))?;
+        Ok(Entered {
+            orig_ns,
+            orig_root,
+            orig_cwd,
+        })
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let back = crcli_sys::mntns::setns_mnt(&self.orig_ns)
+            .and_then(|()| crcli_sys::mntns::chroot_to(&self.orig_root))
+            .and_then(|()| rustix::process::fchdir(&self.orig_cwd));
+        if let Err(e) = back {
+            tracing::error!("returning to crcli's own mount namespace: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_paths_parse() {
+        let e: ExternalPath = "mnt[data]:/srv/data".parse().unwrap();
+        assert_eq!(e.key, "data");
+        assert_eq!(e.path, PathBuf::from("/srv/data"));
+        for bad in ["mnt[]:/x", "mnt[k]:x", "dev[k]:/x", "mnt[k]/x"] {
+            assert!(bad.parse::<ExternalPath>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mount_points_below_their_parent() {
+        assert_eq!(
+            below(Path::new("/a/b"), Path::new("/")),
+            Some(PathBuf::from("a/b"))
+        );
+        assert_eq!(
+            below(Path::new("/a"), Path::new("/a")),
+            Some(PathBuf::new())
+        );
+        assert_eq!(below(Path::new("/ab"), Path::new("/a")), None);
+    }
+}
