@@ -878,6 +878,60 @@ impl Tracee {
         Ok(ret as u64)
     }
 
+    /// Runs code already written into the stopped tracee, from `entry` until an `int3` that
+    /// leaves `rip` at `end` (the address after it), with every signal blocked and `orig_rax =
+    /// -1` (no syscall restart), and returns the registers at that trap. Registers and signal
+    /// mask are saved before and put back after, on success and on failure. One resume for
+    /// many syscalls: the code may make any number of them (it must not touch the stack).
+    pub fn run_code(&self, entry: u64, end: u64) -> Result<UserRegs, PtraceError> {
+        let saved_regs = self.get_regs()?;
+        let saved_mask = self.get_sigmask()?;
+        let result = (|| {
+            self.set_sigmask(!0)?;
+            let mut regs = saved_regs;
+            regs.rip = entry;
+            regs.orig_rax = u64::MAX;
+            self.set_regs(&regs)?;
+            for _ in 0..16 {
+                self.cont(0)?;
+                let status = self.wait_stop()?;
+                let now = self.get_regs()?;
+                match status {
+                    WaitStatus::Stopped {
+                        signal: libc::SIGTRAP,
+                        event: 0,
+                    } if now.rip == end => return Ok(now),
+                    // A pending interrupt or group-stop before the code ran: resume again.
+                    WaitStatus::Stopped {
+                        event: PTRACE_EVENT_STOP,
+                        ..
+                    } if now.rip == entry => continue,
+                    _ => {
+                        return Err(PtraceError::UnexpectedStop {
+                            pid: self.pid,
+                            op: "the injected code to reach its int3",
+                            status,
+                        })
+                    }
+                }
+            }
+            Err(PtraceError::UnexpectedStop {
+                pid: self.pid,
+                op: "the injected code to run (too many stops)",
+                status: WaitStatus::Stopped {
+                    signal: 0,
+                    event: PTRACE_EVENT_STOP,
+                },
+            })
+        })();
+        let restore_regs = self.set_regs(&saved_regs);
+        let restore_mask = self.set_sigmask(saved_mask);
+        let regs = result?;
+        restore_regs?;
+        restore_mask?;
+        Ok(regs)
+    }
+
     fn run_syscall(
         &self,
         site: u64,
