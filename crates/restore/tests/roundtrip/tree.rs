@@ -365,3 +365,64 @@ pub fn family_in_pid_namespace() -> Result<(), String> {
         )
     })
 }
+
+/// The three-copy tree, where the last copy's extended CPU state comes from "another CPU": the
+/// refusal comes when every process exists and the tracer threads are rebuilding them; all
+/// three must be killed and reaped, none left running.
+pub fn rebuild_failure_leaves_nothing() -> Result<(), String> {
+    with_tools("round_trip_tree_rebuild_failure_leaves_nothing", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, r) = start(t, "twin", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, r, &img)?;
+        child.wait()?;
+        let b = free_pid()?;
+        let c = (b + 1..b + 1000)
+            .find(|n| !Path::new(&format!("/proc/{n}")).exists())
+            .ok_or("no second free pid")?;
+        let tree_img = work.path().join("tree");
+        crate::common::rewrite_image_tree(
+            &img,
+            &tree_img,
+            |ps| {
+                let root = ps[0].clone();
+                ps.push(copy_of(&root, b as u32, root.pid, root.pgid));
+                let mut bad = copy_of(&root, c as u32, root.pid, root.pgid);
+                bad.threads[0].xstate.size = 512;
+                bad.threads[0].xstate.features = 0x3;
+                bad.threads[0].xstate.data = vec![0; 512];
+                ps.push(bad);
+            },
+            |_| {},
+        )?;
+        let out = Command::new(&t.crcli)
+            .args(["restore", "-D"])
+            .arg(&tree_img)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure(!out.status.success(), "crcli restore must fail")?;
+        ensure(
+            stderr.contains("extended-state layout"),
+            &format!("the error names the cause: {stderr}"),
+        )?;
+        std::thread::sleep(Duration::from_millis(100));
+        for pid in [r, b, c] {
+            ensure(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                &format!(
+                    "no process has pid {pid} of the tree (processes: {})",
+                    process_table()
+                ),
+            )?;
+        }
+        ensure(
+            list_dir(&dir)?.iter().all(|n| !n.starts_with("result")),
+            "no copy ran on",
+        )?;
+        no_children_left()
+    })
+}
