@@ -35,9 +35,13 @@
 //! message names the process (its dumped pid) and the step.
 //!
 //! Limits: files on the same unmounted or anonymous mount in different processes get one
-//! rebuilt mount per process; a queued (not merely pending) signal of a process in a new PID
-//! namespace is refused; a zombie killed by a signal loses its core-dump bit; every member is
-//! made with `SIGCHLD` as its exit signal.
+//! rebuilt mount per process; in a new PID namespace, pending signals and multi-threaded
+//! members are refused (the tracer would need their ids inside the namespace); a zombie killed
+//! by a signal loses its core-dump bit, and one killed by a real-time signal comes back killed
+//! by SIGKILL; every member is made with `SIGCHLD` as its exit signal; a process whose session
+//! is neither its own nor its parent's, or whose process group is led from outside the tree
+//! (other than the root's inherited one), is refused. The caller must have no other children
+//! during the restore (crcli waits for any child or tracee).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -453,7 +457,7 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
                 || m.p.threads.iter().any(|t| !t.pending.queued.is_empty());
             if queued {
                 return Err(unsupported(format!(
-                    "process {} has queued signals; they cannot be re-queued in a new PID namespace yet",
+                    "process {} has pending signals; they cannot be re-queued in a new PID namespace yet",
                     m.p.pid
                 )));
             }
