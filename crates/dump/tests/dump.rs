@@ -499,6 +499,44 @@ fn two_threads_are_dumped_each_with_its_own_state() {
     assert!(other.pending.queued.is_empty());
 }
 
+/// Threads that come and go while the dump seizes them (a thread that exits between the scan and
+/// the seize, or before it stops, is left out; new ones are found by the re-scan).
+#[test]
+fn a_process_that_keeps_making_threads_is_dumped_and_runs_on() {
+    let t = Target::spawn("churn");
+    for round in 0..5 {
+        let dir = t.dir.path().join(format!("img{round}"));
+        dump(
+            t.pid,
+            &dir,
+            &DumpOptions {
+                leave_running: true,
+            },
+        )
+        .unwrap_or_else(|e| panic!("dump {round} of a process making threads: {e}"));
+        let image = Image::open(&dir).expect("open image");
+        let p = image.process(t.pid as u32).expect("process entry");
+        assert_eq!(p.threads[0].tid, t.pid as u32);
+        assert!(
+            p.threads.len() >= 2,
+            "round {round}: {} threads",
+            p.threads.len()
+        );
+        t.assert_counting();
+        for tid in tasks(t.pid) {
+            // A short-lived thread may end between the listing and the read.
+            if let Ok(status) =
+                std::fs::read_to_string(format!("/proc/{}/task/{tid}/status", t.pid))
+            {
+                assert!(
+                    status.contains("TracerPid:\t0\n"),
+                    "round {round}: thread {tid} is still traced"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_refused_two_thread_process_runs_on_with_every_thread_untraced() {
     let t = Target::spawn("thread+socket");
