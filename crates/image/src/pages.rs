@@ -75,6 +75,7 @@ pub struct PagesWriter<'a> {
     pub(crate) data: DataWriter,
     pub(crate) next_min: u64,
     pub(crate) extents: Vec<Extent>,
+    pub(crate) unsynced: &'a mut Vec<crate::image::Unsynced>,
 }
 
 impl PagesWriter<'_> {
@@ -155,10 +156,16 @@ impl PagesWriter<'_> {
         self.data.len()
     }
 
-    /// Writes the pagemap trailer and syncs both files.
+    /// Writes the pagemap trailer and flushes both files. They are synced (with every other
+    /// file of the image, together) by [`crate::ImageWriter::commit`], not here: a dump does
+    /// not wait for the disk while its target is frozen.
     pub fn finish(self) -> Result<PagesSummary> {
-        let extents = self.map.finish()?;
-        let bytes = self.data.finish()?;
+        let map_path = self.map.path().to_owned();
+        let data_path = self.data.path().to_owned();
+        let (extents, map) = self.map.finish_unsynced()?;
+        let (bytes, data) = self.data.finish_unsynced()?;
+        self.unsynced.push((map_path, map));
+        self.unsynced.push((data_path, data));
         let s = PagesSummary {
             id: self.id,
             extents,
@@ -513,10 +520,7 @@ mod tests {
                 _ => joined.push((addr, data)),
             }
         }
-        let want: Vec<(u64, Vec<u8>)> = RUNS
-            .iter()
-            .map(|&(a, l, s)| (a, bytes_of(l, s)))
-            .collect();
+        let want: Vec<(u64, Vec<u8>)> = RUNS.iter().map(|&(a, l, s)| (a, bytes_of(l, s))).collect();
         assert!(joined == want, "the stream does not hold the runs");
     }
 
