@@ -73,6 +73,7 @@ fn main() {
             "round_trip_failed_restore_leaves_nothing",
             roundtrip::failed_restore_leaves_nothing,
         ),
+        ("round_trip_threads_taken_tid", roundtrip::threads_taken_tid),
     ];
     if !rustix::process::geteuid().is_root() {
         for (name, _) in tests {
