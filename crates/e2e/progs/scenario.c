@@ -1,6 +1,6 @@
 /* scenario: the ten acceptance scenarios of SCENARIOS.md (files on unmounted and anonymous mounts), and
- * four of crcli's own (11: a block device, 12: a FIFO, 13: an unlinked file, 14: all three mount kinds),
- * as one self-verifying program, `scenario DIR N` with N = 1..14, following the protocol of README.md.
+ * five of crcli's own (11: a block device, 12: a FIFO, 13 and 15: unlinked files, 14: all three mount
+ * kinds), as one self-verifying program, `scenario DIR N` with N = 1..15, following the protocol of README.md.
  *
  * The program builds the mounts itself under DIR (in the mount namespace it runs in: the tests run it
  * inside a private one made by scenario-ns), opens its fds, records everything about them in memory,
@@ -50,6 +50,8 @@
  *    and "kept"                                                   data pos write share
  * 14 (crcli's own) the three kinds at once: "c" attached, "a" on a detached bind of DIR/src, and the
  *    mount fd of an open_tree clone of DIR/src with "b" opened through it   data share separate
+ * 15 (crcli's own) "gone" unlinked while open (O_RDWR at 5) on an unmounted bind of DIR/src: restored
+ *    as an O_TMPFILE of the same tmpfs                            data pos write
  * Every corruption mimics a restore bug (e.g. `share`: one fd reopened through a second clone, `write`:
  * the file copied into a fresh tmpfs, `root`: the file reopened through a bind with the wrong root). */
 #include "common.h"
@@ -487,7 +489,14 @@ static void check_rec(struct rec *r)
 	}
 	char link[PATH_MAX];
 	fd_link(r->fd, link);
-	E2E_CHECK(strcmp(link, r->link) == 0, "%s: path %s, want %s", l, link, r->link);
+	if (r->link[0] == '*') {
+		/* "*SUFFIX": any path ending in SUFFIX (an O_TMPFILE shows as "/#INO (deleted)"). */
+		size_t n = strlen(link), m = strlen(r->link + 1);
+		E2E_CHECK(n >= m && strcmp(link + n - m, r->link + 1) == 0, "%s: path %s, want one ending in %s", l,
+			  link, r->link + 1);
+	} else {
+		E2E_CHECK(strcmp(link, r->link) == 0, "%s: path %s, want %s", l, link, r->link);
+	}
 }
 
 /* Shared mounts stay shared, different ones stay different. */
@@ -1280,6 +1289,57 @@ static void s14_setup(void)
 	detach(bd, 0);
 }
 
+/* Scenario 15 (crcli's own): a file unlinked while open on an unmounted bind of the live DIR/src
+ * ("gone", O_RDWR at 5). The restore cannot give it a name in the live filesystem (others would see
+ * it): it is made with O_TMPFILE through a clone of DIR/src, so it is another inode of the same
+ * filesystem, unlinked, with the content, mode and mtime, on an unmounted mount whose root is the
+ * live root; its path ends in " (deleted)" (the kernel names an O_TMPFILE "/#INO"). */
+static dev_t s15_dev;
+
+static void s15_setup(void)
+{
+	live_tmpfs();
+	fill_src();
+	char *b = s_bind("bind", "");
+	struct rec *g = add("gone", open_in(b, "gone", O_RDWR | O_CREAT), K_FILE, UNMOUNTED, 1);
+	write_all_at(g->fd, data_a, LEN_A, 0, "DIR/bind/gone");
+	must(fchmod(g->fd, 0604) == 0, "fchmod DIR/bind/gone");
+	struct timespec ts[2] = { { 1300000000, 7 }, { 1333333333, 444444444 } };
+	must(futimens(g->fd, ts) == 0, "futimens DIR/bind/gone");
+	lseek(g->fd, 5, SEEK_SET);
+	set_content(g, data_a, LEN_A);
+	pathf(g->link, "* (deleted)");
+	char p[PATH_MAX];
+	pathf(p, "%s/gone", dir_src);
+	must(unlink(p) == 0, "unlinking DIR/src/gone");
+	struct stat st;
+	must(stat(dir_src, &st) == 0, "stat DIR/src");
+	s15_dev = st.st_dev;
+	detach(b, 0);
+}
+
+static void s15_check(void)
+{
+	struct rec *g = rec_by_label("gone");
+	struct stat st;
+	E2E_CHECK(fstat(g->fd, &st) == 0 && st.st_nlink == 0, "gone: %lu links, want 0 (unlinked)",
+		  (unsigned long)st.st_nlink);
+	E2E_CHECK(st.st_dev == s15_dev, "gone: on device %#lx, want the live tmpfs's %#lx",
+		  (unsigned long)st.st_dev, (unsigned long)s15_dev);
+	/* Nothing of it shows in the live filesystem. */
+	DIR *d = opendir(dir_src);
+	int extra = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "file") &&
+		    strcmp(e->d_name, "sub") && strcmp(e->d_name, "a") && strcmp(e->d_name, "b") &&
+		    strcmp(e->d_name, "c"))
+			extra++;
+	if (d)
+		closedir(d);
+	E2E_CHECK(extra == 0, "gone: %d unexpected names in the live %s", extra, dir_src);
+}
+
 static void s10_setup(void)
 {
 	live_tmpfs();
@@ -1384,6 +1444,9 @@ static void corrupt(void)
 	case 11:
 		corrupt_generic(r);
 		break;
+	case 15:
+		corrupt_generic(r); /* `write`: a copy in a fresh tmpfs */
+		break;
 	case 14:
 		corrupt_generic(rec_by_label("b"));
 		if (e2e_corrupt("share"))
@@ -1418,10 +1481,10 @@ static void corrupt(void)
 
 int main(int argc, char **argv)
 {
-	e2e_init(argc, argv, "N (scenario 1..14)");
+	e2e_init(argc, argv, "N (scenario 1..15)");
 	scenario = argc > 2 ? atoi(argv[2]) : 0;
-	if (scenario < 1 || scenario > 14) {
-		fprintf(stderr, "%s: the scenario must be 1..14\n", e2e_name);
+	if (scenario < 1 || scenario > 15) {
+		fprintf(stderr, "%s: the scenario must be 1..15\n", e2e_name);
 		exit(2);
 	}
 	by_fd = have_by_fd();
@@ -1448,6 +1511,7 @@ int main(int argc, char **argv)
 	case 12: s12_setup(); break;
 	case 13: s13_setup(); break;
 	case 14: s14_setup(); break;
+	case 15: s15_setup(); break;
 	}
 	for (int i = 0; i < nrec; i++)
 		snapshot(&recs[i]);
@@ -1483,6 +1547,8 @@ int main(int argc, char **argv)
 		s12_check();
 	if (scenario == 13)
 		s13_check();
+	if (scenario == 15)
+		s15_check();
 	for (int i = 0; i < nrec; i++)
 		check_writes(&recs[i]);
 	if (scenario == 7 || scenario == 14)

@@ -1,8 +1,9 @@
 //! The ten acceptance scenarios of SCENARIOS.md (files on unmounted and anonymous mounts), and
-//! four of crcli's own (11: a file on a detached ext4 filesystem of a loop device, rebuilt by
+//! five of crcli's own (11: a file on a detached ext4 filesystem of a loop device, rebuilt by
 //! remounting the device; 12: a FIFO on an unmounted bind, with buffered bytes; 13: a file
 //! unlinked while open on a lost-superblock tmpfs; 14: files on an attached mount, an unmounted
-//! bind and an anonymous clone at once), run like CRIU's zdtm tests: each scenario is
+//! bind and an anonymous clone at once; 15: a file unlinked while open on an unmounted bind),
+//! run like CRIU's zdtm tests: each scenario is
 //! the C program `progs/scenario.c` with its number; it sets its mounts and fds up, reports
 //! ready, and verifies itself when told to go.
 //!
@@ -147,7 +148,7 @@ const HOST: &[Flavour] = &[Flavour::Host, Flavour::OwnMntns];
 const HOST_FRESH: &[Flavour] = &[Flavour::Host, Flavour::OwnMntns, Flavour::FreshMntns];
 
 /// The declaration table.
-static SCENARIOS: [Scenario; 14] = [
+static SCENARIOS: [Scenario; 15] = [
     Scenario {
         number: 1,
         name: "regular",
@@ -349,6 +350,20 @@ static SCENARIOS: [Scenario; 14] = [
             ("separate", "they were on different mounts"),
         ],
         by_fd_switches: &[("separate", "want attached (MNT_POINT)")],
+    },
+    Scenario {
+        number: 15,
+        name: "unlinked file on an unmounted bind",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "bind of a live mount: clone; the unlinked file recreated with O_TMPFILE through the clone (never visible in the live tree) from its dumped content, reopened, the clone closed",
+        switches: &[
+            ("data", "content differs"),
+            ("pos", "position"),
+            ("write", "want the live tmpfs"),
+        ],
+        by_fd_switches: &[],
     },
 ];
 
@@ -1259,6 +1274,7 @@ selfcheck_tests! {
     12: selfcheck_12_fifo_on_unmounted_bind "scenario";
     13: selfcheck_13_unlinked_on_lost_superblock "scenario";
     14: selfcheck_14_three_kinds_at_once "scenario";
+    15: selfcheck_15_unlinked_on_unmounted_bind "scenario";
 }
 
 roundtrip_tests! {
@@ -1277,6 +1293,7 @@ roundtrip_tests! {
     12: roundtrip_12_fifo_on_unmounted_bind "scenario";
     13: roundtrip_13_unlinked_on_lost_superblock "scenario";
     14: roundtrip_14_three_kinds_at_once "scenario";
+    15: roundtrip_15_unlinked_on_unmounted_bind "scenario";
 }
 
 flavour_tests! { OwnMntns:
@@ -1294,6 +1311,7 @@ flavour_tests! { OwnMntns:
     12: own_mntns_12_fifo_on_unmounted_bind "scenario";
     13: own_mntns_13_unlinked_on_lost_superblock "scenario";
     14: own_mntns_14_three_kinds_at_once "scenario";
+    15: own_mntns_15_unlinked_on_unmounted_bind "scenario";
 }
 
 flavour_tests! { FreshMntns:
@@ -1327,6 +1345,7 @@ refusal_tests! {
     12: refused_12_fifo_on_unmounted_bind;
     13: refused_13_unlinked_on_lost_superblock;
     14: refused_14_three_kinds_at_once;
+    15: refused_15_unlinked_on_unmounted_bind;
 }
 
 #[test]
