@@ -4,6 +4,12 @@
 //! Both are written and read as streams in chunks of at most [`MAX_CHUNK_LEN`] bytes, each with
 //! its own crc32c, so dumping or restoring a 20 GiB address space needs a few MiB of memory.
 //!
+//! For speed: a writer that reads pages on one thread and writes on another computes the
+//! checksums where the pages are still in cache ([`RunChecksums`], then
+//! [`PagesWriter::add_checksummed`], which writes a run with one system call); a reader can let
+//! a thread of its own read and check chunks ahead ([`PagesReader::read_ahead`]). Neither
+//! changes what is written: the files are the same byte for byte.
+//!
 //! Rules a pagemap obeys (checked by [`PagesWriter::add`] and by [`PagesReader`]): addresses and
 //! lengths are multiples of [`PAGE_SIZE`]; extents are sorted by address and do not overlap;
 //! each extent's data follows the previous one's in the pages file; the pages file holds exactly
