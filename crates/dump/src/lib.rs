@@ -300,15 +300,15 @@ fn collect_and_write(
     };
 
     let maps = proc.maps()?;
-    let vmflags = proc.smaps_vmflags()?;
-    let layout = memory::layout(proc, &maps, &vmflags, &mut files, PRIVATE_PAGES.0 + 1)?;
+    let mut layout = memory::layout(proc, &maps, &mut files, PRIVATE_PAGES.0 + 1)?;
     tracing::debug!("pid {pid}: files and memory layout done");
 
     let mut count = memory::PageCount::default();
     let mut pages_writer = image
         .pages(PRIVATE_PAGES)
         .map_err(image_err("start the page stream"))?;
-    let c = memory::dump_private(proc, &layout.private, &mut pages_writer)?;
+    let (c, vmflags) = memory::dump_private(proc, &layout.private, &mut pages_writer)?;
+    memory::apply_vmflags(&mut layout.vmas, &vmflags);
     pages_writer
         .finish()
         .map_err(image_err("finish the page stream"))?;

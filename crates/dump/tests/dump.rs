@@ -155,6 +155,11 @@ fn leave_running_dump_matches_the_process() {
     assert_eq!(image_ranges, ranges);
     assert!(p.vmas.iter().any(|v| v.backing == VmaBacking::Heap));
     assert!(p.vmas.iter().any(|v| v.backing == VmaBacking::Stack));
+    // The stack's VmFlags (smaps, read beside the page dump) reached the image: MAP_GROWSDOWN.
+    assert!(p
+        .vmas
+        .iter()
+        .any(|v| v.backing == VmaBacking::Stack && v.map_flags & 0x100 != 0));
     assert!(p.vmas.iter().any(|v| v.backing == VmaBacking::Vdso));
     assert!(p
         .vmas
