@@ -1297,7 +1297,10 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
                     match take_over_and_rebuild(image, m, progress, gate_fd, &mut seized) {
                         Ok(done) => mine.push(done),
                         Err(e) => {
-                            fail(e);
+                            fail(RestoreError::Member {
+                                pid: m.p.pid,
+                                source: Box::new(e),
+                            });
                             break;
                         }
                     }

@@ -418,6 +418,10 @@ pub fn rebuild_failure_leaves_nothing() -> Result<(), String> {
             stderr.contains("extended-state layout"),
             &format!("the error names the cause: {stderr}"),
         )?;
+        ensure(
+            stderr.contains(&format!("restoring process {c} of the tree")),
+            &format!("the error names the process: {stderr}"),
+        )?;
         std::thread::sleep(Duration::from_millis(100));
         for pid in [r, b, c] {
             ensure(
