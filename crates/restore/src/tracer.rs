@@ -179,8 +179,10 @@ impl<'a> Rebuild<'a> {
         args: [u64; 6],
         what: impl FnOnce() -> String,
     ) -> Result<u64, RestoreError> {
+        // Every signal is blocked in the process for the whole rebuild (step 3), so the
+        // injection need not save, block and restore the mask each time.
         self.t
-            .inject_syscall_checked(nr, args)
+            .inject_syscall_blocked(nr, args)
             .map_err(|source| RestoreError::Ptrace {
                 step: what(),
                 source,
@@ -308,7 +310,11 @@ pub(crate) fn rebuild(
         .map_err(RestoreError::ptrace("unregistering the child's rseq"))?;
     }
 
-    // 3. The scratch area, free in both layouts.
+    // 3. Every signal blocked until the final mask is set (step 15): nothing is delivered
+    //    while crcli injects (`Rebuild::sc` relies on it). Then the scratch area, free in both
+    //    layouts.
+    t.set_sigmask(!0)
+        .map_err(RestoreError::ptrace("blocking every signal in the child"))?;
     let ours = read_maps(pid)?;
     let mut busy: Vec<(u64, u64)> = ours.iter().map(|m| (m.start, m.end)).collect();
     busy.extend(p.vmas.iter().map(|v| (v.start, v.end)));

@@ -932,6 +932,30 @@ impl Tracee {
         Ok(regs)
     }
 
+    /// [`Tracee::inject_syscall_checked`] for a tracee whose signal mask already blocks every
+    /// signal (the caller set it with [`Tracee::set_sigmask`] and sets the final mask itself):
+    /// the mask is neither read nor changed, three ptrace requests fewer per call. Registers
+    /// are saved and put back as there.
+    pub fn inject_syscall_blocked(&self, nr: i64, args: [u64; 6]) -> Result<u64, PtraceError> {
+        let site = self
+            .site
+            .get()
+            .ok_or(PtraceError::NoSyscallSite { pid: self.pid, nr })?;
+        let saved_regs = self.get_regs()?;
+        let result = self.run_syscall_blocked(site, nr, args, &saved_regs);
+        let restore_regs = self.set_regs(&saved_regs);
+        let ret = result?;
+        restore_regs?;
+        if (-4095..0).contains(&ret) {
+            return Err(PtraceError::Injected {
+                pid: self.pid,
+                nr,
+                source: Errno::from_raw_os_error(-ret as i32),
+            });
+        }
+        Ok(ret as u64)
+    }
+
     fn run_syscall(
         &self,
         site: u64,
@@ -940,6 +964,17 @@ impl Tracee {
         saved: &UserRegs,
     ) -> Result<i64, PtraceError> {
         self.set_sigmask(!0)?;
+        self.run_syscall_blocked(site, nr, args, saved)
+    }
+
+    /// [`Tracee::run_syscall`] once every signal is blocked.
+    fn run_syscall_blocked(
+        &self,
+        site: u64,
+        nr: i64,
+        args: [u64; 6],
+        saved: &UserRegs,
+    ) -> Result<i64, PtraceError> {
         let mut regs = *saved;
         regs.rip = site;
         regs.rax = nr as u64;
