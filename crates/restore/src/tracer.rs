@@ -179,10 +179,11 @@ impl<'a> Rebuild<'a> {
         args: [u64; 6],
         what: impl FnOnce() -> String,
     ) -> Result<u64, RestoreError> {
-        // Every signal is blocked in the process for the whole rebuild (step 3), so the
-        // injection need not save, block and restore the mask each time.
+        // Every signal is blocked in the process for the whole rebuild (step 3) and its final
+        // registers are set at the end (step 15), so the injection need neither save, block and
+        // restore the mask nor save and restore the registers each time.
         self.t
-            .inject_syscall_blocked(nr, args)
+            .inject_syscall_unsaved(nr, args)
             .map_err(|source| RestoreError::Ptrace {
                 step: what(),
                 source,
