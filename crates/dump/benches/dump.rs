@@ -6,7 +6,9 @@
 //! - `CRCLI_BENCH_MIB` (default 1024): the dirty memory of the big target;
 //! - `CRCLI_BENCH_DIR` (default the system temp dir): where images are written (use a tmpfs such
 //!   as /dev/shm to leave the disk out);
-//! - `CRCLI_BENCH_RUNS` (default 3): runs per case; the median is reported.
+//! - `CRCLI_BENCH_RUNS` (default 3): runs per case; the median, minimum and maximum are
+//!   reported, crcli and CRIU runs alternate (so that load from elsewhere hits both alike), and
+//!   the load average is printed before and after.
 //!
 //! Each dump runs in a fresh process (this binary re-executed with `CRCLI_BENCH_CHILD` set) that
 //! does nothing but the dump and reports its own peak RSS (`VmHWM`), so the number is what a
@@ -43,10 +45,11 @@ fn main() {
     let bin = build_target(work.path());
     let criu = which("criu-peer");
     println!(
-        "images in {} ({} runs per case, median shown)",
+        "images in {} ({} runs per case, crcli and CRIU interleaved; median [min-max])",
         base.display(),
         runs
     );
+    println!("load average at start: {}", loadavg());
     if criu.is_none() {
         println!("criu-peer not installed (/work/shared/tools/install-criu): no CRIU comparison");
     }
@@ -56,66 +59,105 @@ fn main() {
         ("dirty anonymous memory", "big", Some(mib)),
     ] {
         let target = Target::spawn(&bin, work.path(), mode, env_mib);
-        let mut results = Vec::new();
-        for i in 0..runs {
-            let dir = work.path().join(format!("img-{mode}-{i}"));
-            results.push(run_crcli(target.pid, &dir));
-            std::fs::remove_dir_all(&dir).expect("remove image");
-        }
-        results.sort_by_key(|r| r.wall);
-        let r = &results[results.len() / 2];
         let label = match env_mib {
             Some(m) => format!("{name} ({m} MiB)"),
             None => name.to_owned(),
         };
-        println!(
-            "crcli {label}: {:.1} ms wall, {:.1} ms frozen, {:.1} MiB saved, {:.2} GB/s, peak RSS {:.1} MiB",
-            r.wall.as_secs_f64() * 1e3,
-            r.frozen.as_secs_f64() * 1e3,
-            r.bytes as f64 / (1 << 20) as f64,
-            r.bytes as f64 / r.wall.as_secs_f64() / 1e9,
-            r.hwm_kib as f64 / 1024.0
-        );
-        if let Some(criu) = &criu {
-            let mut walls = Vec::new();
-            for i in 0..runs {
+        let mut results = Vec::new();
+        let mut criu_walls = Vec::new();
+        let mut criu_failed = false;
+        for i in 0..runs {
+            let dir = work.path().join(format!("img-{mode}-{i}"));
+            results.push(run_crcli(target.pid, &dir));
+            std::fs::remove_dir_all(&dir).expect("remove image");
+            if let (Some(criu), false) = (&criu, criu_failed) {
                 let dir = work.path().join(format!("criu-{mode}-{i}"));
-                std::fs::create_dir(&dir).expect("criu dir");
-                let t0 = Instant::now();
-                let status = Command::new(criu)
-                    .args([
-                        "dump",
-                        "--leave-running",
-                        "--shell-job",
-                        "-t",
-                        &target.pid.to_string(),
-                        "-D",
-                    ])
-                    .arg(&dir)
-                    .arg("-o")
-                    .arg(dir.join("dump.log"))
-                    .status()
-                    .expect("run criu");
-                let wall = t0.elapsed();
-                if !status.success() {
-                    let log = std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default();
-                    let errors: Vec<&str> =
-                        log.lines().filter(|l| l.starts_with("Error")).collect();
-                    println!(
-                        "criu  {label}: dump failed ({status}): {}",
-                        errors.join(" | ")
-                    );
-                    break;
+                match run_criu(criu, target.pid, &dir) {
+                    Ok(w) => criu_walls.push(w),
+                    Err(e) => {
+                        println!("criu  {label}: dump failed: {e}");
+                        criu_failed = true;
+                    }
                 }
-                walls.push(wall);
                 std::fs::remove_dir_all(&dir).expect("remove criu image");
             }
-            walls.sort();
-            if let Some(w) = walls.get(walls.len() / 2) {
-                println!("criu  {label}: {:.1} ms wall", w.as_secs_f64() * 1e3);
-            }
+        }
+        let walls: Vec<Duration> = results.iter().map(|r| r.wall).collect();
+        let frozen: Vec<Duration> = results.iter().map(|r| r.frozen).collect();
+        let wall = median(&walls);
+        let bytes = results[0].bytes;
+        let hwm = results.iter().map(|r| r.hwm_kib).max().unwrap_or(0);
+        // Throughput only means something for the big target.
+        let rate = |wall: Duration| match env_mib {
+            Some(_) => format!(", {:.2} GB/s", bytes as f64 / wall.as_secs_f64() / 1e9),
+            None => String::new(),
+        };
+        println!(
+            "crcli {label}: {} ms wall, {:.1} ms frozen, {:.1} MiB saved{}, peak RSS {:.1} MiB",
+            spread(&walls),
+            median(&frozen).as_secs_f64() * 1e3,
+            bytes as f64 / (1 << 20) as f64,
+            rate(wall),
+            hwm as f64 / 1024.0
+        );
+        if !criu_walls.is_empty() {
+            println!(
+                "criu  {label}: {} ms wall{}",
+                spread(&criu_walls),
+                rate(median(&criu_walls))
+            );
         }
     }
+    println!("load average at end: {}", loadavg());
+}
+
+/// The median of `v` (not empty).
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// "median [min-max]" in milliseconds.
+fn spread(v: &[Duration]) -> String {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let min = v.iter().min().copied().unwrap_or_default();
+    let max = v.iter().max().copied().unwrap_or_default();
+    format!("{:.1} [{:.1}-{:.1}]", ms(median(v)), ms(min), ms(max))
+}
+
+/// The first three fields of /proc/loadavg.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// One `criu-peer dump --leave-running` of `pid` into `dir`; its wall time.
+fn run_criu(criu: &Path, pid: i32, dir: &Path) -> Result<Duration, String> {
+    std::fs::create_dir(dir).expect("criu dir");
+    let t0 = Instant::now();
+    let status = Command::new(criu)
+        .args([
+            "dump",
+            "--leave-running",
+            "--shell-job",
+            "-t",
+            &pid.to_string(),
+            "-D",
+        ])
+        .arg(dir)
+        .arg("-o")
+        .arg(dir.join("dump.log"))
+        .status()
+        .map_err(|e| format!("running criu: {e}"))?;
+    let wall = t0.elapsed();
+    if !status.success() {
+        let log = std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default();
+        let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("Error")).collect();
+        return Err(format!("{status}: {}", errors.join(" | ")));
+    }
+    Ok(wall)
 }
 
 struct Result1 {

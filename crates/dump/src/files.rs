@@ -3,9 +3,13 @@
 //! content).
 //!
 //! crcli looks at each fd through its own duplicate (`pidfd_getfd`), which shares the target's
-//! open file description and changes nothing in the target. Whatever it cannot restore yet
-//! (sockets, eventfd, epoll, timerfd, signalfd, inotify, memfd, namespace files, files on mounts
-//! that are not attached, …) is refused with the pid, the fd and the type.
+//! open file description and changes nothing in the target. Each file is tied to its mount by
+//! `mounts` (attached in the target's mount namespace, or unmounted / anonymous with a rebuild
+//! plan), FIFOs and unlinked files included. Whatever it cannot restore yet (sockets, eventfd,
+//! epoll, timerfd, signalfd, inotify, memfd, namespace files, a file on a mount the kernel
+//! cannot identify: without `STATMOUNT_BY_FD` an unmounted mount, or from outside the target's
+//! mount namespace an anonymous clone, …) is refused with the pid, the fd and the reason, and
+//! the mount namespaces when the target's is not crcli's.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};

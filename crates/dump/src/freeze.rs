@@ -109,6 +109,9 @@ impl Frozen {
                 source: rustix::io::Errno::SRCH,
                 ..
             }) => return Ok(()),
+            // An exiting thread (already a zombie, not yet released) answers EPERM: it is gone
+            // all the same.
+            Err(_) if thread_is_gone(pid, tid) => return Ok(()),
             Err(e) => {
                 return Err(DumpError::ptrace(format!(
                     "seize thread {tid} of pid {pid}"
@@ -206,5 +209,13 @@ impl Drop for Frozen {
                 tracing::warn!("could not resume thread {tid} after a failed dump: {err}");
             }
         }
+    }
+}
+
+/// Whether thread `tid` of `pid` has exited (its /proc entry is gone, or it is a zombie or dead).
+fn thread_is_gone(pid: i32, tid: i32) -> bool {
+    match Proc::new(pid).task(tid).stat() {
+        Ok(stat) => matches!(stat.state, 'Z' | 'X' | 'x'),
+        Err(_) => true,
     }
 }

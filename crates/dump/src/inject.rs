@@ -21,6 +21,8 @@ const KSIGACTION_SIZE: usize = 32;
 const NSIG: usize = 64;
 /// Where the answers go in the scratch page (the syscall site is at offset 0).
 const DATA_OFFSET: u64 = 64;
+/// Where injected code goes in the scratch page (after every answer).
+const CODE_OFFSET: u64 = 3584;
 const PAGE: u64 = 4096;
 
 const PR_GET_DUMPABLE: u64 = 3;
@@ -169,11 +171,24 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
     let data = scratch + DATA_OFFSET;
     let mut out = Injected::default();
 
-    for sig in 1..=NSIG as u64 {
-        let at = data + (sig - 1) * KSIGACTION_SIZE as u64;
-        tracee
-            .inject_syscall_checked(libc::SYS_rt_sigaction, [sig, 0, at, 8, 0, 0])
-            .map_err(err(pid, &format!("rt_sigaction({sig})")))?;
+    // The 64 rt_sigaction calls run as one piece of code (one resume instead of 64 steps).
+    let code_at = scratch + CODE_OFFSET;
+    let code = sigaction_code(data);
+    process_vm::write_all(pid, code_at as usize, &code).map_err(DumpError::sys(format!(
+        "write the sigaction queries into the scratch page of pid {pid}"
+    )))?;
+    let regs = tracee
+        .run_code(code_at, code_at + code.len() as u64)
+        .map_err(err(pid, "rt_sigaction(1..64)"))?;
+    if regs.r13 != 0 {
+        return Err(DumpError::Ptrace {
+            op: format!("rt_sigaction(1..64) in pid {pid} (injected code)"),
+            source: crcli_sys::ptrace::PtraceError::Injected {
+                pid,
+                nr: libc::SYS_rt_sigaction,
+                source: rustix::io::Errno::from_raw_os_error(-(regs.r13 as i64) as i32),
+            },
+        });
     }
     let mut buf = vec![0u8; NSIG * KSIGACTION_SIZE];
     process_vm::read_exact(pid, data as usize, &mut buf)
@@ -215,6 +230,48 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
     )))?;
     out.child_subreaper = u32::from_ne_bytes(buf) != 0;
     Ok(out)
+}
+
+/// x86-64 code that stores the 64 signal dispositions at `data` (32 bytes each, signal 1 first)
+/// and stops at an `int3` (its last byte); r13 ends as the OR of every result (0: all succeeded).
+///
+/// ```text
+///       mov ebx, 1            ; the signal
+///       mov r12, data         ; where its sigaction goes
+///       xor r13d, r13d        ; OR of the results
+/// loop: mov eax, 13           ; rt_sigaction(ebx, NULL, r12, 8)
+///       mov edi, ebx
+///       xor esi, esi
+///       mov rdx, r12
+///       mov r10d, 8
+///       syscall
+///       or r13, rax
+///       add r12, 32
+///       inc ebx
+///       cmp ebx, 65
+///       jne loop
+///       int3
+/// ```
+fn sigaction_code(data: u64) -> Vec<u8> {
+    let mut c = vec![0xbb, 1, 0, 0, 0, 0x49, 0xbc];
+    c.extend_from_slice(&data.to_le_bytes());
+    c.extend_from_slice(&[0x45, 0x31, 0xed]);
+    let body: [u8; 34] = [
+        0xb8, 13, 0, 0, 0, // mov eax, 13
+        0x89, 0xdf, // mov edi, ebx
+        0x31, 0xf6, // xor esi, esi
+        0x4c, 0x89, 0xe2, // mov rdx, r12
+        0x41, 0xba, 8, 0, 0, 0, // mov r10d, 8
+        0x0f, 0x05, // syscall
+        0x49, 0x09, 0xc5, // or r13, rax
+        0x49, 0x83, 0xc4, 0x20, // add r12, 32
+        0xff, 0xc3, // inc ebx
+        0x83, 0xfb, 0x41, // cmp ebx, 65
+        0x75, 0xde, // jne loop (-34)
+    ];
+    c.extend_from_slice(&body);
+    c.push(0xcc);
+    c
 }
 
 /// Asks thread `t` of process `pid` (stopped, with the scratch page as its syscall site) its

@@ -452,9 +452,8 @@ fn collect_process(
     };
 
     let maps = proc.maps()?;
-    let vmflags = proc.smaps_vmflags()?;
     let private_pages = PagesId(*next_pages);
-    let layout = memory::layout(proc, &maps, &vmflags, files, private_pages.0 + 1)?;
+    let mut layout = memory::layout(proc, &maps, files, private_pages.0 + 1)?;
     *next_pages = layout
         .shared
         .iter()
@@ -479,7 +478,8 @@ fn collect_process(
     let mut pages_writer = image
         .pages(private_pages)
         .map_err(image_err("start the page stream"))?;
-    let c = memory::dump_private(proc, &layout.private, &mut pages_writer)?;
+    let (c, vmflags) = memory::dump_private(proc, &layout.private, &mut pages_writer)?;
+    memory::apply_vmflags(&mut layout.vmas, &vmflags);
     pages_writer
         .finish()
         .map_err(image_err("finish the page stream"))?;

@@ -196,12 +196,23 @@ impl Proc {
         self.numeric_dir("fd")
     }
 
-    /// The children of every thread (`/proc/PID/task/TID/children`).
+    /// The children of every thread (`/proc/PID/task/TID/children`). A thread that ends between
+    /// the listing and the read is skipped (it has no children any more).
     pub fn children(&self) -> Result<Vec<i32>, DumpError> {
         let mut out = Vec::new();
         for tid in self.tasks()? {
             let name = format!("task/{tid}/children");
-            for word in self.read_string(&name)?.split_whitespace() {
+            let text = match self.read_string(&name) {
+                Ok(text) => text,
+                Err(DumpError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound
+                        || source.raw_os_error() == Some(libc::ESRCH) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
+            for word in text.split_whitespace() {
                 out.push(parse_u64(&self.what(&name), word)? as i32);
             }
         }

@@ -73,6 +73,12 @@ impl FrozenTree {
     /// after trying them all. Zombies are left to the reaper their parent's death gives them.
     pub fn kill(self) -> Result<(), (i32, crcli_sys::ptrace::PtraceError)> {
         let mut first = None;
+        // SIGKILL to every member first, so they die together; then each is waited for.
+        for m in &self.members {
+            if let Some(pid) = rustix::process::Pid::from_raw(m.proc.pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
         // Children first: a parent killed first would leave them to a new parent meanwhile.
         for m in self.members.into_iter().rev() {
             let pid = m.proc.pid;

@@ -155,6 +155,11 @@ fn leave_running_dump_matches_the_process() {
     assert_eq!(image_ranges, ranges);
     assert!(p.vmas.iter().any(|v| v.backing == VmaBacking::Heap));
     assert!(p.vmas.iter().any(|v| v.backing == VmaBacking::Stack));
+    // The stack's VmFlags (smaps, read beside the page dump) reached the image: MAP_GROWSDOWN.
+    assert!(p
+        .vmas
+        .iter()
+        .any(|v| v.backing == VmaBacking::Stack && v.map_flags & 0x100 != 0));
     assert!(p.vmas.iter().any(|v| v.backing == VmaBacking::Vdso));
     assert!(p
         .vmas
@@ -497,6 +502,44 @@ fn two_threads_are_dumped_each_with_its_own_state() {
     );
     assert_eq!(other.regs.orig_rax, libc::SYS_pause as u64, "in pause()");
     assert!(other.pending.queued.is_empty());
+}
+
+/// Threads that come and go while the dump seizes them (a thread that exits between the scan and
+/// the seize, or before it stops, is left out; new ones are found by the re-scan).
+#[test]
+fn a_process_that_keeps_making_threads_is_dumped_and_runs_on() {
+    let t = Target::spawn("churn");
+    for round in 0..5 {
+        let dir = t.dir.path().join(format!("img{round}"));
+        dump(
+            t.pid,
+            &dir,
+            &DumpOptions {
+                leave_running: true,
+            },
+        )
+        .unwrap_or_else(|e| panic!("dump {round} of a process making threads: {e}"));
+        let image = Image::open(&dir).expect("open image");
+        let p = image.process(t.pid as u32).expect("process entry");
+        assert_eq!(p.threads[0].tid, t.pid as u32);
+        assert!(
+            p.threads.len() >= 2,
+            "round {round}: {} threads",
+            p.threads.len()
+        );
+        t.assert_counting();
+        for tid in tasks(t.pid) {
+            // A short-lived thread may end between the listing and the read.
+            if let Ok(status) =
+                std::fs::read_to_string(format!("/proc/{}/task/{tid}/status", t.pid))
+            {
+                assert!(
+                    status.contains("TracerPid:\t0\n"),
+                    "round {round}: thread {tid} is still traced"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -225,6 +225,17 @@ fn check_family_image(image: &Image, pids: &[i32]) {
     assert_eq!(fd(g, 5), fd(a, 5), "G inherited A's write end");
     assert_eq!(fd(b, 4), None);
     assert_eq!(image.pipe(rp).unwrap().buffered, b"from-A");
+    // The FIFO: R's fd 6 and B's fd 7 are two open file descriptions of one FIFO: two entries,
+    // one pipe, "fifo-data" buffered once.
+    let fifo_of = |id| match image.file(id).unwrap().kind {
+        FileKind::Fifo { pipe, .. } => pipe,
+        ref k => panic!("not a FIFO: {k:?}"),
+    };
+    let (r6, b7) = (fd(r, 6).expect("R has fd 6"), fd(b, 7).expect("B has fd 7"));
+    assert_ne!(r6, b7, "two opens are two descriptions");
+    assert_eq!(fifo_of(r6), fifo_of(b7));
+    assert_eq!(image.pipe(fifo_of(r6)).unwrap().buffered, b"fifo-data");
+    assert_eq!(fd(a, 6), Some(r6), "A inherited R's FIFO description");
     // Not in a namespace of its own.
     let ns = &image.inventory().tree.namespaces;
     assert!(!ns.own_pid_ns);

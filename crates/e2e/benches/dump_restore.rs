@@ -16,6 +16,10 @@
 //! has no other children, so that is the tool's own peak RSS (the restored process is not counted:
 //! the tool does not wait for it with `-d`).
 //!
+//! Runs alternate between the tools (crcli, CRIU, crcli, …) so that load from elsewhere on the
+//! machine hits both alike; the median, minimum and maximum are printed, and the load average
+//! before and after.
+//!
 //! Environment: `CRCLI_BENCH_RUNS` (runs per case, default 5 for the small case, 3 for 1 GiB),
 //! `CRCLI_BENCH_CASES` (comma-separated subset of `heap-1GiB,counter`), `CRCLI_BENCH_TOOLS`
 //! (subset of `crcli,criu`).
@@ -233,6 +237,20 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// "median [min-max]" of milliseconds.
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.1} [{min:.1}-{max:.1}]", median(v.to_vec()))
+}
+
+/// The first three fields of /proc/loadavg.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|a| a == "__rusage") {
@@ -289,25 +307,33 @@ fn main() -> ExitCode {
         ),
     ];
 
-    println!("| tool | case | runs | dump ms (median, min) | restore ms (median, min) | dump GB/s | peak RSS dump / restore MiB | image MiB | pid kept |");
+    println!("load average at start: {}", loadavg());
+    println!("| tool | case | runs | dump ms median [min-max] | restore ms median [min-max] | dump GB/s (median) | peak RSS dump / restore MiB | image MiB | pid kept |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut failed = false;
     for (case, prog, runs, big) in &cases {
         if !wanted("CRCLI_BENCH_CASES", case) {
             continue;
         }
-        for tool in &tools {
-            let mut results = Vec::new();
-            for i in 0..*runs {
+        // Runs alternate between the tools, so that load from elsewhere hits them alike.
+        let mut results: Vec<Vec<Run>> = tools.iter().map(|_| Vec::new()).collect();
+        let mut gave_up = vec![false; tools.len()];
+        for i in 0..*runs {
+            for (t, tool) in tools.iter().enumerate() {
+                if gave_up[t] {
+                    continue;
+                }
                 match one_run(tool, prog) {
-                    Ok(r) => results.push(r),
+                    Ok(r) => results[t].push(r),
                     Err(err) => {
                         eprintln!("{} {case} run {i}: {err}", tool.name);
                         failed = true;
-                        break;
+                        gave_up[t] = true;
                     }
                 }
             }
+        }
+        for (tool, results) in tools.iter().zip(&results) {
             if results.is_empty() {
                 println!("| {} | {case} | 0 | failed | failed | | | | |", tool.name);
                 continue;
@@ -315,9 +341,6 @@ fn main() -> ExitCode {
             let dump: Vec<f64> = results.iter().map(|r| ms(r.dump.wall)).collect();
             let restore: Vec<f64> = results.iter().map(|r| ms(r.restore.wall)).collect();
             let dmed = median(dump.clone());
-            let rmed = median(restore.clone());
-            let dmin = dump.iter().copied().fold(f64::INFINITY, f64::min);
-            let rmin = restore.iter().copied().fold(f64::INFINITY, f64::min);
             let rss_d = results.iter().map(|r| r.dump.maxrss_kib).max().unwrap_or(0);
             let rss_r = results
                 .iter()
@@ -332,9 +355,11 @@ fn main() -> ExitCode {
             };
             let kept = results.iter().filter(|r| r.pid_kept).count();
             println!(
-                "| {} | {case} | {} | {dmed:.1}, {dmin:.1} | {rmed:.1}, {rmin:.1} | {gbps} | {:.1} / {:.1} | {:.1} | {kept}/{} |",
+                "| {} | {case} | {} | {} | {} | {gbps} | {:.1} / {:.1} | {:.1} | {kept}/{} |",
                 tool.name,
                 results.len(),
+                spread(&dump),
+                spread(&restore),
                 rss_d as f64 / 1024.0,
                 rss_r as f64 / 1024.0,
                 img as f64 / (1u64 << 20) as f64,
@@ -342,6 +367,7 @@ fn main() -> ExitCode {
             );
         }
     }
+    println!("load average at end: {}", loadavg());
     if failed {
         eprintln!("some runs failed (see above)");
         ExitCode::FAILURE

@@ -1,5 +1,6 @@
-/* scenario: the ten acceptance scenarios of SCENARIOS.md (files on unmounted and anonymous mounts) as
- * one self-verifying program, `scenario DIR N` with N = 1..10, following the protocol of README.md.
+/* scenario: the ten acceptance scenarios of SCENARIOS.md (files on unmounted and anonymous mounts), and
+ * five of crcli's own (11: a block device, 12: a FIFO, 13 and 15: unlinked files, 14: all three mount
+ * kinds), as one self-verifying program, `scenario DIR N` with N = 1..15, following the protocol of README.md.
  *
  * The program builds the mounts itself under DIR (in the mount namespace it runs in: the tests run it
  * inside a private one made by scenario-ns), opens its fds, records everything about them in memory,
@@ -40,11 +41,23 @@
  *  9 unmounted bind of the single file DIR/src/file (root /file), O_RDWR at 4   data root write
  * 10 two fds on one unmounted bind of DIR/src ("a" O_RDONLY at 2, "b" O_WRONLY|O_APPEND) and a third
  *    on the live DIR/src ("c" O_RDONLY)                           share separate flags
+ * 11 (crcli's own) an ext4 filesystem on the block device named in DIR/blockdev: "sub/file" O_RDWR
+ *    at 6 through a bind of its "sub"; the bind and the filesystem's only mount detached, so only a
+ *    remount of the device brings it back (root /sub)          data pos write
+ * 12 (crcli's own) a FIFO on an unmounted bind of DIR/src: a reader-writer fd holding unread bytes and
+ *    a non-blocking reader                                       data share mount
+ * 13 (crcli's own) a tmpfs whose only mount was detached: "dir/gone" unlinked while open (O_RDWR at 9)
+ *    and "kept"                                                   data pos write share
+ * 14 (crcli's own) the three kinds at once: "c" attached, "a" on a detached bind of DIR/src, and the
+ *    mount fd of an open_tree clone of DIR/src with "b" opened through it   data share separate
+ * 15 (crcli's own) "gone" unlinked while open (O_RDWR at 5) on an unmounted bind of DIR/src: restored
+ *    as an O_TMPFILE of the same tmpfs                            data pos write
  * Every corruption mimics a restore bug (e.g. `share`: one fd reopened through a second clone, `write`:
  * the file copied into a fresh tmpfs, `root`: the file reopened through a bind with the wrong root). */
 #include "common.h"
 
 #include <dirent.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -278,7 +291,7 @@ static unsigned char *make_data(uint64_t seed, size_t len)
 
 /* ---- the fds a scenario holds ---- */
 
-enum kind { K_FILE, K_DIR, K_OPATH, K_MOUNTFD };
+enum kind { K_FILE, K_DIR, K_OPATH, K_MOUNTFD, K_FIFO };
 enum state { ATTACHED, UNMOUNTED, ANONYMOUS };
 static const char *state_name[] = { "attached", "unmounted", "anonymous" };
 
@@ -388,7 +401,7 @@ static void check_rec(struct rec *r)
 		return;
 	E2E_CHECK(st.st_mode == r->st.st_mode && st.st_uid == r->st.st_uid && st.st_gid == r->st.st_gid &&
 			  st.st_size == r->st.st_size && st.st_nlink == r->st.st_nlink &&
-			  (S_ISDIR(st.st_mode) || (st.st_mtim.tv_sec == r->st.st_mtim.tv_sec &&
+			  (S_ISDIR(st.st_mode) || S_ISFIFO(st.st_mode) || (st.st_mtim.tv_sec == r->st.st_mtim.tv_sec &&
 						   st.st_mtim.tv_nsec == r->st.st_mtim.tv_nsec)),
 		  "%s: metadata mode %o uid %u gid %u size %lld nlink %lu mtime %lld.%09ld, want mode %o uid %u "
 		  "gid %u size %lld nlink %lu mtime %lld.%09ld",
@@ -476,7 +489,14 @@ static void check_rec(struct rec *r)
 	}
 	char link[PATH_MAX];
 	fd_link(r->fd, link);
-	E2E_CHECK(strcmp(link, r->link) == 0, "%s: path %s, want %s", l, link, r->link);
+	if (r->link[0] == '*') {
+		/* "*SUFFIX": any path ending in SUFFIX (an O_TMPFILE shows as "/#INO (deleted)"). */
+		size_t n = strlen(link), m = strlen(r->link + 1);
+		E2E_CHECK(n >= m && strcmp(link + n - m, r->link + 1) == 0, "%s: path %s, want one ending in %s", l,
+			  link, r->link + 1);
+	} else {
+		E2E_CHECK(strcmp(link, r->link) == 0, "%s: path %s, want %s", l, link, r->link);
+	}
 }
 
 /* Shared mounts stay shared, different ones stay different. */
@@ -869,6 +889,7 @@ static void s6_setup(void)
 }
 
 static int s7_mfd;
+static const char *s7_file = "file"; /* the file opened through the mount fd (label = name) */
 
 static void s7_setup(void)
 {
@@ -889,11 +910,11 @@ static void s7_setup(void)
 static void s7_mount_fd_works(void)
 {
 	struct rec *m = rec_by_label("mountfd");
-	int fd = openat(m->fd, "file", O_RDONLY | O_CLOEXEC);
+	int fd = openat(m->fd, s7_file, O_RDONLY | O_CLOEXEC);
 	struct stat st, lst;
-	E2E_CHECK(fd >= 0 && fstat(fd, &st) == 0 && stat(rec_by_label("file")->live, &lst) == 0 &&
+	E2E_CHECK(fd >= 0 && fstat(fd, &st) == 0 && stat(rec_by_label(s7_file)->live, &lst) == 0 &&
 			  st.st_ino == lst.st_ino,
-		  "mount fd: openat(mountfd, file) does not give the live file: %s", strerror(errno));
+		  "mount fd: openat(mountfd, %s) does not give the live file: %s", s7_file, strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	char at[PATH_MAX], p[PATH_MAX];
@@ -904,7 +925,7 @@ static void s7_mount_fd_works(void)
 		rmdir(at);
 		return;
 	}
-	pathf(p, "%s/file", at);
+	pathf(p, "%s/%s", at, s7_file);
 	E2E_CHECK(stat(p, &st) == 0 && st.st_ino == lst.st_ino, "mount fd: %s is not the live file after move_mount", p);
 	E2E_CHECK(in_mountinfo(old_mnt_id(m->fd)) == 1, "mount fd: not in /proc/self/mountinfo after move_mount");
 	if (by_fd) {
@@ -1098,6 +1119,227 @@ static void s9_setup(void)
 	detach(b, 1);
 }
 
+/* Scenario 11 (crcli's own): an ext4 filesystem on the block device named in DIR/blockdev (a loop
+ * device the test made), mounted at DIR/disk; "sub/file" opened through a bind of DIR/disk/sub; then
+ * the bind and the only mount of the filesystem are detached. Nothing attached shows the filesystem:
+ * crcli must mount the device afresh (its Remount plan) and clone the sub-root /sub. */
+static struct stat s11_st;
+
+static void s11_setup(void)
+{
+	char dev[PATH_MAX] = "", p[PATH_MAX];
+	path_of(p, "blockdev");
+	FILE *f = fopen(p, "re");
+	must(f && fgets(dev, sizeof(dev), f), "reading DIR/blockdev (the loop device the test made)");
+	fclose(f);
+	dev[strcspn(dev, "\n")] = 0;
+	char disk[PATH_MAX];
+	path_of(disk, "disk");
+	mkdir_p(disk, 0755);
+	must(mount(dev, disk, "ext4", 0, NULL) == 0, "mounting the ext4 block device on DIR/disk");
+	data_a = make_data(111, LEN_A);
+	int d = open(disk, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	must(d >= 0, "opening DIR/disk");
+	must(mkdirat(d, "sub", 0755) == 0, "mkdir DIR/disk/sub");
+	write_file_at(d, "sub/file", data_a, LEN_A, 0640);
+	close(d);
+	char *b = path_buf[0], src[PATH_MAX];
+	path_of(b, "bind");
+	pathf(src, "%s/sub", disk);
+	bind_at(src, b, 0);
+	struct rec *r = add("file", open_in(b, "file", O_RDWR), K_FILE, UNMOUNTED, 1);
+	lseek(r->fd, 6, SEEK_SET);
+	set_content(r, data_a, LEN_A);
+	r->root = "/sub";
+	pathf(r->link, "/file");
+	must(fstat(r->fd, &s11_st) == 0, "fstat DIR/bind/file");
+	detach(b, 0);
+	detach(disk, 0);
+}
+
+/* The same file of the same device (a remount of the block device, not a copy). */
+static void s11_check(void)
+{
+	struct rec *r = rec_by_label("file");
+	struct stat st;
+	E2E_CHECK(fstat(r->fd, &st) == 0 && st.st_dev == s11_st.st_dev && st.st_ino == s11_st.st_ino,
+		  "file: not the same file of the block device (dev %#lx ino %lu, want dev %#lx ino %lu)",
+		  (unsigned long)st.st_dev, (unsigned long)st.st_ino, (unsigned long)s11_st.st_dev,
+		  (unsigned long)s11_st.st_ino);
+}
+
+/* Scenario 12 (crcli's own): a FIFO on an unmounted bind of DIR/src, opened twice through the bind
+ * (a reader-writer fd holding unread bytes, and a non-blocking reader), then the bind detached. The
+ * restore must reopen the FIFO through a clone of the live tmpfs (the same FIFO inode, on one unmounted
+ * mount again) with its buffered bytes. A FIFO's mtime changes with every write, the refill included:
+ * it is not compared. */
+#define S12_BUFFERED "bytes buffered in the FIFO, not yet read"
+
+static void s12_setup(void)
+{
+	live_tmpfs();
+	fill_src();
+	char p[PATH_MAX];
+	pathf(p, "%s/fifo", dir_src);
+	must(mkfifo(p, 0640) == 0, "mkfifo DIR/src/fifo");
+	char *b = s_bind("bind", "");
+	struct rec *rw = add("fiforw", open_in(b, "fifo", O_RDWR), K_FIFO, UNMOUNTED, 1);
+	set_live(rw, "fifo");
+	pathf(rw->link, "/fifo");
+	struct rec *rd = add("fifordr", open_in(b, "fifo", O_RDONLY | O_NONBLOCK), K_FIFO, UNMOUNTED, 1);
+	set_live(rd, "fifo");
+	pathf(rd->link, "/fifo");
+	size_t n = strlen(S12_BUFFERED);
+	must(write(rw->fd, S12_BUFFERED, n) == (ssize_t)n, "writing into the FIFO");
+	detach(b, 0);
+}
+
+static void s12_check(void)
+{
+	struct rec *rw = rec_by_label("fiforw"), *rd = rec_by_label("fifordr");
+	int queued = -1;
+	E2E_CHECK(ioctl(rd->fd, FIONREAD, &queued) == 0 && queued == (int)strlen(S12_BUFFERED),
+		  "fifordr: %d bytes queued in the FIFO, want %zu", queued, strlen(S12_BUFFERED));
+	char buf[128] = { 0 };
+	ssize_t n = read(rd->fd, buf, sizeof(buf) - 1);
+	E2E_CHECK(n == (ssize_t)strlen(S12_BUFFERED) && memcmp(buf, S12_BUFFERED, n) == 0,
+		  "fifordr: read %zd bytes \"%s\" from the FIFO, want \"%s\"", n, n > 0 ? buf : "", S12_BUFFERED);
+	/* Both fds are one FIFO: what one end writes, the other reads; and the live path is that FIFO. */
+	E2E_CHECK(write(rw->fd, "x", 1) == 1 && read(rd->fd, buf, 1) == 1 && buf[0] == 'x',
+		  "fiforw and fifordr are not the same FIFO");
+	int live = open(rw->live, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	E2E_CHECK(live >= 0 && write(live, "y", 1) == 1 && read(rd->fd, buf, 1) == 1 && buf[0] == 'y',
+		  "fifordr: a write through the live mount's %s does not reach it", rw->live);
+	if (live >= 0)
+		close(live);
+}
+
+/* Scenario 13 (crcli's own): a file unlinked while open on a tmpfs whose only mount was detached (a
+ * lost superblock), "dir/gone" O_RDWR at offset 9, with a second, linked file "kept" held too. The
+ * restore must recreate it in the fresh tmpfs through the mount fd and unlink it again: nlink 0, the
+ * same "(deleted)" path, its content, size, mode and mtime. */
+static void s13_setup(void)
+{
+	char lost[PATH_MAX];
+	path_of(lost, "lost");
+	mkdir_p(lost, 0755);
+	must(mount("scenario-lost", lost, "tmpfs", 0, "size=4m,mode=0755") == 0, "mounting tmpfs on DIR/lost");
+	data_a = make_data(131, LEN_A);
+	data_b = make_data(132, LEN_B);
+	char p[PATH_MAX];
+	pathf(p, "%s/dir", lost);
+	mkdir_p(p, 0755);
+	struct rec *g = add("gone", open_in(lost, "dir/gone", O_RDWR | O_CREAT), K_FILE, UNMOUNTED, 1);
+	write_all_at(g->fd, data_a, LEN_A, 0, "DIR/lost/dir/gone");
+	must(fchmod(g->fd, 0604) == 0, "fchmod DIR/lost/dir/gone");
+	struct timespec ts[2] = { { 1200000000, 5 }, { 1234567890, 123456789 } };
+	must(futimens(g->fd, ts) == 0, "futimens DIR/lost/dir/gone");
+	lseek(g->fd, 9, SEEK_SET);
+	set_content(g, data_a, LEN_A);
+	pathf(g->link, "/dir/gone (deleted)");
+	pathf(p, "%s/dir/gone", lost);
+	must(unlink(p) == 0, "unlinking DIR/lost/dir/gone");
+	struct rec *k = add("kept", open_in(lost, "kept", O_RDWR | O_CREAT), K_FILE, UNMOUNTED, 1);
+	write_all_at(k->fd, data_b, LEN_B, 0, "DIR/lost/kept");
+	set_content(k, data_b, LEN_B);
+	pathf(k->link, "/kept");
+	detach(lost, 0);
+}
+
+static void s13_check(void)
+{
+	struct rec *g = rec_by_label("gone");
+	struct stat st;
+	E2E_CHECK(fstat(g->fd, &st) == 0 && st.st_nlink == 0, "gone: %lu links, want 0 (unlinked)",
+		  (unsigned long)st.st_nlink);
+	E2E_CHECK(g->sfs.f_type == SC_TMPFS_MAGIC, "gone: not on a tmpfs");
+}
+
+/* Scenario 14 (crcli's own): the three kinds at once, on one live tmpfs DIR/src: "c" attached
+ * (O_RDONLY), "a" through a bind that was then detached (O_RDONLY at 2), and the mount fd of an
+ * open_tree clone of DIR/src with "b" opened through it (O_RDWR at 7). In its own mount namespace
+ * (the tests' own_mntns flavour), DIR/src exists only there. */
+static void s14_setup(void)
+{
+	live_tmpfs();
+	fill_src();
+	char p[PATH_MAX];
+	pathf(p, "%s/c", dir_src);
+	struct rec *c = add("c", open(p, O_RDONLY | O_CLOEXEC), K_FILE, ATTACHED, 1);
+	set_content(c, data_c, LEN_B);
+	set_live(c, "c");
+	set_attached(c);
+	pathf(c->link, "%s", p);
+	char *bd = s_bind("bind", "");
+	struct rec *a = add("a", open_in(bd, "a", O_RDONLY), K_FILE, UNMOUNTED, 2);
+	lseek(a->fd, 2, SEEK_SET);
+	set_content(a, data_a, LEN_A);
+	set_live(a, "a");
+	pathf(a->link, "/a");
+	s7_mfd = sys_open_tree(AT_FDCWD, dir_src, SC_OPEN_TREE_CLONE | O_CLOEXEC);
+	s7_file = "b";
+	struct rec *m = add("mountfd", s7_mfd, K_MOUNTFD, ANONYMOUS, 3);
+	pathf(m->link, "/");
+	pathf(m->live, "%s", dir_src);
+	struct rec *b = add("b", openat(s7_mfd, "b", O_RDWR | O_CLOEXEC), K_FILE, ANONYMOUS, 3);
+	lseek(b->fd, 7, SEEK_SET);
+	set_content(b, data_b, LEN_B);
+	set_live(b, "b");
+	pathf(b->link, "/b");
+	detach(bd, 0);
+}
+
+/* Scenario 15 (crcli's own): a file unlinked while open on an unmounted bind of the live DIR/src
+ * ("gone", O_RDWR at 5). The restore cannot give it a name in the live filesystem (others would see
+ * it): it is made with O_TMPFILE through a clone of DIR/src, so it is another inode of the same
+ * filesystem, unlinked, with the content, mode and mtime, on an unmounted mount whose root is the
+ * live root; its path ends in " (deleted)" (the kernel names an O_TMPFILE "/#INO"). */
+static dev_t s15_dev;
+
+static void s15_setup(void)
+{
+	live_tmpfs();
+	fill_src();
+	char *b = s_bind("bind", "");
+	struct rec *g = add("gone", open_in(b, "gone", O_RDWR | O_CREAT), K_FILE, UNMOUNTED, 1);
+	write_all_at(g->fd, data_a, LEN_A, 0, "DIR/bind/gone");
+	must(fchmod(g->fd, 0604) == 0, "fchmod DIR/bind/gone");
+	struct timespec ts[2] = { { 1300000000, 7 }, { 1333333333, 444444444 } };
+	must(futimens(g->fd, ts) == 0, "futimens DIR/bind/gone");
+	lseek(g->fd, 5, SEEK_SET);
+	set_content(g, data_a, LEN_A);
+	pathf(g->link, "* (deleted)");
+	char p[PATH_MAX];
+	pathf(p, "%s/gone", dir_src);
+	must(unlink(p) == 0, "unlinking DIR/src/gone");
+	struct stat st;
+	must(stat(dir_src, &st) == 0, "stat DIR/src");
+	s15_dev = st.st_dev;
+	detach(b, 0);
+}
+
+static void s15_check(void)
+{
+	struct rec *g = rec_by_label("gone");
+	struct stat st;
+	E2E_CHECK(fstat(g->fd, &st) == 0 && st.st_nlink == 0, "gone: %lu links, want 0 (unlinked)",
+		  (unsigned long)st.st_nlink);
+	E2E_CHECK(st.st_dev == s15_dev, "gone: on device %#lx, want the live tmpfs's %#lx",
+		  (unsigned long)st.st_dev, (unsigned long)s15_dev);
+	/* Nothing of it shows in the live filesystem. */
+	DIR *d = opendir(dir_src);
+	int extra = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "file") &&
+		    strcmp(e->d_name, "sub") && strcmp(e->d_name, "a") && strcmp(e->d_name, "b") &&
+		    strcmp(e->d_name, "c"))
+			extra++;
+	if (d)
+		closedir(d);
+	E2E_CHECK(extra == 0, "gone: %d unexpected names in the live %s", extra, dir_src);
+}
+
 static void s10_setup(void)
 {
 	live_tmpfs();
@@ -1199,6 +1441,34 @@ static void corrupt(void)
 		if (e2e_corrupt("root"))
 			corrupt_reclone(r, "file");
 		break;
+	case 11:
+		corrupt_generic(r);
+		break;
+	case 15:
+		corrupt_generic(r); /* `write`: a copy in a fresh tmpfs */
+		break;
+	case 14:
+		corrupt_generic(rec_by_label("b"));
+		if (e2e_corrupt("share"))
+			corrupt_reclone(rec_by_label("b"), "b");
+		if (e2e_corrupt("separate"))
+			replace_fd(rec_by_label("c"), dup(rec_by_label("a")->fd));
+		break;
+	case 12:
+		if (e2e_corrupt("data")) {
+			char buf[8];
+			must(read(rec_by_label("fifordr")->fd, buf, 1) == 1, "corrupting: reading the FIFO");
+		}
+		if (e2e_corrupt("share"))
+			corrupt_reclone(rec_by_label("fifordr"), "fifo");
+		if (e2e_corrupt("mount"))
+			replace_fd(rec_by_label("fiforw"), open(rec_by_label("fiforw")->live, O_RDWR | O_CLOEXEC));
+		break;
+	case 13:
+		corrupt_generic(r); /* `write`: a named copy in a fresh tmpfs (a restore that forgot to unlink) */
+		if (e2e_corrupt("share"))
+			corrupt_copy(rec_by_label("kept"));
+		break;
 	case 10:
 		corrupt_generic(r);
 		if (e2e_corrupt("share"))
@@ -1211,10 +1481,10 @@ static void corrupt(void)
 
 int main(int argc, char **argv)
 {
-	e2e_init(argc, argv, "N (scenario 1..10)");
+	e2e_init(argc, argv, "N (scenario 1..15)");
 	scenario = argc > 2 ? atoi(argv[2]) : 0;
-	if (scenario < 1 || scenario > 10) {
-		fprintf(stderr, "%s: the scenario must be 1..10\n", e2e_name);
+	if (scenario < 1 || scenario > 15) {
+		fprintf(stderr, "%s: the scenario must be 1..15\n", e2e_name);
 		exit(2);
 	}
 	by_fd = have_by_fd();
@@ -1237,6 +1507,11 @@ int main(int argc, char **argv)
 	case 8: s8_setup(); break;
 	case 9: s9_setup(); break;
 	case 10: s10_setup(); break;
+	case 11: s11_setup(); break;
+	case 12: s12_setup(); break;
+	case 13: s13_setup(); break;
+	case 14: s14_setup(); break;
+	case 15: s15_setup(); break;
 	}
 	for (int i = 0; i < nrec; i++)
 		snapshot(&recs[i]);
@@ -1266,9 +1541,17 @@ int main(int argc, char **argv)
 		s5_check();
 	if (scenario == 8)
 		s8_check();
+	if (scenario == 11)
+		s11_check();
+	if (scenario == 12)
+		s12_check();
+	if (scenario == 13)
+		s13_check();
+	if (scenario == 15)
+		s15_check();
 	for (int i = 0; i < nrec; i++)
 		check_writes(&recs[i]);
-	if (scenario == 7)
+	if (scenario == 7 || scenario == 14)
 		s7_mount_fd_works();
 	e2e_finish();
 }

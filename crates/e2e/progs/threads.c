@@ -5,24 +5,26 @@
  * block on a condition variable that the main thread broadcasts every 10 ms, counting wake-ups.
  * Thread 6 ("sleeper") sleeps 50 ms per turn in nanosleep and checks every sleep lasted >= 50 ms.
  * Thread 7 ("masked") blocks SIGUSR1 and SIGRTMIN+3 in its own signal mask (the other threads block
- * nothing) and runs on an alternate signal stack of its own, sleeping 10 ms per turn.
- * Every thread has its own name ("worker-N", pthread_setname_np), keeps __thread state (an id,
- * a magic number, a 256-byte pattern) and a
- * floating-point accumulator with a value of its own, updated in registers every turn and checked
- * exactly against an integer shadow.
+ * nothing), has SIGRTMIN+3 queued to itself (pthread_sigqueue, value 4242: pending for this thread
+ * only) and runs on an alternate signal stack of its own, sleeping 10 ms per turn.
+ * Every thread has its own name ("worker-N", PR_SET_NAME), keeps __thread state (an id, a magic
+ * number, a 256-byte pattern) and a floating-point accumulator with a value of its own, updated in
+ * registers every turn and checked exactly against an integer shadow.
  *
- * After `go`, the main thread lets the threads run 300 ms more, requires every counter, waiter and
- * the sleeper to have made progress in that time (they keep running after a restore), then tells
- * them to verify and stop. Each thread checks: gettid() equals the tid it recorded at start (the
- * thread ids survive a restore), its name, its TLS, its FP accumulator, its signal mask, its
- * alternate signal stack (SS_DISABLE for all but thread 7). The main thread checks that /proc/self/task lists
- * exactly the process and the 8 recorded tids, and that the shared counter equals the sum of the
- * per-thread counts (no increment lost or repeated).
+ * After `go`, the main thread lets the threads run 300 ms more, requires every thread to have made
+ * progress in that time (they keep running after a restore), then tells them to verify and stop.
+ * Each thread checks: gettid() equals the tid it recorded at start (the thread ids survive a
+ * restore), its name, its TLS, its FP accumulator, its signal mask, its alternate signal stack
+ * (SS_DISABLE for all but thread 7); thread 7 also that its queued signal is still pending and
+ * carries its value, code and sender (queued to another thread, which blocks nothing, it would
+ * have killed the process). The main thread checks that /proc/self/task lists exactly the process
+ * and the 8 recorded tids, and that the shared counter equals the sum of the per-thread counts (no
+ * increment lost or repeated).
  *
  * Corrupt switches: tid (the recorded tid of thread 0 is changed), tls (thread 2 damages its
  * pattern), fpu (thread 1 nudges its accumulator), sigmask (thread 7 unblocks SIGUSR1), altstack
  * (thread 7 disables its alternate stack), counter (the shared counter gets one increment more),
- * name (thread 3 renames itself). */
+ * name (thread 3 renames itself), pending (thread 7 takes its queued signal early). */
 #include "common.h"
 
 #include <pthread.h>
@@ -57,7 +59,8 @@ static pid_t tids[NTHREADS];
 static char failure[NTHREADS][256]; /* each thread's first failed check */
 static unsigned nfail[NTHREADS];
 
-static int corrupt_tls, corrupt_fpu, corrupt_sigmask, corrupt_altstack, corrupt_name;
+static int corrupt_tls, corrupt_fpu, corrupt_sigmask, corrupt_altstack, corrupt_name,
+	corrupt_pending;
 static char *altstack_mem;
 
 static __thread int tls_id = -1;
@@ -127,6 +130,26 @@ static void check_thread(int i, double acc, uint64_t shadow, double base)
 	if (acc != base + (double)shadow)
 		tfail(i, "thread %d: FP accumulator %.17g, want %.17g", i, acc, base + (double)shadow);
 
+	if (role_of(i) == MASKED) {
+		sigset_t rt;
+		sigemptyset(&rt);
+		sigaddset(&rt, SIGRTMIN + 3);
+		struct timespec zero = { 0, 0 };
+		siginfo_t info;
+		if (corrupt_pending)
+			sigtimedwait(&rt, &info, &zero);
+		sigset_t pend;
+		sigpending(&pend);
+		if (!sigismember(&pend, SIGRTMIN + 3)) {
+			tfail(i, "thread %d: SIGRTMIN+3 is no longer pending", i);
+		} else if (sigtimedwait(&rt, &info, &zero) != SIGRTMIN + 3) {
+			tfail(i, "thread %d: sigtimedwait for SIGRTMIN+3: %s", i, strerror(errno));
+		} else if (info.si_code != SI_QUEUE || info.si_value.sival_int != 4242 ||
+			   info.si_pid != getpid()) {
+			tfail(i, "thread %d: SIGRTMIN+3 came with code %d value %d pid %d", i, info.si_code,
+			      info.si_value.sival_int, (int)info.si_pid);
+		}
+	}
 	if (i == 7 && corrupt_sigmask) {
 		sigset_t u;
 		sigemptyset(&u);
@@ -175,6 +198,9 @@ static void *worker(void *arg)
 	if (role_of(i) == MASKED) {
 		sigset_t m = expected_mask(i);
 		pthread_sigmask(SIG_SETMASK, &m, NULL);
+		union sigval v = { .sival_int = 4242 };
+		if (pthread_sigqueue(pthread_self(), SIGRTMIN + 3, v) != 0)
+			tfail(i, "thread %d: pthread_sigqueue failed", i);
 		stack_t ss = { .ss_sp = altstack_mem, .ss_size = ALTSTACK_SIZE, .ss_flags = 0 };
 		if (sigaltstack(&ss, NULL) != 0)
 			tfail(i, "thread %d: setting the alternate stack: %s", i, strerror(errno));
@@ -288,6 +314,7 @@ int main(int argc, char **argv)
 	corrupt_sigmask = e2e_corrupt("sigmask");
 	corrupt_altstack = e2e_corrupt("altstack");
 	corrupt_name = e2e_corrupt("name");
+	corrupt_pending = e2e_corrupt("pending");
 
 	/* Which tasks the process has, while every thread still runs. */
 	char seen[NTHREADS + 1] = { 0 };

@@ -388,6 +388,7 @@ impl Prog {
         Ok(Target {
             pid: child.id() as i32,
             child: Some(child),
+            exited: None,
         })
     }
 }
@@ -452,6 +453,8 @@ pub fn wait_exit(p: &mut dyn Process, timeout: Duration) -> Result<Exit, E2eErro
 pub struct Target {
     pid: i32,
     child: Option<Child>,
+    /// How it ended, once seen (later calls of `try_exit` report it again).
+    exited: Option<Exit>,
 }
 
 impl Target {
@@ -460,6 +463,7 @@ impl Target {
         Target {
             pid: child.id() as i32,
             child: Some(child),
+            exited: None,
         }
     }
 
@@ -475,14 +479,16 @@ impl Process for Target {
     }
     fn try_exit(&mut self) -> Result<Option<Exit>, E2eError> {
         let Some(child) = self.child.as_mut() else {
-            return Ok(Some(Exit::Unknown));
+            return Ok(Some(self.exited.unwrap_or(Exit::Unknown)));
         };
         let status = child
             .try_wait()
             .map_err(io_err(format!("waiting for pid {}", self.pid)))?;
         Ok(status.map(|s| {
             self.child = None;
-            exit_of(s)
+            let exit = exit_of(s);
+            self.exited = Some(exit);
+            exit
         }))
     }
 }
@@ -906,6 +912,7 @@ impl Crcli {
         let mut t = Target {
             pid,
             child: Some(child),
+            exited: None,
         };
         let exit = match wait_exit(&mut t, self.timeout) {
             Ok(exit) => exit,
@@ -994,6 +1001,7 @@ impl Crcli {
         Ok(Target {
             pid: child.id() as i32,
             child: Some(child),
+            exited: None,
         })
     }
 }

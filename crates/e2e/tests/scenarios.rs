@@ -1,11 +1,21 @@
-//! The ten acceptance scenarios of SCENARIOS.md (files on unmounted and anonymous mounts), run
-//! like CRIU's zdtm tests: each scenario is the C program `progs/scenario.c` with its number; it
-//! sets its mounts and fds up, reports ready, and verifies itself when told to go.
+//! The ten acceptance scenarios of SCENARIOS.md (files on unmounted and anonymous mounts), and
+//! five of crcli's own (11: a file on a detached ext4 filesystem of a loop device, rebuilt by
+//! remounting the device; 12: a FIFO on an unmounted bind, with buffered bytes; 13: a file
+//! unlinked while open on a lost-superblock tmpfs; 14: files on an attached mount, an unmounted
+//! bind and an anonymous clone at once; 15: a file unlinked while open on an unmounted bind),
+//! run like CRIU's zdtm tests: each scenario is
+//! the C program `progs/scenario.c` with its number; it sets its mounts and fds up, reports
+//! ready, and verifies itself when told to go.
 //!
 //! [`SCENARIOS`] is the declaration table: per scenario what it needs from the kernel (names from
-//! `crcli_sys::features::Feature`), its flavour (host only for now; the ns flavour comes with the
-//! namespaces issue), whether the dump must fail cleanly on a kernel without `STATMOUNT_BY_FD`
-//! (Linux 6.18) and with which message fragment, and the program's corrupt switches.
+//! `crcli_sys::features::Feature`), its flavours, whether the dump must fail cleanly on a kernel
+//! without `STATMOUNT_BY_FD` (Linux 6.18) and with which message fragment, and the program's
+//! corrupt switches. Flavours ([`Flavour`]): `Host` (SCENARIOS.md's host flavour, below);
+//! `OwnMntns` (every scenario: the program lives in its own mount namespace, kept alive by a
+//! second process; crcli dumps it from the test's own namespace and restores it entered into
+//! the program's: `own_mntns_*`); `FreshMntns` (2, 3, 7: crcli restores in a fresh `unshare -m`
+//! copy of the namespace, where the restored program then lives: `fresh_mntns_*`). SCENARIOS.md's
+//! ns flavour (PID 1 of its own PID namespace) comes with the namespaces issue.
 //!
 //! Every run happens in a private mount namespace made by `progs/scenario-ns.c` (`hold`): `/` made
 //! recursively private, so nothing propagates to the machine and parallel tests cannot see each
@@ -25,6 +35,11 @@
 //! - `failed_restore_leaves_nothing_*`: after the dump the file the process had open is removed
 //!   from the live mount, so the restore must fail: it must leave no process in the namespace,
 //!   no mount, and nothing in `/` or the work directory.
+//! - `own_mntns_*`, `fresh_mntns_*`: `roundtrip_*` in those flavours; for a fresh copy the
+//!   original namespace must hold no process after the restore, and the copy the restored
+//!   program lives in must have the original's mounts (ids aside) and no other.
+//! - `refused_own_mntns_*`: without BY_FD, a crcli outside the program's namespace refuses a file
+//!   on an unmounted mount or an anonymous clone, naming the namespaces.
 //! - `refused_*` (the scenarios with an fd on an unmounted mount, which need `STATMOUNT_BY_FD`;
 //!   anonymous mounts are proven anonymous without it, see [`ANONYMOUS`]): on a kernel without it, `crcli dump`
 //!   must refuse with a message naming the pid, an fd on an unmounted or anonymous mount, the
@@ -133,7 +148,7 @@ const HOST: &[Flavour] = &[Flavour::Host, Flavour::OwnMntns];
 const HOST_FRESH: &[Flavour] = &[Flavour::Host, Flavour::OwnMntns, Flavour::FreshMntns];
 
 /// The declaration table.
-static SCENARIOS: [Scenario; 10] = [
+static SCENARIOS: [Scenario; 15] = [
     Scenario {
         number: 1,
         name: "regular",
@@ -279,7 +294,162 @@ static SCENARIOS: [Scenario; 10] = [
         ],
         by_fd_switches: &[("separate", "want attached (MNT_POINT)")],
     },
+    Scenario {
+        number: 11,
+        name: "unmounted block-device filesystem",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "re-mountable superblock: mount the block device afresh (fsopen source=/dev/loopN, fsmount), clone the sub-root /sub, openat, close",
+        switches: &[
+            ("data", "content differs"),
+            ("pos", "position"),
+            ("write", "filesystem type"),
+        ],
+        by_fd_switches: &[],
+    },
+    Scenario {
+        number: 12,
+        name: "FIFO on an unmounted bind",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "bind of a live mount: clone, open the FIFO through the clone (a reader-writer helper refills its buffered bytes), close the clone",
+        switches: &[
+            ("data", "bytes queued"),
+            ("share", "they shared one mount"),
+            ("mount", "want unmounted"),
+        ],
+        by_fd_switches: &[("mount", "want unmounted (no MNT_POINT)")],
+    },
+    Scenario {
+        number: 13,
+        name: "unlinked file on a lost superblock",
+        needs: MOUNT_AWARE_ATTR,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "lost superblock: fresh tmpfs (fsmount) filled with the reachable files; the unlinked file recreated through the mount fd from its dumped content, opened, unlinked again",
+        switches: &[
+            ("data", "content differs"),
+            ("pos", "position"),
+            ("write", "want 0 (unlinked)"),
+            ("share", "they shared one mount"),
+        ],
+        by_fd_switches: &[],
+    },
+    Scenario {
+        number: 14,
+        name: "attached, unmounted and anonymous at once",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "one live tmpfs: the attached file reopened by path; a clone for the detached bind's file, closed; a second clone for the anonymous mount fd and its file, kept at its number",
+        switches: &[
+            ("data", "content differs"),
+            ("share", "they shared one mount"),
+            ("separate", "they were on different mounts"),
+        ],
+        by_fd_switches: &[("separate", "want attached (MNT_POINT)")],
+    },
+    Scenario {
+        number: 15,
+        name: "unlinked file on an unmounted bind",
+        needs: MOUNT_AWARE,
+        flavours: HOST,
+        dump_must_fail_on_6_18: REFUSAL,
+        plan: "bind of a live mount: clone; the unlinked file recreated with O_TMPFILE through the clone (never visible in the live tree) from its dumped content, reopened, the clone closed",
+        switches: &[
+            ("data", "content differs"),
+            ("pos", "position"),
+            ("write", "want the live tmpfs"),
+        ],
+        by_fd_switches: &[],
+    },
 ];
+
+/// The scenario that needs a block device (crcli's own, beyond SCENARIOS.md's ten).
+const BLOCK_DEVICE_SCENARIO: u32 = 11;
+
+/// A loop device over an ext4 image in the work directory, named in `DIR/blockdev` for the
+/// program; detached (`losetup -d`, lazily if still in use) on drop.
+struct BlockDev {
+    dev: String,
+}
+
+impl Drop for BlockDev {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup")
+            .arg("-d")
+            .arg(&self.dev)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Runs a setup tool; its stdout, or why it failed.
+fn tool(program: &str, args: &[&OsStr]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Whether this machine can give scenario 11 its block device (the loop driver and
+/// mkfs.ext4); the CRCLI_VM rule applies (the VM ships both).
+fn block_device_usable(test: &str, number: u32) -> Result<bool, E2eError> {
+    if number != BLOCK_DEVICE_SCENARIO {
+        return Ok(true);
+    }
+    let why = if !Path::new("/dev/loop-control").exists() {
+        Some("no loop driver (/dev/loop-control)".to_owned())
+    } else {
+        tool("mkfs.ext4", &["-V".as_ref()]).err()
+    };
+    match why {
+        None => Ok(true),
+        Some(why) if in_vm() => Err(unexpected(format!(
+            "{test}: CRCLI_VM=1 but no block device can be made: {why}"
+        ))),
+        Some(why) => {
+            skip(test, &format!("cannot make a block device here: {why}"));
+            Ok(false)
+        }
+    }
+}
+
+/// For scenario 11: an ext4 image on a fresh loop device, named in `DIR/blockdev`.
+fn block_device(wd: &Workdir, number: u32) -> Result<Option<BlockDev>, E2eError> {
+    if number != BLOCK_DEVICE_SCENARIO {
+        return Ok(None);
+    }
+    let img = wd.file("disk.img");
+    File::create(&img)
+        .and_then(|f| f.set_len(16 << 20))
+        .map_err(io(format!("creating {}", img.display())))?;
+    tool(
+        "mkfs.ext4",
+        &["-q".as_ref(), "-F".as_ref(), img.as_os_str()],
+    )
+    .map_err(|e| unexpected(format!("making the ext4 image: {e}")))?;
+    let dev = tool(
+        "losetup",
+        &["-f".as_ref(), "--show".as_ref(), img.as_os_str()],
+    )
+    .map_err(|e| unexpected(format!("attaching a loop device: {e}")))?;
+    let disk = BlockDev { dev };
+    std::fs::write(wd.file("blockdev"), format!("{}\n", disk.dev))
+        .map_err(io("writing DIR/blockdev".into()))?;
+    Ok(Some(disk))
+}
 
 /// How long the program runs between `ready` and the dump.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -555,7 +725,7 @@ fn can_run(test: &str, sc: &Scenario, flavour: Flavour) -> Result<bool, E2eError
     );
     let missing = missing(sc, flavour);
     if missing.is_empty() {
-        return Ok(true);
+        return block_device_usable(test, sc.number);
     }
     let list = missing
         .iter()
@@ -614,6 +784,7 @@ fn run_alone(
         wd.set_corrupt(what)?;
     }
     let ns = Ns::new(&wd)?;
+    let _disk = block_device(&wd, number)?;
     let mut target = spawn_scenario(&ns, &wd, program, number)?;
     wd.wait_ready(&mut target, READY_TIMEOUT)?;
     std::thread::sleep(SETTLE);
@@ -628,8 +799,11 @@ fn run_alone(
 }
 
 /// The program alone passes; each corrupt switch makes it fail naming the check.
-fn selfcheck(program: &str, number: u32) -> Result<(), E2eError> {
+fn selfcheck(test: &str, program: &str, number: u32) -> Result<(), E2eError> {
     let sc = scenario(number);
+    if !block_device_usable(test, number)? {
+        return Ok(());
+    }
     let (result, exit, log) = run_alone(program, number, None)?;
     assert_eq!(
         (result.as_str(), exit),
@@ -681,6 +855,7 @@ fn roundtrip_in(test: &str, program: &str, number: u32, flavour: Flavour) -> Res
     become_subreaper()?;
     let wd = Workdir::new(&format!("scenario{number}"))?;
     let ns = Ns::new(&wd)?;
+    let _disk = block_device(&wd, number)?;
     let mut target = spawn_scenario(&ns, &wd, program, number)?;
     wd.wait_ready(&mut target, READY_TIMEOUT)?;
     std::thread::sleep(SETTLE);
@@ -832,6 +1007,7 @@ fn failed_restore(test: &str, number: u32, lost: &str) -> Result<(), E2eError> {
     become_subreaper()?;
     let wd = Workdir::new(&format!("scenario{number}-failed-restore"))?;
     let ns = Ns::new(&wd)?;
+    let _disk = block_device(&wd, number)?;
     let mut target = spawn_scenario(&ns, &wd, "scenario", number)?;
     wd.wait_ready(&mut target, READY_TIMEOUT)?;
     std::thread::sleep(SETTLE);
@@ -930,6 +1106,9 @@ fn refused_in(test: &str, number: u32, flavour: Flavour) -> Result<(), E2eError>
         needs(sc, flavour).contains(&Feature::StatmountByFd),
         "scenario {number} is not refused in {flavour:?}"
     );
+    if !block_device_usable(test, number)? {
+        return Ok(());
+    }
     let dump_at = if flavour == Flavour::OwnMntns {
         Where::Outside
     } else {
@@ -945,6 +1124,7 @@ fn refused_in(test: &str, number: u32, flavour: Flavour) -> Result<(), E2eError>
     let crcli = Crcli::locate()?;
     let wd = Workdir::new(&format!("scenario{number}-refused"))?;
     let ns = Ns::new(&wd)?;
+    let _disk = block_device(&wd, number)?;
     let mut target = spawn_scenario(&ns, &wd, "scenario", number)?;
     wd.wait_ready(&mut target, READY_TIMEOUT)?;
     std::thread::sleep(SETTLE);
@@ -1044,7 +1224,7 @@ macro_rules! selfcheck_tests {
     ($($n:literal: $name:ident $program:literal;)*) => {$(
         #[test]
         fn $name() -> Result<(), E2eError> {
-            selfcheck($program, $n)
+            selfcheck(stringify!($name), $program, $n)
         }
     )*};
 }
@@ -1090,6 +1270,11 @@ selfcheck_tests! {
     8: selfcheck_8_anonymous_fsmount "scenario";
     9: selfcheck_9_unmounted_file_bind "scenario";
     10: selfcheck_10_two_fds_one_mount "scenario";
+    11: selfcheck_11_unmounted_block_device "scenario";
+    12: selfcheck_12_fifo_on_unmounted_bind "scenario";
+    13: selfcheck_13_unlinked_on_lost_superblock "scenario";
+    14: selfcheck_14_three_kinds_at_once "scenario";
+    15: selfcheck_15_unlinked_on_unmounted_bind "scenario";
 }
 
 roundtrip_tests! {
@@ -1104,6 +1289,11 @@ roundtrip_tests! {
     8: roundtrip_8_anonymous_fsmount "scenario";
     9: roundtrip_9_unmounted_file_bind "scenario";
     10: roundtrip_10_two_fds_one_mount "scenario";
+    11: roundtrip_11_unmounted_block_device "scenario";
+    12: roundtrip_12_fifo_on_unmounted_bind "scenario";
+    13: roundtrip_13_unlinked_on_lost_superblock "scenario";
+    14: roundtrip_14_three_kinds_at_once "scenario";
+    15: roundtrip_15_unlinked_on_unmounted_bind "scenario";
 }
 
 flavour_tests! { OwnMntns:
@@ -1117,6 +1307,11 @@ flavour_tests! { OwnMntns:
     8: own_mntns_8_anonymous_fsmount "scenario";
     9: own_mntns_9_unmounted_file_bind "scenario";
     10: own_mntns_10_two_fds_one_mount "scenario";
+    11: own_mntns_11_unmounted_block_device "scenario";
+    12: own_mntns_12_fifo_on_unmounted_bind "scenario";
+    13: own_mntns_13_unlinked_on_lost_superblock "scenario";
+    14: own_mntns_14_three_kinds_at_once "scenario";
+    15: own_mntns_15_unlinked_on_unmounted_bind "scenario";
 }
 
 flavour_tests! { FreshMntns:
@@ -1146,6 +1341,11 @@ refusal_tests! {
     6: refused_6_readonly_unmounted_bind;
     9: refused_9_unmounted_file_bind;
     10: refused_10_two_fds_one_mount;
+    11: refused_11_unmounted_block_device;
+    12: refused_12_fifo_on_unmounted_bind;
+    13: refused_13_unlinked_on_lost_superblock;
+    14: refused_14_three_kinds_at_once;
+    15: refused_15_unlinked_on_unmounted_bind;
 }
 
 #[test]

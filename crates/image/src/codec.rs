@@ -536,7 +536,17 @@ impl RecordWriter {
     }
 
     /// Writes the trailer, flushes and syncs the file.
-    pub fn finish(mut self) -> Result<u64> {
+    pub fn finish(self) -> Result<u64> {
+        let path = self.path.clone();
+        let (count, f) = self.finish_unsynced()?;
+        f.sync_all()
+            .map_err(|e| ImageError::io("syncing", &path, e))?;
+        Ok(count)
+    }
+
+    /// [`RecordWriter::finish`] without the sync: returns the count and the file, for the
+    /// caller to sync (an image syncs all its files together at commit).
+    pub(crate) fn finish_unsynced(mut self) -> Result<(u64, File)> {
         let mut t = [0u8; 16];
         t[..4].copy_from_slice(&TRAILER_MARK.to_le_bytes());
         t[4..12].copy_from_slice(&self.count.to_le_bytes());
@@ -550,9 +560,7 @@ impl RecordWriter {
             .w
             .into_inner()
             .map_err(|e| ImageError::io("writing", &path, e.into_error()))?;
-        f.sync_all()
-            .map_err(|e| ImageError::io("syncing", &path, e))?;
-        Ok(self.count)
+        Ok((self.count, f))
     }
 }
 

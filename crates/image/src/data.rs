@@ -138,16 +138,14 @@ impl DataWriter {
         Ok(())
     }
 
-    /// Flushes and syncs the file; returns the data length.
-    pub(crate) fn finish(self) -> Result<u64> {
-        let path = self.path;
+    /// Flushes the file (without syncing it: see [`crate::ImageWriter::commit`]); returns the
+    /// data length and the file, for the caller to sync.
+    pub(crate) fn finish_unsynced(self) -> Result<(u64, File)> {
         let f = self
             .w
             .into_inner()
-            .map_err(|e| ImageError::io("writing", &path, e.into_error()))?;
-        f.sync_all()
-            .map_err(|e| ImageError::io("syncing", &path, e))?;
-        Ok(self.pos)
+            .map_err(|e| ImageError::io("writing", &self.path, e.into_error()))?;
+        Ok((self.pos, f))
     }
 }
 

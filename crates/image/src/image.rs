@@ -1,10 +1,11 @@
 //! Writing and opening whole images.
 //!
 //! [`Image::create`] returns an [`ImageWriter`] that writes into a temporary directory beside the
-//! target; [`ImageWriter::commit`] writes the inventory, syncs every file, checks the whole image
-//! by opening it, and renames the directory into place (refusing to replace anything). Dropping
-//! the writer, or any failure, removes the temporary directory: a crash or an error never leaves
-//! a half image that looks whole.
+//! target; [`ImageWriter::commit`] writes the inventory, checks the whole image by opening it,
+//! syncs every file and the directory (all at once, from several threads, so that a journaling
+//! filesystem commits them together), and renames the directory into place (refusing to replace
+//! anything). Dropping the writer, or any failure, removes the temporary directory: a crash or
+//! an error never leaves a half image that looks whole.
 //!
 //! [`Image::open`] reads and checks all metadata up front (every record, every id, every pagemap)
 //! before the caller can use any of it; page and file data are read later, chunk by chunk.
@@ -417,7 +418,12 @@ pub struct ImageWriter {
     fs_done: Vec<FsContentId>,
     pages_started: HashSet<PagesId>,
     pages_done: Vec<PagesSummary>,
+    unsynced: Vec<Unsynced>,
 }
+
+/// A finished file of an image being written, not yet synced: [`ImageWriter::commit`] syncs
+/// them all together.
+pub(crate) type Unsynced = (PathBuf, File);
 
 impl ImageWriter {
     fn new(target: &Path) -> Result<Self> {
@@ -483,6 +489,7 @@ impl ImageWriter {
             fs_done: Vec::new(),
             pages_started: HashSet::new(),
             pages_done: Vec::new(),
+            unsynced: Vec::new(),
         })
     }
 
@@ -539,6 +546,7 @@ impl ImageWriter {
             id,
             next_min: 0,
             extents: Vec::new(),
+            unsynced: &mut self.unsynced,
         })
     }
 
@@ -556,15 +564,18 @@ impl ImageWriter {
             data: DataWriter::create(&self.tmp.path.join(d))?,
             done: &mut self.fs_done,
             id,
+            unsynced: &mut self.unsynced,
         })
     }
 
     /// Finishes the image: fills in `inventory.format_version` and `inventory.contents`,
-    /// writes the inventory, syncs everything, checks the whole image with [`Image::open`],
-    /// and renames it to the target (failing, and removing everything, if the target appeared
-    /// meanwhile, or if the empty directory it replaces is no longer empty). Returns the opened
-    /// image.
-    pub fn commit(self, mut inventory: Inventory) -> Result<Image> {
+    /// writes the inventory, checks the whole image with [`Image::open`], syncs every file
+    /// and the temporary directory (together: one fsync each, issued from several threads at
+    /// once), and renames it to the target (failing, and removing everything, if the target
+    /// appeared meanwhile, or if the empty directory it replaces is no longer empty), then syncs
+    /// the target's parent directory. When it returns, the image is on stable storage under its
+    /// final name. Returns the opened image.
+    pub fn commit(mut self, mut inventory: Inventory) -> Result<Image> {
         let tmp = &self.tmp.path;
         if let Some(id) = self
             .pages_started
@@ -588,24 +599,37 @@ impl ImageWriter {
                 problem: format!("too many {what}: {n}"),
             })
         };
+        let mut unsynced = std::mem::take(&mut self.unsynced);
+        let mut finish = |w: RecordWriter| -> Result<u64> {
+            let path = w.path().to_owned();
+            let (n, f) = w.finish_unsynced()?;
+            unsynced.push((path, f));
+            Ok(n)
+        };
         inventory.format_version = FORMAT_VERSION;
         inventory.contents = Contents {
             pids: self.pids.clone(),
-            files: to_u32(self.files.finish()?, "files")?,
-            pipes: to_u32(self.pipes.finish()?, "pipes")?,
-            mounts: to_u32(self.mounts.finish()?, "mounts")?,
+            files: to_u32(finish(self.files)?, "files")?,
+            pipes: to_u32(finish(self.pipes)?, "pipes")?,
+            mounts: to_u32(finish(self.mounts)?, "mounts")?,
             fs_contents: self.fs_done.clone(),
             pages: self.pages_done.iter().map(|s| s.id).collect(),
             page_bytes: self.pages_done.iter().map(|s| s.bytes).sum(),
         };
-        self.processes.finish()?;
-        self.files_data.finish()?;
+        finish(self.processes)?;
         let mut inv = RecordWriter::create(&tmp.join(INVENTORY), FileTag::Inventory)?;
         inv.write(&inventory)?;
-        inv.finish()?;
+        finish(inv)?;
+        let files_data_path = self.files_data.path().to_owned();
+        let (_, f) = self.files_data.finish_unsynced()?;
+        unsynced.push((files_data_path, f));
         // Check everything before it gets its final name.
         let mut image = Image::open(tmp)?;
-        sync_dir(tmp)?;
+        let dir = File::open(tmp)
+            .map_err(|e| ImageError::io("opening temporary image directory", tmp, e))?;
+        unsynced.push((tmp.clone(), dir));
+        sync_together(&unsynced)?;
+        drop(unsynced);
         let parent = match self.target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
@@ -635,6 +659,71 @@ impl ImageWriter {
     }
 }
 
+/// The most threads [`sync_together`] uses.
+const SYNC_THREADS: usize = 16;
+/// `statfs.f_type` of tmpfs (linux/magic.h).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+/// `statfs.f_type` of ramfs (linux/magic.h).
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+
+/// Syncs every file (one fsync each), from up to [`SYNC_THREADS`] threads at once: a
+/// journaling filesystem (ext4's jbd2, XFS's log) then commits them in one or a few journal
+/// transactions instead of one per file. One after the other on tmpfs and ramfs, or if no
+/// thread could be started.
+fn sync_together(files: &[Unsynced]) -> Result<()> {
+    let sync = |(path, f): &Unsynced| {
+        f.sync_all().map_err(|e| {
+            let what = if f.metadata().is_ok_and(|m| m.is_dir()) {
+                "syncing directory"
+            } else {
+                "syncing"
+            };
+            ImageError::io(what, path, e)
+        })
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<()> {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = files.get(i) else {
+                return Ok(());
+            };
+            sync(item)?;
+        }
+    };
+    // On tmpfs and ramfs an fsync does nothing: threads would only cost time.
+    let in_memory = files
+        .first()
+        .is_some_and(|(_, f)| rustix::fs::fstatfs(f).is_ok_and(|s| in_memory_fs(&s)));
+    let helpers = if in_memory {
+        0
+    } else {
+        files.len().min(SYNC_THREADS).saturating_sub(1)
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..helpers)
+            .map_while(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
+            .collect();
+        // This thread works too, and finishes the list if no helper could start.
+        let mut result = work();
+        for h in handles {
+            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    })
+}
+
+/// Whether a filesystem keeps its files in memory only (tmpfs, ramfs): fsync does nothing.
+fn in_memory_fs(s: &rustix::fs::StatFs) -> bool {
+    // f_type's integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let t = s.f_type as i64;
+    matches!(t, TMPFS_MAGIC | RAMFS_MAGIC)
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -647,6 +736,7 @@ pub struct FsWriter<'a> {
     data: DataWriter,
     done: &'a mut Vec<FsContentId>,
     id: FsContentId,
+    unsynced: &'a mut Vec<Unsynced>,
 }
 
 impl FsWriter<'_> {
@@ -665,11 +755,77 @@ impl FsWriter<'_> {
         self.entries.write(entry)
     }
 
-    /// Finishes this content: writes the trailer and syncs both files.
+    /// Finishes this content: writes the trailer and flushes both files (synced by
+    /// [`ImageWriter::commit`], with every other file of the image).
     pub fn finish(self) -> Result<()> {
-        self.entries.finish()?;
-        self.data.finish()?;
+        let entries_path = self.entries.path().to_owned();
+        let data_path = self.data.path().to_owned();
+        let (_, entries) = self.entries.finish_unsynced()?;
+        let (_, data) = self.data.finish_unsynced()?;
+        self.unsynced.push((entries_path, entries));
+        self.unsynced.push((data_path, data));
         self.done.push(self.id);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image with two page streams and a filesystem content, committed in `parent`.
+    fn commit_in(parent: &Path) {
+        let dir = tempfile::tempdir_in(parent).unwrap();
+        let target = dir.path().join("img");
+        let mut w = Image::create(&target).unwrap();
+        for id in [1, 2] {
+            let mut p = w.pages(PagesId(id)).unwrap();
+            p.add(0x1000, &[id as u8; 8192]).unwrap();
+            p.finish().unwrap();
+        }
+        let fs = w.fs_content(FsContentId(1)).unwrap();
+        fs.finish().unwrap();
+        let img = w.commit(Inventory::new(0, vec![])).unwrap();
+        assert_eq!(img.dir(), target);
+        assert_eq!(img.page_streams().len(), 2);
+        // Only the image is left, under its final name.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("img")]);
+        Image::open(&target).unwrap().verify_data().unwrap();
+    }
+
+    #[test]
+    fn commit_syncs_on_disk_and_in_memory_filesystems() {
+        // The default temporary directory (a disk here: files synced from several threads) and
+        // a tmpfs (synced one after the other).
+        commit_in(&std::env::temp_dir());
+        let shm = Path::new("/dev/shm");
+        if rustix::fs::statfs(shm).is_ok_and(|s| in_memory_fs(&s)) {
+            commit_in(shm);
+        } else {
+            eprintln!("SKIPPED commit_syncs_on_disk_and_in_memory_filesystems (tmpfs part): /dev/shm is not a tmpfs or ramfs");
+        }
+    }
+
+    #[test]
+    fn sync_together_syncs_every_file_and_names_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for i in 0..40 {
+            let p = dir.path().join(format!("f{i}"));
+            std::fs::write(&p, b"x").unwrap();
+            files.push((p.clone(), File::open(&p).unwrap()));
+        }
+        sync_together(&files).unwrap();
+        assert!(sync_together(&[]).is_ok());
+        // fsync of a pipe fails with EINVAL: the error names it.
+        let (r, _w) = std::io::pipe().unwrap();
+        let pipe = File::from(std::os::fd::OwnedFd::from(r));
+        files.insert(17, (PathBuf::from("the-pipe"), pipe));
+        let err = sync_together(&files).unwrap_err();
+        assert!(err.to_string().contains("syncing the-pipe"), "{err}");
     }
 }

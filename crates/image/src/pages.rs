@@ -4,6 +4,12 @@
 //! Both are written and read as streams in chunks of at most [`MAX_CHUNK_LEN`] bytes, each with
 //! its own crc32c, so dumping or restoring a 20 GiB address space needs a few MiB of memory.
 //!
+//! For speed: a writer that reads pages on one thread and writes on another computes the
+//! checksums where the pages are still in cache ([`RunChecksums`], then
+//! [`PagesWriter::add_checksummed`], which writes a run with one system call); a reader can let
+//! a thread of its own read and check chunks ahead ([`PagesReader::read_ahead`]). Neither
+//! changes what is written: the files are the same byte for byte.
+//!
 //! Rules a pagemap obeys (checked by [`PagesWriter::add`] and by [`PagesReader`]): addresses and
 //! lengths are multiples of [`PAGE_SIZE`]; extents are sorted by address and do not overlap;
 //! each extent's data follows the previous one's in the pages file; the pages file holds exactly
@@ -75,6 +81,7 @@ pub struct PagesWriter<'a> {
     pub(crate) data: DataWriter,
     pub(crate) next_min: u64,
     pub(crate) extents: Vec<Extent>,
+    pub(crate) unsynced: &'a mut Vec<crate::image::Unsynced>,
 }
 
 impl PagesWriter<'_> {
@@ -155,10 +162,16 @@ impl PagesWriter<'_> {
         self.data.len()
     }
 
-    /// Writes the pagemap trailer and syncs both files.
+    /// Writes the pagemap trailer and flushes both files. They are synced (with every other
+    /// file of the image, together) by [`crate::ImageWriter::commit`], not here: a dump does
+    /// not wait for the disk while its target is frozen.
     pub fn finish(self) -> Result<PagesSummary> {
-        let extents = self.map.finish()?;
-        let bytes = self.data.finish()?;
+        let map_path = self.map.path().to_owned();
+        let data_path = self.data.path().to_owned();
+        let (extents, map) = self.map.finish_unsynced()?;
+        let (bytes, data) = self.data.finish_unsynced()?;
+        self.unsynced.push((map_path, map));
+        self.unsynced.push((data_path, data));
         let s = PagesSummary {
             id: self.id,
             extents,
@@ -513,10 +526,7 @@ mod tests {
                 _ => joined.push((addr, data)),
             }
         }
-        let want: Vec<(u64, Vec<u8>)> = RUNS
-            .iter()
-            .map(|&(a, l, s)| (a, bytes_of(l, s)))
-            .collect();
+        let want: Vec<(u64, Vec<u8>)> = RUNS.iter().map(|&(a, l, s)| (a, bytes_of(l, s))).collect();
         assert!(joined == want, "the stream does not hold the runs");
     }
 

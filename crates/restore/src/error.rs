@@ -53,6 +53,15 @@ pub enum RestoreError {
         #[source]
         source: std::io::Error,
     },
+    /// Rebuilding one member of a tree failed (the whole tree was killed).
+    #[error("restoring process {pid} of the tree")]
+    Member {
+        /// The member's pid as dumped.
+        pid: u32,
+        /// What failed.
+        #[source]
+        source: Box<RestoreError>,
+    },
 }
 
 impl RestoreError {

@@ -304,6 +304,8 @@ fn check_machine(image: &Image) -> Result<(), RestoreError> {
 /// crcli's ptrace) as a child of the caller; on failure nothing is left behind.
 ///
 /// The caller must be single-threaded (the child is forked; see [`crcli_sys::clone3`]).
+/// For a tree it must also have no other children or tracees while this runs: crcli waits for
+/// any of them (`waitpid(-1)`), and reaps them all after a failure.
 pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreError> {
     let image = Image::open(dir)?;
     if tree::is_tree(&image) {

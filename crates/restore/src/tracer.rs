@@ -179,8 +179,11 @@ impl<'a> Rebuild<'a> {
         args: [u64; 6],
         what: impl FnOnce() -> String,
     ) -> Result<u64, RestoreError> {
+        // Every signal is blocked in the process for the whole rebuild (step 3) and its final
+        // registers are set at the end (step 15), so the injection need neither save, block and
+        // restore the mask nor save and restore the registers each time.
         self.t
-            .inject_syscall_checked(nr, args)
+            .inject_syscall_unsaved(nr, args)
             .map_err(|source| RestoreError::Ptrace {
                 step: what(),
                 source,
@@ -200,6 +203,42 @@ impl<'a> Rebuild<'a> {
         })?;
         Ok(addr)
     }
+}
+
+/// Offset in the scratch area of the injected sigaction loop (after the 64 actions at
+/// [`ARGS`]).
+const SIGACTION_CODE: u64 = ARGS + 64 * 32;
+
+/// x86_64 code that sets the 64 signal actions from the `struct sigaction`s (32 bytes each) at
+/// `actions`: `rt_sigaction(sig, act, NULL, 8)` for sig 1..=64, with `act = NULL` (a query)
+/// for SIGKILL and SIGSTOP, which cannot be set; ORs every result into `r13` (0: all
+/// succeeded) and ends with `int3`. Touches no stack.
+fn sigaction_code(actions: u64) -> Vec<u8> {
+    let mut c = vec![0xbb, 1, 0, 0, 0, 0x49, 0xbc]; // mov ebx, 1; mov r12, imm64
+    c.extend_from_slice(&actions.to_le_bytes());
+    c.extend_from_slice(&[0x45, 0x31, 0xed]); // xor r13d, r13d
+    let body: [u8; 48] = [
+        0xb8, 13, 0, 0, 0, // mov eax, 13 (rt_sigaction)
+        0x89, 0xdf, // mov edi, ebx
+        0x4c, 0x89, 0xe6, // mov rsi, r12
+        0x83, 0xfb, 0x09, // cmp ebx, 9 (SIGKILL)
+        0x75, 0x02, // jne +2
+        0x31, 0xf6, // xor esi, esi
+        0x83, 0xfb, 0x13, // cmp ebx, 19 (SIGSTOP)
+        0x75, 0x02, // jne +2
+        0x31, 0xf6, // xor esi, esi
+        0x31, 0xd2, // xor edx, edx
+        0x41, 0xba, 8, 0, 0, 0, // mov r10d, 8
+        0x0f, 0x05, // syscall
+        0x49, 0x09, 0xc5, // or r13, rax
+        0x49, 0x83, 0xc4, 0x20, // add r12, 32
+        0xff, 0xc3, // inc ebx
+        0x83, 0xfb, 0x41, // cmp ebx, 65
+        0x75, 0xd0, // jne loop (-48)
+    ];
+    c.extend_from_slice(&body);
+    c.push(0xcc); // int3
+    c
 }
 
 /// Checks that this CPU's extended-state layout is the dumped one.
@@ -272,7 +311,11 @@ pub(crate) fn rebuild(
         .map_err(RestoreError::ptrace("unregistering the child's rseq"))?;
     }
 
-    // 3. The scratch area, free in both layouts.
+    // 3. Every signal blocked until the final mask is set (step 15): nothing is delivered
+    //    while crcli injects (`Rebuild::sc` relies on it). Then the scratch area, free in both
+    //    layouts.
+    t.set_sigmask(!0)
+        .map_err(RestoreError::ptrace("blocking every signal in the child"))?;
     let ours = read_maps(pid)?;
     let mut busy: Vec<(u64, u64)> = ours.iter().map(|m| (m.start, m.end)).collect();
     busy.extend(p.vmas.iter().map(|v| (v.start, v.end)));
@@ -919,14 +962,21 @@ impl Rebuild<'_> {
             }
         }
         let base = self.poke(ARGS, &raw)?;
-        for sig in 1..=64u64 {
-            if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
-                continue;
-            }
-            let act = base + (sig - 1) * 32;
-            self.sc(libc::SYS_rt_sigaction, [sig, act, 0, 8, 0, 0], || {
-                format!("setting the action of signal {sig}")
-            })?;
+        // The 64 rt_sigaction calls run as one piece of injected code: one resume instead of
+        // 62 single-stepped syscalls (SIGKILL and SIGSTOP are only queried).
+        let code = sigaction_code(base);
+        let at = self.poke(SIGACTION_CODE, &code)?;
+        let regs = self
+            .t
+            .run_code(at, at + code.len() as u64)
+            .map_err(RestoreError::ptrace(
+                "setting the signal actions (rt_sigaction 1..64)",
+            ))?;
+        if regs.r13 != 0 {
+            return Err(RestoreError::Invalid(format!(
+                "setting the signal actions: rt_sigaction failed (errno bits {:#x})",
+                (regs.r13 as i64).unsigned_abs()
+            )));
         }
         Ok(())
     }
@@ -1238,6 +1288,20 @@ mod tests {
             let r = final_regs(&regs(rax, orig, 0x2000));
             assert_eq!((r.rax as i64, r.rip, r.orig_rax as i64), (rax, 0x2000, -1));
         }
+    }
+
+    #[test]
+    fn the_sigaction_loop_jumps_back_to_its_start() {
+        let c = sigaction_code(0x1122_3344_5566_7788);
+        assert_eq!(&c[7..15], &0x1122_3344_5566_7788u64.to_le_bytes());
+        let start = 18; // after mov ebx; mov r12, imm64; xor r13d
+        assert_eq!(c[start], 0xb8, "the loop starts with mov eax, 13");
+        assert_eq!(*c.last().unwrap(), 0xcc, "it ends with int3");
+        let jne_end = c.len() - 1;
+        assert_eq!(c[jne_end - 2], 0x75);
+        let target = jne_end as i64 + i64::from(c[jne_end - 1] as i8);
+        assert_eq!(target, start as i64);
+        assert_eq!(c.windows(2).filter(|w| w == &[0x0f, 0x05]).count(), 1);
     }
 
     #[test]

@@ -21,18 +21,29 @@
 //!    pid order (each does the same, recursively), zombies as children that exit at once with
 //!    the recorded status (and are left unreaped); it then places its fds at their numbers from
 //!    the shared descriptions, sets cwd, root, umask, personality and limits, reports on a pipe
-//!    and stops with `SIGSTOP`.
-//! 5. When every member has stopped and every zombie has exited, crcli moves members that
-//!    joined another member's process group into it (an injected `setpgid`), rebuilds each one
-//!    as the tracer does for a single process ([`tracer::rebuild`]), and lets them all run.
+//!    and stops with `SIGSTOP`; crcli discards that stop and detaches, and the member waits in
+//!    `read(2)` on a "gate" pipe whose write end only crcli holds (if crcli dies, the read ends
+//!    and the member exits).
+//! 5. When every member waits there and every zombie has exited, up to [`TRACER_THREADS`]
+//!    crcli threads take the members over (`PTRACE_SEIZE` with `PTRACE_O_EXITKILL`, then an
+//!    interrupt that must find the member in that `read`), move members that joined another
+//!    member's process group into it (an injected `setpgid`), and rebuild each one as the
+//!    tracer does for a single process ([`tracer::rebuild`]): every injected syscall waits for
+//!    its tracee to run, and the threads overlap those waits (100 members: about 0.6 s instead
+//!    of 2.3 s on one thread, on the 2-CPU development machine). Only when every member is
+//!    rebuilt do they all run.
 //!
 //! On any failure every process made so far is killed and reaped: nothing is left behind. The
 //! message names the process (its dumped pid) and the step.
 //!
 //! Limits: files on the same unmounted or anonymous mount in different processes get one
-//! rebuilt mount per process; a queued (not merely pending) signal of a process in a new PID
-//! namespace is refused; a zombie killed by a signal loses its core-dump bit; every member is
-//! made with `SIGCHLD` as its exit signal.
+//! rebuilt mount per process; in a new PID namespace, pending signals and multi-threaded
+//! members are refused (the tracer would need their ids inside the namespace); a zombie killed
+//! by a signal loses its core-dump bit, and one killed by a real-time signal comes back killed
+//! by SIGKILL; every member is made with `SIGCHLD` as its exit signal; a process whose session
+//! is neither its own nor its parent's, or whose process group is led from outside the tree
+//! (other than the root's inherited one), is refused. The caller must have no other children
+//! during the restore (crcli waits for any child or tracee).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -41,7 +52,7 @@ use std::path::PathBuf;
 use crcli_image::{FileKind, Image, NamespaceKind, PipeEnd, PipeId, Process};
 use crcli_sys::clone3::{self, NewNamespaces, PidOutcome, SpawnOptions};
 use crcli_sys::fdtable;
-use crcli_sys::ptrace::{PtraceOptions, Tracee, WaitStatus};
+use crcli_sys::ptrace::{self, PtraceOptions, Tracee, WaitStatus};
 use rustix::fs::{Mode, OFlags};
 
 use crate::child;
@@ -449,7 +460,7 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
                 || m.p.threads.iter().any(|t| !t.pending.queued.is_empty());
             if queued {
                 return Err(unsupported(format!(
-                    "process {} has queued signals; they cannot be re-queued in a new PID namespace yet",
+                    "process {} has pending signals; they cannot be re-queued in a new PID namespace yet",
                     m.p.pid
                 )));
             }
@@ -653,6 +664,9 @@ struct Shared<'a, 'b> {
     t: &'a TreePlan<'b>,
     opened: &'a Opened,
     report: BorrowedFd<'a>,
+    /// The read end of the gate: a member that is ready waits in `read(2)` on it until its
+    /// tracer takes it over; only crcli has the write end, so a dead crcli means end of file.
+    gate: BorrowedFd<'a>,
 }
 
 /// Sends one report line (one write, so that lines of several processes never interleave).
@@ -705,11 +719,19 @@ fn member_main(s: &Shared<'_, '_>, i: usize) -> i32 {
             report(s, &line);
             // The report pipe goes too: nothing of crcli may stay in the restored process.
             let _ = fdtable::close_range(s.report.as_raw_fd() as u32, s.report.as_raw_fd() as u32);
+            // Tell crcli (this stop), then wait in read(2) on the gate until a tracer takes
+            // this process over and replaces all of it.
             let _ = rustix::process::kill_process(
                 rustix::process::getpid(),
                 rustix::process::Signal::STOP,
             );
-            125
+            let mut byte = [0u8];
+            loop {
+                match rustix::io::read(s.gate, &mut byte) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    _ => return 126, // crcli is gone: nothing will take this process over
+                }
+            }
         }
         Err(msg) => {
             report(s, &format!("ERR {} {}\n", m.p.pid, msg.replace('\n', " ")));
@@ -952,7 +974,8 @@ fn kill_all(progress: &Progress, root_host: i32) {
     }
 }
 
-/// Runs the event loop until every member has stopped and every zombie has exited.
+/// Runs the event loop until every member has finished its setup (and waits on the gate,
+/// untraced) and every zombie has exited.
 fn await_tree(
     t: &TreePlan<'_>,
     report_rd: &OwnedFd,
@@ -996,8 +1019,14 @@ fn await_tree(
                 signal: libc::SIGSTOP,
                 event: 0,
             } => match progress.host_to_pid.get(&host) {
-                // The end of a member's setup: it stays in this signal-delivery-stop.
+                // The end of a member's setup: let it go on (the stop is discarded) into its
+                // wait on the gate, untraced, for a tracer thread to take it over.
                 Some(&pid) if !zombie_pids.contains(&pid) => {
+                    Tracee::assume_attached(host)
+                        .detach(0)
+                        .map_err(RestoreError::ptrace(format!(
+                            "handing process {pid} over to a tracer thread"
+                        )))?;
                     progress.stopped.insert(pid, host);
                 }
                 _ => resume(libc::SIGSTOP)?,
@@ -1055,6 +1084,88 @@ fn inject_setpgid(t: &Tracee, pid: u32, pgid: i32) -> Result<(), RestoreError> {
     Ok(())
 }
 
+/// crcli is a child subreaper (`PR_SET_CHILD_SUBREAPER`) while this lives; the previous
+/// setting comes back on drop. (Not inherited by the members: forks do not inherit it.)
+struct Subreaper {
+    was: bool,
+}
+
+impl Subreaper {
+    fn become_one() -> Subreaper {
+        let was = matches!(rustix::process::child_subreaper(), Ok(Some(_)));
+        if !was {
+            let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+        }
+        Subreaper { was }
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        if !self.was {
+            let _ = rustix::process::set_child_subreaper(None);
+        }
+    }
+}
+
+/// How many threads trace and rebuild members at once.
+const TRACER_THREADS: usize = 8;
+
+/// On a tracer thread: seizes member `m` (waiting on the gate, untraced), stops it there, moves
+/// it into its process group, and rebuilds it. Every pid this thread traces is added to
+/// `seized` (also on failure: the caller kills and reaps them).
+fn take_over_and_rebuild(
+    image: &Image,
+    m: &Member<'_>,
+    progress: &Progress,
+    gate_fd: i32,
+    seized: &mut Vec<i32>,
+) -> Result<(Tracee, Vec<Tracee>), RestoreError> {
+    let pid = m.p.pid;
+    let host = *progress.stopped.get(&pid).ok_or_else(|| {
+        RestoreError::ChildSetup(format!("process {pid} never finished its setup"))
+    })?;
+    let aux = progress.ok.get(&pid).ok_or_else(|| {
+        RestoreError::ChildSetup(format!("process {pid} stopped without reporting"))
+    })?;
+    let tracee = Tracee::seize(host, PtraceOptions::EXITKILL).map_err(RestoreError::ptrace(
+        format!("seizing process {pid} (pid {host} here)"),
+    ))?;
+    seized.push(host);
+    // It goes from its stop to its read(2) on the gate: take it there (and nowhere else).
+    let mut parked = false;
+    for _ in 0..5000 {
+        tracee
+            .interrupt_and_wait()
+            .map_err(RestoreError::ptrace(format!("stopping process {pid}")))?;
+        let regs = tracee.get_regs().map_err(RestoreError::ptrace(format!(
+            "reading the registers of process {pid}"
+        )))?;
+        if regs.orig_rax == libc::SYS_read as u64 && regs.rdi == gate_fd as u64 {
+            parked = true;
+            break;
+        }
+        tracee
+            .cont(0)
+            .map_err(RestoreError::ptrace(format!("resuming process {pid}")))?;
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if !parked {
+        return Err(RestoreError::ChildSetup(format!(
+            "process {pid} did not reach its wait for the tracer"
+        )));
+    }
+    if let Some(g) = m.join {
+        inject_setpgid(&tracee, pid, g)?;
+    }
+    tracer::check_xstate(&tracee, m.p)?;
+    let mut threads = Vec::new();
+    let rebuilt = tracer::rebuild(&tracee, image, m.p, &m.plan, aux, &mut threads);
+    seized.extend(threads.iter().map(|t| t.pid()));
+    rebuilt?;
+    Ok((tracee, threads))
+}
+
 /// Restores the tree of `image`: see the module docs.
 pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, RestoreError> {
     crate::check_machine(image)?;
@@ -1079,8 +1190,16 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
     let root_pid = t.members[t.root].p.pid;
 
     // Validation is over: from here on, everything created is undone on failure.
+    // Members orphaned by a failure come to crcli (not to init, which may reap them late), so
+    // that crcli reaps every one of them before it returns.
+    let _subreaper = Subreaper::become_one();
     raise_nofile(t.high as u64 + 4 * t.opens.len() as u64 + 64);
+    let started = std::time::Instant::now();
     let opened = open_all(image, &t)?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "shared descriptions opened"
+    );
     let (report_rd, report_wr) = rustix::pipe::pipe_with(
         rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
     )
@@ -1089,6 +1208,10 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
     rustix::fs::fcntl_setfl(&report_wr, OFlags::empty())
         .map_err(RestoreError::errno("setting up the report pipe"))?;
     let report_wr = lift(report_wr, t.high, "the report pipe")?;
+    let (gate_rd, gate_wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(RestoreError::errno("creating the gate pipe"))?;
+    let gate_rd = lift(gate_rd, t.high, "the gate pipe")?;
+    let gate_wr = lift(gate_wr, t.high, "the gate pipe")?;
     if !t.ns.contains(NewNamespaces::PID) {
         for m in &t.members {
             crate::wait_while_dying(m.want);
@@ -1097,12 +1220,17 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
             crate::wait_while_dying(z.want);
         }
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "old pids free"
+    );
     let root_want = t.members[t.root].want;
     let mut spawned = {
         let shared = Shared {
             t: &t,
             opened: &opened,
             report: report_wr.as_fd(),
+            gate: gate_rd.as_fd(),
         };
         let root = t.root;
         clone3::spawn_in(
@@ -1118,8 +1246,7 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
     drop(entered);
     let root_host = spawned.pid();
     let mut progress = Progress::default();
-    // Each member with the other threads its rebuild created.
-    let result = (|| -> Result<Vec<(Tracee, Vec<Tracee>)>, RestoreError> {
+    let result = (|| -> Result<(), RestoreError> {
         if spawned.pid_outcome() != PidOutcome::Kept
             && spawned.pid_outcome() != PidOutcome::NotRequested
         {
@@ -1142,52 +1269,98 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
         progress.seen.insert(root_host);
         spawned.release()?;
         await_tree(&t, &report_rd, &mut progress)?;
-        // Every process has its fds: crcli's copies go.
-        let mut tracees = Vec::with_capacity(t.members.len());
-        for &i in &preorder(&t.members, t.root) {
-            let m = &t.members[i];
-            let pid = m.p.pid;
-            let host = progress.stopped[&pid];
-            let aux = progress.ok.get(&pid).ok_or_else(|| {
-                RestoreError::ChildSetup(format!("process {pid} stopped without reporting"))
-            })?;
-            let tracee = Tracee::assume_attached(host);
-            if let Some(g) = m.join {
-                inject_setpgid(&tracee, pid, g)?;
-            }
-            tracer::check_xstate(&tracee, m.p)?;
-            let mut threads = Vec::new();
-            tracer::rebuild(&tracee, image, m.p, &m.plan, aux, &mut threads)?;
-            tracees.push((tracee, threads));
-        }
-        Ok(tracees)
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "every process made and stopped"
+        );
+        Ok(())
     })();
+    // Every process has its fds: crcli's copies go.
     drop(opened);
-    let tracees = match result {
-        Ok(t) => t,
-        Err(e) => {
-            kill_all(&progress, root_host);
-            return Err(e);
+    if let Err(e) = result {
+        drop(gate_wr);
+        kill_all(&progress, root_host);
+        return Err(e);
+    }
+    // Rebuild the members on several tracer threads at once (each injected syscall waits for
+    // the tracee to run: the threads overlap those waits), then let them all run together.
+    let order = preorder(&t.members, t.root);
+    let workers = order.len().clamp(1, TRACER_THREADS);
+    let gate_fd = gate_rd.as_raw_fd();
+    let failure: std::sync::Mutex<Option<RestoreError>> = std::sync::Mutex::new(None);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let barrier = std::sync::Barrier::new(workers);
+    std::thread::scope(|scope| {
+        for w in 0..workers {
+            let (t, progress, order) = (&t, &progress, &order);
+            let (failure, failed, barrier) = (&failure, &failed, &barrier);
+            scope.spawn(move || {
+                let fail = |e: RestoreError| {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let mut first = failure.lock().unwrap_or_else(|p| p.into_inner());
+                    if first.is_none() {
+                        *first = Some(e);
+                    }
+                };
+                let mut mine: Vec<(Tracee, Vec<Tracee>)> = Vec::new();
+                let mut seized: Vec<i32> = Vec::new();
+                for &i in order.iter().skip(w).step_by(workers) {
+                    if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let m = &t.members[i];
+                    match take_over_and_rebuild(image, m, progress, gate_fd, &mut seized) {
+                        Ok(done) => mine.push(done),
+                        Err(e) => {
+                            fail(RestoreError::Member {
+                                pid: m.p.pid,
+                                source: Box::new(e),
+                            });
+                            break;
+                        }
+                    }
+                }
+                barrier.wait();
+                if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Kill and reap what this thread traces (only it can wait for them).
+                    for &pid in &seized {
+                        if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                        }
+                    }
+                    for &pid in &seized {
+                        while let Ok(Some(status)) = ptrace::waitpid(pid, false) {
+                            if status.is_gone() {
+                                break;
+                            }
+                        }
+                    }
+                    return;
+                }
+                // Let them run: in each process the other threads before the main one.
+                for (tracee, threads) in mine {
+                    let host = tracee.pid();
+                    for th in threads {
+                        let tid = th.pid();
+                        if let Err(e) = th.detach(0) {
+                            fail(RestoreError::ptrace(format!(
+                                "detaching from thread {tid} of restored process {host}"
+                            ))(e));
+                        }
+                    }
+                    if let Err(e) = tracee.detach(0) {
+                        fail(RestoreError::ptrace(format!(
+                            "detaching from restored process {host}"
+                        ))(e));
+                    }
+                }
+            });
         }
-    };
-    // Let them all run, children first; in each process the other threads before the main one.
-    for (tracee, threads) in tracees.into_iter().rev() {
-        let host = tracee.pid();
-        for t in threads {
-            let tid = t.pid();
-            if let Err(e) = t.detach(0) {
-                kill_all(&progress, root_host);
-                return Err(RestoreError::ptrace(format!(
-                    "detaching from thread {tid} of restored process {host}"
-                ))(e));
-            }
-        }
-        if let Err(e) = tracee.detach(0) {
-            kill_all(&progress, root_host);
-            return Err(RestoreError::ptrace(format!(
-                "detaching from restored process {host}"
-            ))(e));
-        }
+    });
+    drop(gate_wr);
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        kill_all(&progress, root_host);
+        return Err(e);
     }
     tracing::info!(
         pid = root_host,
@@ -1217,6 +1390,7 @@ fn root_main(s: &Shared<'_, '_>, root: usize) -> i32 {
         .map(|fd| fd.as_raw_fd())
         .collect();
     keep.push(s.report.as_raw_fd());
+    keep.push(s.gate.as_raw_fd());
     keep.sort_unstable();
     let mut from: u32 = 0;
     for k in &keep {

@@ -91,6 +91,11 @@ fn main() {
             "round_trip_tree_failure_leaves_nothing",
             roundtrip::tree::failure_leaves_nothing,
         ),
+        (
+            "round_trip_tree_rebuild_failure_leaves_nothing",
+            roundtrip::tree::rebuild_failure_leaves_nothing,
+        ),
+        ("round_trip_threads_taken_tid", roundtrip::threads_taken_tid),
     ];
     if !rustix::process::geteuid().is_root() {
         for (name, _) in tests {

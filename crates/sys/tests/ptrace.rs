@@ -202,6 +202,61 @@ fn interrupt_inject_getpid_mmap_and_detach() {
     process_vm::read_exact(child.pid(), addr as usize + 8, &mut word_back).expect("read");
     assert_eq!(u64::from_ne_bytes(word_back), 0x1122_3344_5566_7788);
 
+    // Code run in one go: getpid() twice, the results ORed into r13 and r12, then int3.
+    tracee
+        .inject_syscall_checked(
+            libc::SYS_mprotect,
+            [
+                addr,
+                8192,
+                (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+        .expect("mprotect rwx");
+    let stub: [u8; 21] = [
+        0xb8, 39, 0, 0, 0, // mov eax, 39 (getpid)
+        0x0f, 0x05, // syscall
+        0x49, 0x89, 0xc5, // mov r13, rax
+        0xb8, 39, 0, 0, 0, // mov eax, 39
+        0x0f, 0x05, // syscall
+        0x49, 0x89, 0xc4, // mov r12, rax
+        0xcc, // int3
+    ];
+    let at = addr + 6000;
+    let regs_before = tracee.get_regs().expect("regs");
+    process_vm_writev(
+        child.pid(),
+        &[IoSlice::new(&stub)],
+        &[RemoteIoVec {
+            base: at as usize,
+            len: stub.len(),
+        }],
+    )
+    .expect("write code");
+    let at_trap = tracee
+        .run_code(at, at + stub.len() as u64)
+        .expect("run code");
+    assert_eq!(at_trap.r13, child.pid() as u64);
+    assert_eq!(at_trap.r12, child.pid() as u64);
+    assert_eq!(
+        tracee.get_regs().expect("regs"),
+        regs_before,
+        "registers put back after run_code"
+    );
+    // The int3 must be where the caller says the code ends.
+    assert!(matches!(
+        tracee.run_code(at, at + 3),
+        Err(PtraceError::UnexpectedStop { .. })
+    ));
+    assert_eq!(
+        tracee.get_regs().expect("regs"),
+        regs_before,
+        "registers put back after a failed run_code"
+    );
+
     let ret = tracee
         .inject_syscall(libc::SYS_munmap, [addr, 8192, 0, 0, 0, 0])
         .expect("munmap");

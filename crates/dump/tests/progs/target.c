@@ -6,6 +6,8 @@
  *        socket  - also holds a socket (fd refused by the dump)
  *        eventfd - also holds an eventfd
  *        thread  - also runs a second thread
+ *        churn   - also runs a thread that creates and joins short-lived threads without end
+ *        (modes combine: "thread+socket")
  *        big     - also dirties MiB of anonymous memory given by $TARGET_MIB
  *        busy    - counts in a busy loop (no syscall but a write every 2^22 turns)
  *
@@ -40,6 +42,18 @@ static void on_usr1(int sig) { (void)sig; }
 static void die(const char *what) { perror(what); exit(2); }
 
 static void *spin(void *arg) { (void)arg; for (;;) pause(); return NULL; }
+
+static void *short_lived(void *arg) { return arg; }
+
+static void *churn(void *arg)
+{
+	for (;;) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, short_lived, arg) == 0)
+			pthread_join(t, NULL);
+	}
+	return NULL;
+}
 
 static void at(int want, int got, const char *what)
 {
@@ -92,6 +106,10 @@ int main(int argc, char **argv)
 	if (strstr(mode, "thread")) {
 		pthread_t t;
 		if (pthread_create(&t, NULL, spin, NULL)) die("pthread_create");
+	}
+	if (strstr(mode, "churn")) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, churn, NULL)) die("pthread_create");
 	}
 
 	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };

@@ -15,7 +15,8 @@
  *      "from-A" in flight; counts into DIR/count-R.
  *   A  child of R, leader of its own process group; counts into DIR/count-A.
  *   G  child of A, in A's group; counts into DIR/count-G.
- *   B  child of R, in R's group; counts into DIR/count-B.
+ *   B  child of R, in R's group; opens the FIFO DIR/fifo again O_RDWR (fd 7: its own open file
+ *      description of the FIFO R holds at fd 6, holding "fifo-data"); counts into DIR/count-B.
  *   Z  child of R that exits with status 7 at once and is never reaped: a zombie.
  * Each member appends a line to its count file every 2 ms.
  */
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,6 +98,12 @@ static void run_b(int ready)
 {
 	close(4);
 	close(5);
+	close(6);
+	char path[4096];
+	snprintf(path, sizeof path, "%s/fifo", dir);
+	int f = open(path, O_RDWR);
+	if (f < 0 || dup2(f, 7) < 0) die("open fifo B");
+	if (f != 7) close(f);
 	if (write(ready, "b", 1) != 1) die("ready");
 	count("B");
 }
@@ -149,6 +157,13 @@ int main(int argc, char **argv)
 	if (pipe(p) < 0 || dup2(p[0], 4) < 0 || dup2(p[1], 5) < 0) die("pipe");
 	if (p[0] != 4 && p[0] != 5) close(p[0]);
 	if (p[1] != 4 && p[1] != 5) close(p[1]);
+
+	snprintf(path, sizeof path, "%s/fifo", dir);
+	if (mkfifo(path, 0600) < 0) die("mkfifo");
+	int f = open(path, O_RDWR);
+	if (f < 0 || dup2(f, 6) < 0) die("open fifo");
+	if (f != 6) close(f);
+	if (write(6, "fifo-data", 9) != 9) die("write fifo");
 
 	pid_t a = child(rp[1], run_a);
 	close(5);

@@ -103,6 +103,7 @@ selfcheck_tests! {
         ("altstack", "thread 7: alternate signal stack is"),
         ("counter", "lost or repeated"),
         ("name", "thread 3: its name is \"renamed\""),
+        ("pending", "thread 7: SIGRTMIN+3 is no longer pending"),
     ];
 }
 

@@ -568,4 +568,99 @@ pub fn anonymous_cwd() -> Result<(), String> {
     })
 }
 
+/// A multi-threaded process whose last thread id is taken when it is restored (held by another
+/// process made with `clone3(set_tid)`): the restore creates the first threads, then fails
+/// naming the taken id, and leaves nothing behind (the process and the threads it had made are
+/// gone). Once the id is free again, the same image restores and every thread keeps its id.
+pub fn threads_taken_tid() -> Result<(), String> {
+    with_tools("round_trip_threads_taken_tid", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (mut child, pid) = start(t, "threaded", &dir, &[])?;
+        let tids: Vec<i32> = std::fs::read_to_string(dir.join("tids"))
+            .map_err(|e| e.to_string())?
+            .lines()
+            .map(|l| l.trim().parse::<i32>().map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        ensure_eq(tids.len(), 4, "ids of the main thread and 3 others")?;
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait().map_err(|e| e.to_string())?;
+        let last = tids[3];
+        // Wait until the dumped threads are gone, then take the last id.
+        let deadline = Instant::now() + PATIENCE;
+        while tids
+            .iter()
+            .any(|id| Path::new(&format!("/proc/{id}")).exists())
+        {
+            ensure(
+                Instant::now() < deadline,
+                "the dumped threads never went away",
+            )?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let holder = crcli_sys::clone3::spawn(
+            &crcli_sys::clone3::SpawnOptions {
+                set_tid: Some(last),
+                hold: true,
+            },
+            || 0,
+        )
+        .map_err(|e| e.to_string())?;
+        let holder_pid = holder.pid();
+        let taken = holder.pid_outcome() == crcli_sys::clone3::PidOutcome::Kept;
+        let out = Command::new(&t.crcli)
+            .args(["restore", "-D"])
+            .arg(&img)
+            .output()
+            .map_err(|e| e.to_string());
+        // Let the holder go (it exits without running anything) and reap it.
+        drop(holder);
+        let _ = crate::common::wait_exit(holder_pid);
+        ensure(
+            taken,
+            &format!("thread id {last} could be taken for the test"),
+        )?;
+        let out = out?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure(!out.status.success(), "crcli restore must fail")?;
+        ensure(
+            stderr.contains(&format!("thread id {last} is taken")),
+            &format!("the error names the taken thread id {last}: {stderr}"),
+        )?;
+        for id in &tids[..3] {
+            ensure(
+                !Path::new(&format!("/proc/{id}")).exists(),
+                &format!("nothing of the failed restore is left (task {id} exists)"),
+            )?;
+        }
+        crate::common::no_children_left()?;
+
+        // The id is free again: the image restores, with every thread id kept.
+        let restorer = restore_bg(t, &img, &dir)?;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut now: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            now.sort_unstable();
+            let mut want = tids.clone();
+            want.sort_unstable();
+            if now == want {
+                break;
+            }
+            ensure(
+                Instant::now() < deadline,
+                &format!("the restored process has tasks {now:?}, want {want:?}"),
+            )?;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        finish(restorer, &dir).map(|_| ())
+    })
+}
+
 pub mod tree;

@@ -15,6 +15,17 @@ use crate::common::{
     ensure, ensure_eq, free_pid, list_dir, no_children_left, process_table, rewrite_image_with,
 };
 
+/// Field `n` (1-based, as in proc(5)) of this test process's `/proc/self/stat` (the process
+/// group is 5, the session 6; they may be 0 in the VM, which rustix's getters refuse).
+fn own_stat_field(n: usize) -> Result<i64, String> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    let rest = stat.rsplit_once(')').ok_or("bad /proc/self/stat")?.1;
+    rest.split_whitespace()
+        .nth(n - 3)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| format!("no field {n} in /proc/self/stat"))
+}
+
 /// The one process of a single-process image.
 fn the_process(img: &Path) -> Result<crcli_image::Process, String> {
     let image = crcli_image::Image::open(img).map_err(|e| crate::common::error_chain(&e))?;
@@ -132,7 +143,9 @@ pub fn zombie_child() -> Result<(), String> {
         )?;
         let restorer = restore_bg(t, &tree_img, &dir)?;
         let crcli = restorer.0.as_ref().ok_or("no crcli")?.id();
-        let pgid = rustix::process::getpgrp().as_raw_nonzero().get();
+        // crcli and so the restored root (and the zombie, in its group) are in the test's
+        // process group (0 in the VM, whose init runs the tests).
+        let pgid = own_stat_field(5)?;
         std::fs::write(
             dir.join("expect"),
             format!("{pid} {crcli} - - {zpid} {} {pgid} -\n", libc::SIGTERM),
@@ -248,11 +261,7 @@ pub fn three_copies() -> Result<(), String> {
             Ok(text.split_whitespace().map(String::from).collect())
         };
         let (rr, rb, rc) = (read(r)?, read(b)?, read(c)?);
-        let sid = rustix::process::getsid(None)
-            .map_err(|e| e.to_string())?
-            .as_raw_nonzero()
-            .get()
-            .to_string();
+        let sid = own_stat_field(6)?.to_string();
         ensure_eq(
             [&rb[1], &rc[1]],
             [&r.to_string(), &r.to_string()],
@@ -363,5 +372,70 @@ pub fn family_in_pid_namespace() -> Result<(), String> {
             err.contains("PID 1 of a new PID namespace"),
             &format!("crcli says where the root went: {err}"),
         )
+    })
+}
+
+/// The three-copy tree, where the last copy's extended CPU state comes from "another CPU": the
+/// refusal comes when every process exists and the tracer threads are rebuilding them; all
+/// three must be killed and reaped, none left running.
+pub fn rebuild_failure_leaves_nothing() -> Result<(), String> {
+    with_tools("round_trip_tree_rebuild_failure_leaves_nothing", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, r) = start(t, "twin", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, r, &img)?;
+        child.wait()?;
+        let b = free_pid()?;
+        let c = (b + 1..b + 1000)
+            .find(|n| !Path::new(&format!("/proc/{n}")).exists())
+            .ok_or("no second free pid")?;
+        let tree_img = work.path().join("tree");
+        crate::common::rewrite_image_tree(
+            &img,
+            &tree_img,
+            |ps| {
+                let root = ps[0].clone();
+                ps.push(copy_of(&root, b as u32, root.pid, root.pgid));
+                let mut bad = copy_of(&root, c as u32, root.pid, root.pgid);
+                bad.threads[0].xstate.size = 512;
+                bad.threads[0].xstate.features = 0x3;
+                bad.threads[0].xstate.data = vec![0; 512];
+                ps.push(bad);
+            },
+            |_| {},
+        )?;
+        let out = Command::new(&t.crcli)
+            .args(["restore", "-D"])
+            .arg(&tree_img)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure(!out.status.success(), "crcli restore must fail")?;
+        ensure(
+            stderr.contains("extended-state layout"),
+            &format!("the error names the cause: {stderr}"),
+        )?;
+        ensure(
+            stderr.contains(&format!("restoring process {c} of the tree")),
+            &format!("the error names the process: {stderr}"),
+        )?;
+        std::thread::sleep(Duration::from_millis(100));
+        for pid in [r, b, c] {
+            ensure(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                &format!(
+                    "no process has pid {pid} of the tree (processes: {})",
+                    process_table()
+                ),
+            )?;
+        }
+        ensure(
+            list_dir(&dir)?.iter().all(|n| !n.starts_with("result")),
+            "no copy ran on",
+        )?;
+        no_children_left()
     })
 }
