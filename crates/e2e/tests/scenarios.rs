@@ -73,6 +73,12 @@ enum Flavour {
     /// (`unshare -m`): the rebuilt mounts need no mountpoint, so the restore must work there,
     /// and the restored program lives in that copy.
     FreshMntns,
+    /// SCENARIOS.md's ns flavour: the program is PID 1 of its own PID namespace and sets its
+    /// mounts up in a mount namespace of its own (a copy of the scenario's, with its own proc on
+    /// /proc), made by `progs/scenario-pidns.c`; both die with it at the kill, so crcli must
+    /// bring the whole mount namespace back, tmpfs contents included. crcli dumps and restores
+    /// from the scenario's namespace.
+    Ns,
 }
 
 /// How a command is run with respect to the scenario's namespace.
@@ -144,8 +150,13 @@ const ANONYMOUS_ATTR: &[Feature] = &[
     Feature::PidfdGetfd,
 ];
 const REFUSAL: Option<&str> = Some("Linux 7.0");
-const HOST: &[Flavour] = &[Flavour::Host, Flavour::OwnMntns];
-const HOST_FRESH: &[Flavour] = &[Flavour::Host, Flavour::OwnMntns, Flavour::FreshMntns];
+const HOST: &[Flavour] = &[Flavour::Host, Flavour::OwnMntns, Flavour::Ns];
+const HOST_FRESH: &[Flavour] = &[
+    Flavour::Host,
+    Flavour::OwnMntns,
+    Flavour::FreshMntns,
+    Flavour::Ns,
+];
 
 /// The declaration table.
 static SCENARIOS: [Scenario; 15] = [
@@ -700,7 +711,7 @@ fn expect_pass(wd: &Workdir, p: &mut dyn Process, what: &str) -> Result<(), E2eE
 /// to no namespace and can be cloned from anywhere.
 fn needs(sc: &Scenario, flavour: Flavour) -> Vec<Feature> {
     let mut out = sc.needs.to_vec();
-    if flavour == Flavour::OwnMntns && sc.number == 7 {
+    if matches!(flavour, Flavour::OwnMntns | Flavour::Ns) && sc.number == 7 {
         out.push(Feature::StatmountByFd);
     }
     out
@@ -850,18 +861,39 @@ fn roundtrip_in(test: &str, program: &str, number: u32, flavour: Flavour) -> Res
         Flavour::Host => (Where::Inside, Where::Inside),
         Flavour::OwnMntns => (Where::Outside, Where::Inside),
         Flavour::FreshMntns => (Where::Inside, Where::FreshCopy),
+        Flavour::Ns => (Where::Inside, Where::Inside),
     };
     let crcli = Crcli::locate()?;
     become_subreaper()?;
     let wd = Workdir::new(&format!("scenario{number}"))?;
     let ns = Ns::new(&wd)?;
     let _disk = block_device(&wd, number)?;
-    let mut target = spawn_scenario(&ns, &wd, program, number)?;
+    let mut target = if flavour == Flavour::Ns {
+        spawn_scenario_pidns(&ns, &wd, program, number)?
+    } else {
+        spawn_scenario(&ns, &wd, program, number)?
+    };
     wd.wait_ready(&mut target, READY_TIMEOUT)?;
     std::thread::sleep(SETTLE);
     let mounts_before = ns.mounts()?;
     let img = wd.img();
-    let pid = target.pid().to_string();
+    // In the ns flavour the program is the helper's only child, PID 1 of its namespace; its
+    // mount table is what the restore must bring back.
+    let (pid, program_mounts) = if flavour == Flavour::Ns {
+        let helper = target.pid();
+        let child = std::fs::read_to_string(format!("/proc/{helper}/task/{helper}/children"))
+            .map_err(io("reading the children of scenario-pidns".into()))?;
+        let child: i32 = child
+            .trim()
+            .parse()
+            .map_err(|_| unexpected(format!("scenario-pidns has children {child:?}")))?;
+        let text = std::fs::read_to_string(format!("/proc/{child}/mountinfo"))
+            .map_err(io(format!("reading the mountinfo of pid {child}")))?;
+        (child, Some(ns_mount_shapes(text.lines())))
+    } else {
+        (target.pid(), None)
+    };
+    let pid = pid.to_string();
     crcli_at(
         dump_at,
         &ns,
@@ -908,7 +940,44 @@ fn roundtrip_in(test: &str, program: &str, number: u32, flavour: Flavour) -> Res
         .ok_or_else(|| unexpected(format!("crcli restore -d printed no pid: {:?}", run.stdout)))?;
     let mut restored = Restored::new(restored_pid);
     let inside = processes_in(&ns);
-    if restore_at == Where::FreshCopy {
+    if let Some(program_mounts) = &program_mounts {
+        // The restored program lives in a new mount namespace holding the dumped mounts, as
+        // PID 1 of a new PID namespace; the scenario's namespace holds no process.
+        if !inside.is_empty() {
+            return Err(unexpected(format!(
+                "the scenario's namespace should hold no process, it holds {inside:?}"
+            )));
+        }
+        let theirs = std::fs::read_link(format!("/proc/{restored_pid}/ns/mnt")).map_err(io(
+            format!("reading the mount namespace of pid {restored_pid}"),
+        ))?;
+        let scenario_ns = std::fs::read_link(format!("/proc/{}/ns/mnt", ns.holder.pid()))
+            .map_err(io("reading the holder's mount namespace".into()))?;
+        if theirs == scenario_ns {
+            return Err(unexpected(format!(
+                "the restored pid {restored_pid} is in the scenario's namespace, not a new one"
+            )));
+        }
+        let text = std::fs::read_to_string(format!("/proc/{restored_pid}/mountinfo"))
+            .map_err(io(format!("reading the mountinfo of pid {restored_pid}")))?;
+        same_set(
+            "the restored mount namespace, ids and devices aside",
+            program_mounts,
+            &ns_mount_shapes(text.lines()),
+            &wd,
+        )?;
+        let status = std::fs::read_to_string(format!("/proc/{restored_pid}/status"))
+            .map_err(io(format!("reading the status of pid {restored_pid}")))?;
+        let nspid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .unwrap_or_default();
+        if nspid.split_whitespace().last() != Some("1") {
+            return Err(unexpected(format!(
+                "the restored pid {restored_pid} is not PID 1 of a PID namespace (NSpid {nspid})"
+            )));
+        }
+    } else if restore_at == Where::FreshCopy {
         // The restored program lives in the copy crcli restored in, not in the original.
         if !inside.is_empty() {
             return Err(unexpected(format!(
@@ -979,6 +1048,41 @@ fn mount_shapes<'a>(lines: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
             format!("{kept} - {tail}")
         })
         .collect()
+}
+
+/// mountinfo lines without mount ids, devices and optional fields: what a namespace made again
+/// shares with the dumped one (root, mount point, per-mount options, type, source, superblock
+/// options). A fresh tmpfs or proc gets a new device number; its other fields stay.
+fn ns_mount_shapes<'a>(lines: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+    lines
+        .map(|l| {
+            let (head, tail) = l.split_once(" - ").unwrap_or((l, ""));
+            let fields: Vec<&str> = head.split(' ').collect();
+            let kept = fields.get(3..6).map(|f| f.join(" ")).unwrap_or_default();
+            format!("{kept} - {tail}")
+        })
+        .collect()
+}
+
+/// Starts `PROGRAM DIR N` as PID 1 of its own PID and mount namespaces (`scenario-pidns`,
+/// entered from the scenario's namespace); the returned target is the helper, which ends as
+/// the program does.
+fn spawn_scenario_pidns(
+    ns: &Ns,
+    wd: &Workdir,
+    program: &str,
+    number: u32,
+) -> Result<Target, E2eError> {
+    let child = Command::new(prog("scenario-pidns"))
+        .arg(ns.holder.pid().to_string())
+        .arg(wd.file("log"))
+        .arg(prog(program))
+        .arg(wd.path())
+        .arg(number.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(io("spawning scenario-pidns".into()))?;
+    Ok(Target::from_child(child))
 }
 
 /// The processes in the namespace other than its holder.
@@ -1312,6 +1416,24 @@ flavour_tests! { OwnMntns:
     13: own_mntns_13_unlinked_on_lost_superblock "scenario";
     14: own_mntns_14_three_kinds_at_once "scenario";
     15: own_mntns_15_unlinked_on_unmounted_bind "scenario";
+}
+
+flavour_tests! { Ns:
+    1: ns_1_regular "scenario";
+    2: ns_2_unmounted_bind "scenario";
+    3: ns_3_unmounted_whole_fs "scenario";
+    4: ns_4_unmounted_subdir_bind "scenario";
+    5: ns_5_dir_and_opath_fds "scenario";
+    6: ns_6_readonly_unmounted_bind "scenario";
+    7: ns_7_anonymous_clone "scenario";
+    8: ns_8_anonymous_fsmount "scenario";
+    9: ns_9_unmounted_file_bind "scenario";
+    10: ns_10_two_fds_one_mount "scenario";
+    11: ns_11_unmounted_block_device "scenario";
+    12: ns_12_fifo_on_unmounted_bind "scenario";
+    13: ns_13_unlinked_on_lost_superblock "scenario";
+    14: ns_14_three_kinds_at_once "scenario";
+    15: ns_15_unlinked_on_unmounted_bind "scenario";
 }
 
 flavour_tests! { FreshMntns:

@@ -247,7 +247,10 @@ fn build_in_this_thread(
                 let c = image.fs_content(*content).ok_or_else(|| {
                     RestoreError::Invalid(format!("content {content} is not in the image"))
                 })?;
-                crate::mounts::fill(&fd, image, *content, &c.entries)?;
+                match ino_order(&c.entries).filter(|_| m.fs_type == "tmpfs") {
+                    Some(sorted) => crate::mounts::fill(&fd, image, *content, &sorted, true)?,
+                    None => crate::mounts::fill(&fd, image, *content, &c.entries, false)?,
+                }
                 let root = m
                     .root
                     .as_path()
@@ -432,9 +435,39 @@ fn propagation(ns: &MountNamespace, fds: &[Option<OwnedFd>]) -> Result<(), Resto
     Ok(())
 }
 
+/// The content's entries in the order a fresh tmpfs gives them their dumped inode numbers:
+/// the root and directories of unknown metadata first, then by inode number, hard links last;
+/// `None` when that order would make an entry before its directory (a file moved into a
+/// directory made after it).
+fn ino_order(entries: &[crcli_image::FsEntry]) -> Option<Vec<crcli_image::FsEntry>> {
+    use crcli_image::FsEntryKind;
+    let mut sorted = entries.to_vec();
+    sorted.sort_by_key(|e| {
+        let root = e.path.as_bytes().is_empty();
+        let link = matches!(e.kind, FsEntryKind::HardLink { .. });
+        (!root, e.ino != 0, link, e.ino)
+    });
+    let mut made = std::collections::HashSet::new();
+    for e in &sorted {
+        let p = e.path.as_bytes();
+        if let Some(slash) = p.iter().rposition(|&b| b == b'/') {
+            if !made.contains(&p[..slash]) {
+                return None;
+            }
+        }
+        made.insert(p);
+    }
+    Some(sorted)
+}
+
 /// A fresh instance of `fs_type` with `options`.
 fn fresh(m: &NsMount, fs_type: &str, options: &str) -> Result<OwnedFd, RestoreError> {
     let fs = fsopen(fs_type, FsOpenFlags::FSOPEN_CLOEXEC).map_err(errno(m, "fsopen"))?;
+    // The source mountinfo shows (`none` when not given).
+    if let Some(source) = &m.source {
+        crcli_sys::mount::fsconfig_set_string(&fs, "source", source.as_bytes())
+            .map_err(errno(m, "fsconfig source"))?;
+    }
     crate::mounts::configure(&fs, options, MountId(0))
         .map_err(|e| unsupported(m, &e.to_string()))?;
     fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())

@@ -559,7 +559,7 @@ fn make_mount(e: &MountEntry, image: &Image) -> Result<OwnedFd, RestoreError> {
             let c = image
                 .fs_content(*content)
                 .ok_or_else(|| invalid(format!("content {content} is not in the image")))?;
-            fill(&m, image, *content, &c.entries)?;
+            fill(&m, image, *content, &c.entries, false)?;
             sub_root(m, subroot.as_path(), id)
         }
         None => Err(invalid(format!("mount {id} has no rebuild plan"))),
@@ -603,18 +603,57 @@ fn ts(t: crcli_image::Timestamp) -> Timespec {
     }
 }
 
+/// The most inode numbers [`fill`] uses up with placeholders to reach one dumped number.
+pub(crate) const MAX_INO_GAP: u64 = 4096;
+
 /// Recreates the dumped content in the fresh filesystem behind mount fd `m` (its root).
 /// Directory times are set last, after their entries were made.
+///
+/// With `keep_inos` (a fresh tmpfs, which numbers inodes one after the other, given `entries`
+/// in ascending inode order: `crate::mountns`), each entry gets its dumped inode number where
+/// the numbers left free in between can be used up by short-lived placeholder files (at most
+/// [`MAX_INO_GAP`] per gap; beyond that the numbers simply differ).
 pub(crate) fn fill(
     m: &OwnedFd,
     image: &Image,
     content: crcli_image::FsContentId,
     entries: &[FsEntry],
+    keep_inos: bool,
 ) -> Result<(), RestoreError> {
     let data = image.fs_data(content)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut dirs = Vec::new();
+    let mut last_ino = if keep_inos {
+        rustix::fs::fstat(m)
+            .map_err(errno("fstat a rebuilt filesystem's root".to_owned()))?
+            .st_ino
+    } else {
+        0
+    };
     for (i, e) in entries.iter().enumerate() {
+        if keep_inos
+            && e.ino > last_ino + 1
+            && e.ino - last_ino - 1 <= MAX_INO_GAP
+            && !e.path.as_bytes().is_empty()
+            && !matches!(e.kind, FsEntryKind::HardLink { .. })
+        {
+            for _ in last_ino + 1..e.ino {
+                let name = ".crcli-inode-placeholder";
+                let f = rustix::fs::openat(
+                    m,
+                    name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .map_err(errno(
+                    "create an inode placeholder in a rebuilt filesystem".to_owned(),
+                ))?;
+                drop(f);
+                rustix::fs::unlinkat(m, name, AtFlags::empty()).map_err(errno(
+                    "remove an inode placeholder in a rebuilt filesystem".to_owned(),
+                ))?;
+            }
+        }
         let path = Path::new(e.path.as_path());
         let shown = e.path.to_string();
         let rel: &Path = if path.as_os_str().is_empty() {
@@ -675,6 +714,16 @@ pub(crate) fn fill(
             FsEntryKind::Socket => {
                 rustix::fs::mknodat(m, rel, rustix::fs::FileType::Socket, mode, 0)
                     .map_err(step("mknod"))?;
+            }
+        }
+        if keep_inos {
+            let rel_now: &Path = if e.path.as_bytes().is_empty() {
+                Path::new(".")
+            } else {
+                Path::new(e.path.as_path())
+            };
+            if let Ok(st) = rustix::fs::statat(m, rel_now, AtFlags::SYMLINK_NOFOLLOW) {
+                last_ino = last_ino.max(st.st_ino);
             }
         }
         if e.ino == 0 {

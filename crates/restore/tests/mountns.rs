@@ -54,7 +54,9 @@ fn dump_namespace(
     let mut child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "--fork", "sh", "-c"])
         .arg(&script)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn unshare");
     let mut line = String::new();
@@ -244,7 +246,9 @@ fn a_tree_in_its_own_mount_namespace_is_restored_into_a_new_one() {
             "-c",
         ])
         .arg(&script)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn unshare");
     let mut line = String::new();
