@@ -31,9 +31,11 @@
 //! moves crcli's main thread into it ([`Entered`]) to open the tree's files and make its root
 //! process (which is born in it), and moves the thread back right after.
 //!
-//! Limits: `proc` and `mqueue` instances are made by crcli, so they show crcli's PID and IPC
-//! namespaces (the restore's own steps read crcli's pids from `/proc` while the members are
-//! made; a namespace without `proc` at `/proc` is refused).
+//! `proc` instances are first made by crcli (the restore's own steps read crcli's pids from
+//! `/proc` while the members are made; a namespace without `proc` at `/proc` is refused); once
+//! every member exists, [`own_procs`] replaces them with instances of the tree's new PID
+//! namespace. Limits: `mqueue` instances show crcli's IPC namespace; mounts on top of a proc
+//! (`/proc/sys` read-only binds, …) are refused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
@@ -512,6 +514,18 @@ pub(crate) fn check_for_tree<'a>(
         return Ok(None);
     };
     check(ns, externals)?;
+    let fresh_procs: Vec<u64> = ns
+        .mounts
+        .iter()
+        .filter(|m| m.fs_type == "proc" && matches!(m.source_kind, NsMountSource::Fresh { .. }))
+        .map(|m| m.id)
+        .collect();
+    if let Some(m) = ns.mounts.iter().find(|m| fresh_procs.contains(&m.parent)) {
+        return Err(unsupported(
+            m,
+            "a mount on a proc of the namespace's own cannot be made again yet",
+        ));
+    }
     let proc_at_proc = ns.mounts.iter().any(|m| {
         m.fs_type == "proc"
             && m.mountpoint.as_bytes() == b"/proc"
@@ -524,6 +538,118 @@ pub(crate) fn check_for_tree<'a>(
         ));
     }
     Ok(Some(ns))
+}
+
+/// Replaces each fresh `proc` of the built namespace (made by crcli, so showing crcli's PID
+/// namespace) with one of the tree's new PID namespace, once every member exists: a helper
+/// child born in that namespace (crcli `setns`es its children's PID namespace to the root's for
+/// the fork) joins the mount namespace, detaches crcli's proc at each mount point and mounts its
+/// own there. The helper takes a free pid of the namespace and is reaped before any member runs.
+pub(crate) fn own_procs(
+    ns: &MountNamespace,
+    ns_fd: &OwnedFd,
+    root_host: i32,
+) -> Result<(), RestoreError> {
+    let procs: Vec<&NsMount> = ns
+        .mounts
+        .iter()
+        .filter(|m| m.fs_type == "proc" && matches!(m.source_kind, NsMountSource::Fresh { .. }))
+        .collect();
+    if procs.is_empty() {
+        return Ok(());
+    }
+    use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+    let open = |p: String| {
+        rustix::fs::open(
+            p.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(RestoreError::errno(format!("open {p}")))
+    };
+    let own = open("/proc/self/ns/pid".to_owned())?;
+    let theirs = open(format!("/proc/{root_host}/ns/pid"))?;
+    move_into_link_name_space(theirs.as_fd(), Some(LinkNameSpaceType::ProcessID)).map_err(
+        RestoreError::errno("setns into the tree's PID namespace for its proc"),
+    )?;
+    let spawned = crcli_sys::clone3::spawn(
+        &crcli_sys::clone3::SpawnOptions {
+            set_tid: None,
+            hold: false,
+        },
+        || proc_helper(&procs, ns_fd),
+    );
+    let back = move_into_link_name_space(own.as_fd(), Some(LinkNameSpaceType::ProcessID));
+    let spawned = spawned.map_err(|e| {
+        RestoreError::Unsupported(format!(
+            "making the helper that mounts the tree's proc: {e}"
+        ))
+    })?;
+    back.map_err(RestoreError::errno("setns back into crcli's PID namespace"))?;
+    let pid = rustix::process::Pid::from_raw(spawned.pid())
+        .ok_or_else(|| RestoreError::Unsupported("the proc helper has no pid".to_owned()))?;
+    let status = rustix::io::retry_on_intr(|| {
+        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+    })
+    .map_err(RestoreError::errno("waiting for the proc helper"))?
+    .map(|(_, s)| s);
+    match status.and_then(|s| s.exit_status()) {
+        Some(0) => Ok(()),
+        other => Err(RestoreError::Unsupported(format!(
+            "mounting the tree's own proc failed (helper status {other:?}: {})",
+            match other {
+                Some(10) => "setns into the mount namespace",
+                Some(11) => "detaching crcli's proc",
+                Some(12) => "making the new proc",
+                Some(13) => "attaching the new proc",
+                _ => "unknown",
+            }
+        ))),
+    }
+}
+
+/// The body of [`own_procs`]'s helper (a forked child of crcli in the tree's PID namespace).
+fn proc_helper(procs: &[&NsMount], ns_fd: &OwnedFd) -> i32 {
+    if crcli_sys::mntns::setns_mnt(ns_fd).is_err() {
+        return 10;
+    }
+    for m in procs {
+        let at = m.mountpoint.as_path();
+        if umount2(at, UnmountFlags::DETACH).is_err() {
+            return 11;
+        }
+        let options = match &m.source_kind {
+            NsMountSource::Fresh { options } => options.as_str(),
+            _ => "",
+        };
+        let Ok(fd) = fresh(m, "proc", options) else {
+            return 12;
+        };
+        let attrs = MountAttrFlags::from_bits_retain(m.attributes) & ATTRS;
+        let set = mount_setattr(
+            &fd,
+            "",
+            MountSetattrFlags::AT_EMPTY_PATH,
+            &MountAttr {
+                attr_set: attrs,
+                attr_clr: ATTRS,
+                ..MountAttr::default()
+            },
+        );
+        if set.is_err()
+            || move_mount(
+                &fd,
+                "",
+                rustix::fs::CWD,
+                at,
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .is_err()
+        {
+            return 13;
+        }
+    }
+    0
 }
 
 /// crcli's calling thread moved into a built mount namespace, so that the files it opens and

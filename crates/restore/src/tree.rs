@@ -1173,13 +1173,15 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
     // root is made: the tree's files are checked and opened there, and the root is born there.
     // It is reachable only through crcli's fd until then and dies with the tree, so a failure
     // at any later step leaves nothing behind.
-    let entered = match crate::mountns::check_for_tree(image, &opts.external_mounts)? {
-        Some(ns) => {
-            let ns_fd = crate::mountns::build(image, ns, &opts.external_mounts)?;
-            Some(crate::mountns::Entered::enter(&ns_fd)?)
-        }
-        None => None,
-    };
+    let (own_mount_ns, entered) =
+        match crate::mountns::check_for_tree(image, &opts.external_mounts)? {
+            Some(ns) => {
+                let ns_fd = crate::mountns::build(image, ns, &opts.external_mounts)?;
+                let entered = crate::mountns::Entered::enter(&ns_fd)?;
+                (Some((ns, ns_fd)), Some(entered))
+            }
+            None => (None, None),
+        };
     let t = plan_tree(image, opts)?;
     tracing::debug!(
         members = t.members.len(),
@@ -1269,6 +1271,12 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
         progress.seen.insert(root_host);
         spawned.release()?;
         await_tree(&t, &report_rd, &mut progress)?;
+        // Every member exists: the namespace's proc instances become the new PID namespace's.
+        if let Some((ns, ns_fd)) = &own_mount_ns {
+            if t.ns.contains(NewNamespaces::PID) {
+                crate::mountns::own_procs(ns, ns_fd, root_host)?;
+            }
+        }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "every process made and stopped"

@@ -55,6 +55,8 @@ while [ ! -e "$d/go" ]; do tick; done
 before=$(cat "$d/c1/count")
 [ "$$" = 1 ] || fail "the shell is pid $$, not 1"
 "$bb" kill -0 "$job" 2>/dev/null || fail "job $job is gone"
+"$bb" grep -q container /proc/1/cmdline || fail "/proc is not the container's: its pid 1 is $("$bb" tr '\0' ' ' < /proc/1/cmdline)"
+[ -e "/proc/$job" ] || fail "/proc shows no job $job"
 : > "$d/c1/checked"
 wait "$job" || fail "job $job ended badly"
 after=$(cat "$d/c1/count")
