@@ -503,6 +503,27 @@ pub(crate) fn to_build(image: &Image) -> Option<&MountNamespace> {
     Some(ns)
 }
 
+/// Whether the mount at `mountpoint` is one the restore made again from the image (a fresh
+/// filesystem, a tmpfs filled with its content, or a bind of one) in the namespace it built: its
+/// device number is new, so a dumped device number says nothing about it.
+pub(crate) fn remade(image: &Image, mountpoint: &Path) -> bool {
+    let Some(ns) = to_build(image) else {
+        return false;
+    };
+    ns.mounts
+        .iter()
+        .rev()
+        .find(|m| m.mountpoint.as_path() == mountpoint)
+        .is_some_and(|m| {
+            matches!(
+                m.source_kind,
+                NsMountSource::Fresh { .. }
+                    | NsMountSource::Content { .. }
+                    | NsMountSource::NsBind { .. }
+            )
+        })
+}
+
 /// Checks, before anything is made, that the tree restore can use the image's mount namespace
 /// (see [`check`]); the restore's processes need crcli's `/proc` while they are made, so the
 /// namespace must have a `proc` at `/proc`.

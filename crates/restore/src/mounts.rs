@@ -164,7 +164,7 @@ pub(crate) fn check(e: &MountEntry, image: &Image) -> Result<(), RestoreError> {
                 path: live.to_path_buf(),
                 problem: format!("the live mount {name} was a bind of is gone: {err}"),
             })?;
-            if meta.dev() != dev_of(e) {
+            if meta.dev() != dev_of(e) && !crate::mountns::remade(image, live) {
                 return Err(RestoreError::FileMismatch {
                     path: live.to_path_buf(),
                     problem: format!(
@@ -518,7 +518,9 @@ fn make_mount(e: &MountEntry, image: &Image) -> Result<OwnedFd, RestoreError> {
                 at.display()
             )))?;
             let st = rustix::fs::fstat(&fd).map_err(errno(format!("fstat the clone of {id}")))?;
-            if st.st_dev != dev_of(e) {
+            if st.st_dev != dev_of(e)
+                && !crate::mountns::remade(image, Path::new(live_mountpoint.as_path()))
+            {
                 return Err(RestoreError::FileMismatch {
                     path: at,
                     problem: format!(
