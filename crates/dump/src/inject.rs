@@ -21,6 +21,9 @@ const KSIGACTION_SIZE: usize = 32;
 const NSIG: usize = 64;
 /// Where the answers go in the scratch page (the syscall site is at offset 0).
 const DATA_OFFSET: u64 = 64;
+/// Where the results of the main thread's injected queries go in the scratch page (after the
+/// sigactions and the answers written through pointers).
+const SLOTS_OFFSET: u64 = 2304;
 /// Where injected code goes in the scratch page (after every answer).
 const CODE_OFFSET: u64 = 3584;
 const PAGE: u64 = 4096;
@@ -171,9 +174,27 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
     let data = scratch + DATA_OFFSET;
     let mut out = Injected::default();
 
-    // The 64 rt_sigaction calls run as one piece of code (one resume instead of 64 steps).
+    // The 64 rt_sigaction calls and the main thread's other queries run as one piece of code
+    // (one resume instead of 70 single-stepped syscalls).
     let code_at = scratch + CODE_OFFSET;
-    let code = sigaction_code(data);
+    // Then the main thread's own queries, each result (rax) stored in its slot.
+    let answers = data + (NSIG * KSIGACTION_SIZE) as u64;
+    let reaper_at = answers;
+    let tid_at = answers + 8;
+    let ss_at = tid_at + 8;
+    let slots = scratch + SLOTS_OFFSET;
+    let calls: [(i64, u64, u64); 6] = [
+        (libc::SYS_prctl, PR_GET_CHILD_SUBREAPER, reaper_at),
+        (libc::SYS_prctl, PR_GET_DUMPABLE, 0),
+        (libc::SYS_prctl, PR_GET_SECUREBITS, 0),
+        (libc::SYS_brk, 0, 0),
+        (libc::SYS_prctl, PR_GET_TID_ADDRESS, tid_at),
+        (libc::SYS_sigaltstack, 0, ss_at),
+    ];
+    let mut code = sigaction_code(data);
+    code.pop(); // the int3 comes after the queries
+    code.extend(calls_code(&calls, slots));
+    code.push(0xcc);
     process_vm::write_all(pid, code_at as usize, &code).map_err(DumpError::sys(format!(
         "write the sigaction queries into the scratch page of pid {pid}"
     )))?;
@@ -205,31 +226,72 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
         })
         .collect();
 
-    // The answers below go after the sigactions.
-    out.main = ask_thread(pid, tracee, scratch)?;
-    let reaper_at = data + (NSIG * KSIGACTION_SIZE) as u64;
-    tracee
-        .inject_syscall_checked(
-            libc::SYS_prctl,
-            [PR_GET_CHILD_SUBREAPER, reaper_at, 0, 0, 0, 0],
-        )
-        .map_err(err(pid, "prctl(PR_GET_CHILD_SUBREAPER)"))?;
-    out.dumpable = tracee
-        .inject_syscall_checked(libc::SYS_prctl, [PR_GET_DUMPABLE, 0, 0, 0, 0, 0])
-        .map_err(err(pid, "prctl(PR_GET_DUMPABLE)"))? as u32;
-    out.securebits = tracee
-        .inject_syscall_checked(libc::SYS_prctl, [PR_GET_SECUREBITS, 0, 0, 0, 0, 0])
-        .map_err(err(pid, "prctl(PR_GET_SECUREBITS)"))? as u32;
-    out.brk = tracee
-        .inject_syscall_checked(libc::SYS_brk, [0; 6])
-        .map_err(err(pid, "brk(0)"))?;
-
-    let mut buf = [0u8; 4];
-    process_vm::read_exact(pid, reaper_at as usize, &mut buf).map_err(DumpError::sys(format!(
+    let mut raw = [0u8; 6 * 8];
+    process_vm::read_exact(pid, slots as usize, &mut raw).map_err(DumpError::sys(format!(
         "read the injected answers of pid {pid}"
     )))?;
-    out.child_subreaper = u32::from_ne_bytes(buf) != 0;
+    let rax: Vec<i64> = raw
+        .chunks_exact(8)
+        .map(|c| i64::from_ne_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let names = [
+        "prctl(PR_GET_CHILD_SUBREAPER)",
+        "prctl(PR_GET_DUMPABLE)",
+        "prctl(PR_GET_SECUREBITS)",
+        "brk(0)",
+        "prctl(PR_GET_TID_ADDRESS)",
+        "sigaltstack",
+    ];
+    for ((&r, name), (nr, _, _)) in rax.iter().zip(names).zip(calls) {
+        if (-4095..0).contains(&r) {
+            return Err(DumpError::Ptrace {
+                op: format!("{name} in pid {pid} (injected code)"),
+                source: crcli_sys::ptrace::PtraceError::Injected {
+                    pid,
+                    nr,
+                    source: rustix::io::Errno::from_raw_os_error(-r as i32),
+                },
+            });
+        }
+    }
+    out.dumpable = rax[1] as u32;
+    out.securebits = rax[2] as u32;
+    out.brk = rax[3] as u64;
+    let mut buf = [0u8; 8 + 8 + 24];
+    process_vm::read_exact(pid, answers as usize, &mut buf).map_err(DumpError::sys(format!(
+        "read the injected answers of pid {pid}"
+    )))?;
+    out.child_subreaper = u32::from_ne_bytes(buf[0..4].try_into().expect("4 bytes")) != 0;
+    out.main = ThreadAnswers {
+        clear_child_tid: u64::from_ne_bytes(buf[8..16].try_into().expect("8 bytes")),
+        sigaltstack: (
+            u64::from_ne_bytes(buf[16..24].try_into().expect("8 bytes")),
+            u32::from_ne_bytes(buf[24..28].try_into().expect("4 bytes")),
+            u64::from_ne_bytes(buf[32..40].try_into().expect("8 bytes")),
+        ),
+    };
     Ok(out)
+}
+
+/// x86-64 code making the syscalls `calls` (number, first and second argument; the others 0)
+/// one after the other, storing each result (rax) at `slots + 8 * i`.
+fn calls_code(calls: &[(i64, u64, u64)], slots: u64) -> Vec<u8> {
+    // xor edx, edx; xor r10d, r10d; xor r8d, r8d; xor r9d, r9d
+    let mut c = vec![
+        0x31, 0xd2, 0x45, 0x31, 0xd2, 0x45, 0x31, 0xc0, 0x45, 0x31, 0xc9,
+    ];
+    for (i, &(nr, a1, a2)) in calls.iter().enumerate() {
+        c.push(0xb8); // mov eax, nr
+        c.extend_from_slice(&(nr as u32).to_le_bytes());
+        c.extend_from_slice(&[0x48, 0xbf]); // mov rdi, a1
+        c.extend_from_slice(&a1.to_le_bytes());
+        c.extend_from_slice(&[0x48, 0xbe]); // mov rsi, a2
+        c.extend_from_slice(&a2.to_le_bytes());
+        c.extend_from_slice(&[0x0f, 0x05]); // syscall
+        c.extend_from_slice(&[0x48, 0xa3]); // movabs [slot], rax
+        c.extend_from_slice(&(slots + 8 * i as u64).to_le_bytes());
+    }
+    c
 }
 
 /// x86-64 code that stores the 64 signal dispositions at `data` (32 bytes each, signal 1 first)

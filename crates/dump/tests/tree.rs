@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crcli_dump::{dump, DumpOptions};
-use crcli_image::{FileKind, Image, PipeEnd};
+use crcli_image::{FileKind, Image, PipeEnd, VmaBacking};
 
 fn tree_binary() -> &'static Path {
     Path::new(env!("CRCLI_DUMP_TREE"))
@@ -195,6 +195,35 @@ fn check_family_image(image: &Image, pids: &[i32]) {
     assert_ne!(p(r).pgid, r);
     for m in [a, b, g] {
         assert_eq!(p(m).sid, p(r).sid);
+    }
+    // What each member told about itself through the injected code.
+    for m in image.processes() {
+        assert_eq!(m.dumpable, 1, "pid {}", m.pid);
+        assert!(!m.child_subreaper, "pid {}", m.pid);
+        let th = &m.threads[0];
+        assert_ne!(
+            th.clear_child_tid, 0,
+            "pid {}: glibc sets clear_child_tid",
+            m.pid
+        );
+        assert_eq!(
+            th.sigaltstack.flags,
+            libc::SS_DISABLE as u32,
+            "pid {}",
+            m.pid
+        );
+        assert!(m.mm.brk >= m.mm.start_brk, "pid {}", m.pid);
+        if let Some(heap) = m.vmas.iter().find(|v| v.backing == VmaBacking::Heap) {
+            assert_eq!(
+                heap.end,
+                m.mm.brk.next_multiple_of(4096),
+                "pid {}: brk",
+                m.pid
+            );
+        }
+        let handled = m.sigactions.iter().filter(|a| a.handler > 1).count();
+        assert_eq!(handled, 0, "pid {}: no handlers", m.pid);
+        assert_eq!(m.sigactions.len(), 64);
     }
     // The zombie.
     let zombies = &image.inventory().tree.zombies;

@@ -6,7 +6,9 @@
 //! typed entries for processes ([`Process`]), open file descriptions ([`FileEntry`]), pipes
 //! ([`PipeEntry`]), mounts ([`MountEntry`], with the rebuild plan of unmounted and anonymous
 //! ones) and the content of lost superblocks ([`FsContent`]), plus page data in separate streams
-//! ([`pages`]).
+//! ([`pages`]). Since format version 2 an image holds a whole process tree: the inventory's
+//! [`Tree`] has the zombies and the namespaces of the tree (a PID namespace of which the root is
+//! PID 1, UTS names), and each [`Process`] its pid in the tree's PID namespace.
 //!
 //! - **Encoding** ([`codec`]): serde + postcard. Every file starts with a magic naming its kind
 //!   and the format version; every record is length-prefixed and crc32c-checksummed; record
