@@ -146,6 +146,7 @@ fn write_image(target: &Path) {
     }
     let thread = Thread {
         tid: 42,
+        ns_tid: 42,
         comm: OsBytes::try_from("holder").unwrap(),
         regs: UserRegs {
             rip: 0x401000,

@@ -41,9 +41,9 @@
 //!   or several (inherited across fork), is one image entry (found with `kcmp`); so is a pipe
 //!   whose ends are in different members, its buffered data read once.
 //! - The tree: members in parent-before-child order, the root's `ppid` 0; zombies (exit status
-//!   from `/proc/PID/stat` field 52); each member's pid in the tree's PID namespace when the
-//!   root is PID 1 of its own (`NSpid`); the UTS names when the tree has its own UTS namespace;
-//!   the identity of the root's namespaces.
+//!   from `/proc/PID/stat` field 52); each member's pid and each thread's id in the tree's PID
+//!   namespace when the root is PID 1 of its own (`NSpid`); the UTS names when the tree has its
+//!   own UTS namespace; the identity of the root's namespaces.
 //!
 //! ## The registers of an interrupted syscall (contract with the restore)
 //!
@@ -320,6 +320,13 @@ fn collect_and_write(
             &mut shared_objects,
         )?;
         process.ns_pid = facts.ns_pids[&proc.pid];
+        for th in &mut process.threads {
+            if !facts.tree.namespaces.own_pid_ns {
+                th.ns_tid = th.tid;
+            } else if th.tid == process.pid {
+                th.ns_tid = process.ns_pid;
+            }
+        }
         if proc.pid == root {
             // The root's parent is not in the image.
             process.ppid = 0;
@@ -683,6 +690,8 @@ fn collect_thread(
     let (ss_sp, ss_flags, ss_size) = answers.sigaltstack;
     Ok(Thread {
         tid: tid as u32,
+        // The innermost NSpid; the caller makes it `tid` when the tree shares crcli's namespace.
+        ns_tid: status.nspid.last().copied().unwrap_or(tid as u32),
         comm: os_bytes("comm", &task.comm()?)?,
         regs: UserRegs {
             r15: r.r15,

@@ -108,8 +108,13 @@ pub struct Process {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thread {
-    /// Thread id.
+    /// Thread id, as the dumper saw it (its PID namespace).
     pub tid: u32,
+    /// The thread id in the tree's own PID namespace (the last `NSpid` of
+    /// `/proc/PID/task/TID/status`) when [`crate::tree::Namespaces::own_pid_ns`] is set (the
+    /// main thread's is then its process's [`Process::ns_pid`]); else equal to `tid`. Format
+    /// version 2; `tid` when converted from version 1.
+    pub ns_tid: u32,
     /// The thread name (`/proc/PID/task/TID/comm`).
     pub comm: OsBytes,
     /// General registers (`PTRACE_GETREGS`), including `fs_base` and `gs_base`.

@@ -2,8 +2,8 @@
 //! converted to the current types on load ([`crate::codec::decode_payload`]).
 //!
 //! Version 2 added [`crate::Inventory::tree`] (namespaces and zombies) and
-//! [`crate::Process::ns_pid`]. A version-1 image converts to: no zombies, no namespace facts
-//! (`own_pid_ns` false, no UTS names, no ids), and `ns_pid == pid` for every process. Never
+//! [`crate::Process::ns_pid`] and [`crate::Thread::ns_tid`]. A version-1 image converts to: no zombies, no namespace facts
+//! (`own_pid_ns` false, no UTS names, no ids), `ns_pid == pid` for every process and `ns_tid == tid` for every thread. Never
 //! change these types: version-1 images on disk are decoded with them.
 
 use serde::Deserialize;
@@ -12,8 +12,8 @@ use crate::bytes::OsBytes;
 use crate::common::{FileId, PagesId, Timestamp};
 use crate::inventory::{Contents, KernelFeature};
 use crate::process::{
-    Creds, Fd, MmInfo, PendingSignals, Rlimit, SigAction, Thread, Vma, MAX_FDS, MAX_THREADS,
-    MAX_VMAS, NSIG, RLIM_NLIMITS,
+    Creds, Fd, MmInfo, PendingSignals, Rlimit, RobustList, Rseq, SigAction, SigAltStack, TlsDesc,
+    UserRegs, Vma, XState, MAX_FDS, MAX_THREADS, MAX_TLS, MAX_VMAS, NSIG, RLIM_NLIMITS,
 };
 use crate::tree::Tree;
 
@@ -58,7 +58,44 @@ impl From<Inventory> for crate::Inventory {
     }
 }
 
-/// The version-1 process: the current one without `ns_pid`.
+/// The version-1 thread: the current one without `ns_tid`.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Thread {
+    pub tid: u32,
+    pub comm: OsBytes,
+    pub regs: UserRegs,
+    pub xstate: XState,
+    pub sigmask: u64,
+    pub pending: PendingSignals,
+    pub sigaltstack: SigAltStack,
+    pub rseq: Option<Rseq>,
+    pub robust_list: RobustList,
+    pub clear_child_tid: u64,
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_TLS, _, _>")]
+    pub tls: Vec<TlsDesc>,
+}
+
+impl From<Thread> for crate::Thread {
+    fn from(v: Thread) -> Self {
+        Self {
+            tid: v.tid,
+            ns_tid: v.tid,
+            comm: v.comm,
+            regs: v.regs,
+            xstate: v.xstate,
+            sigmask: v.sigmask,
+            pending: v.pending,
+            sigaltstack: v.sigaltstack,
+            rseq: v.rseq,
+            robust_list: v.robust_list,
+            clear_child_tid: v.clear_child_tid,
+            tls: v.tls,
+        }
+    }
+}
+
+/// The version-1 process: the current one without `ns_pid` (and threads without `ns_tid`).
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Process {
@@ -100,7 +137,7 @@ impl From<Process> for crate::Process {
             sid: v.sid,
             ns_pid: v.pid,
             comm: v.comm,
-            threads: v.threads,
+            threads: v.threads.into_iter().map(Into::into).collect(),
             shared_pending: v.shared_pending,
             sigactions: v.sigactions,
             creds: v.creds,

@@ -153,7 +153,7 @@ fn check_mount_ns(
     Ok(())
 }
 
-/// The tree rules (format version 2): zombies and links between members, `ns_pid`s, UTS names.
+/// The tree rules (format version 2): zombies and links between members, `ns_pid`s and `ns_tid`s, UTS names.
 /// Errors about a process name `processes.img`, the others the inventory.
 fn check_tree(img: &Image, ictx: &mut Ctx, pctx: &mut Ctx) -> Result<()> {
     let inv = img.inventory();
@@ -187,6 +187,21 @@ fn check_tree(img: &Image, ictx: &mut Ctx, pctx: &mut Ctx) -> Result<()> {
         pctx.ensure(!ns.own_pid_ns || ns_pids.insert(p.ns_pid), || {
             format!("pid {} of the tree's PID namespace is used twice", p.ns_pid)
         })?;
+        for (j, t) in p.threads.iter().enumerate() {
+            let ok = if !ns.own_pid_ns {
+                t.ns_tid == t.tid
+            } else if j == 0 {
+                t.ns_tid == p.ns_pid
+            } else {
+                t.ns_tid != 0 && ns_pids.insert(t.ns_tid)
+            };
+            pctx.ensure(ok, || {
+                format!(
+                    "process {}: thread {} has id {} in the tree's PID namespace (own namespace: {})",
+                    p.pid, t.tid, t.ns_tid, ns.own_pid_ns
+                )
+            })?;
+        }
         if p.pid != inv.root_pid {
             pctx.ensure(live.contains(&p.ppid), || {
                 format!(

@@ -37,7 +37,9 @@
 //!    thread (`CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
 //!    CLONE_SYSVSEM`, `set_tid = [tid]`, no stack) with `PTRACE_O_TRACECLONE` set, so that it
 //!    starts traced and stopped and never runs an instruction of its own before its registers
-//!    are set. Then, by injection into that thread: its rseq registration, robust list,
+//!    are set. In a tree restored into a new PID namespace the injected call runs inside it:
+//!    `set_tid = [ns_tid]` (the id in the tree's namespace), and crcli traces the thread by its
+//!    id outside (the clone event's message); signals are re-queued to `ns_pid`/`ns_tid`. Then, by injection into that thread: its rseq registration, robust list,
 //!    alternate signal stack, `set_tid_address(clear_child_tid)`, its own pending signals (a
 //!    thread may queue a user signal only to itself) and its credentials; by ptrace: its
 //!    xstate, registers (interrupted syscalls normalised per thread) and signal mask. All

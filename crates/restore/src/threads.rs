@@ -38,10 +38,11 @@ pub(crate) fn check(p: &Process) -> Result<(), RestoreError> {
                 x.features
             )));
         }
-        if th.tid == 0 || th.tid > i32::MAX as u32 {
+        if th.tid == 0 || th.tid > i32::MAX as u32 || th.ns_tid == 0 || th.ns_tid > i32::MAX as u32
+        {
             return Err(RestoreError::Invalid(format!(
-                "process {}: thread id {} is not valid",
-                p.pid, th.tid
+                "process {}: thread id {} ({} in the tree's PID namespace) is not valid",
+                p.pid, th.tid, th.ns_tid
             )));
         }
         if !seen.insert(th.tid) {

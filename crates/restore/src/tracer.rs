@@ -449,7 +449,7 @@ pub(crate) fn rebuild(
             ))?;
     }
     for th in &p.threads[1..] {
-        let nt = rb.create_thread(th.tid)?;
+        let nt = rb.create_thread(th.tid, th.ns_tid)?;
         threads.push(nt);
         let nt = threads.last().expect("just pushed");
         let trb = rb.for_thread(nt);
@@ -996,15 +996,18 @@ impl Rebuild<'_> {
         }
     }
 
-    /// Creates a thread of the process at thread id `tid` by a `clone3` injected into this
-    /// (the main) thread, with `PTRACE_O_TRACECLONE` set: the new thread starts traced, in a
-    /// stop of its own, which this waits for. Its registers are the main thread's until set.
-    fn create_thread(&self, tid: u32) -> Result<Tracee, RestoreError> {
+    /// Creates a thread of the process at thread id `ns_tid` (its id in the process's own PID
+    /// namespace, which the injected call runs in; `tid` is the dumped id, for messages) by a
+    /// `clone3` injected into this (the main) thread, with `PTRACE_O_TRACECLONE` set: the new
+    /// thread starts traced, in a stop of its own, which this waits for. It is traced by its id
+    /// in crcli's namespace (the clone event's message). Its registers are the main thread's
+    /// until set.
+    fn create_thread(&self, tid: u32, ns_tid: u32) -> Result<Tracee, RestoreError> {
         let pid = self.pid;
-        let want = i32::try_from(tid)
+        let want = i32::try_from(ns_tid)
             .ok()
             .filter(|&t| t > 0)
-            .ok_or_else(|| RestoreError::Invalid(format!("thread id {tid} of process {pid}")))?;
+            .ok_or_else(|| RestoreError::Invalid(format!("thread id {ns_tid} of process {pid}")))?;
         let tid_at = self.poke(ARGS + 128, &want.to_le_bytes())?;
         let args = clone3::thread_clone_args(tid_at);
         let args_at = self.poke(ARGS, &args)?;
@@ -1034,7 +1037,12 @@ impl Rebuild<'_> {
                 source: errno.into(),
             });
         }
-        let nt = Tracee::assume_attached(ret as i32);
+        let Some(here) = self.t.last_new_task().filter(|&h| h > 0) else {
+            return Err(RestoreError::Invalid(format!(
+                "thread {tid} of process {pid} was created as {ret} but its clone event was not seen"
+            )));
+        };
+        let nt = Tracee::assume_attached(here);
         if ret != i64::from(want) {
             // Cannot happen with set_tid; never leave such a thread untraced-for.
             return Err(RestoreError::Invalid(format!(
@@ -1227,8 +1235,13 @@ impl Rebuild<'_> {
                 )));
             }
             let addr = self.poke(ARGS, info)?;
-            let pid = self.pid as u64;
-            let tid = self.tid as u64;
+            // The ids as the process sees them: the injected call runs in its PID namespace,
+            // the tree's own one (ids `ns_pid`/`ns_tid`) or crcli's (the tracees' ids).
+            let (pid, tid) = if self.image.inventory().tree.namespaces.own_pid_ns {
+                (u64::from(self.p.ns_pid), u64::from(th.ns_tid))
+            } else {
+                (self.pid as u64, self.tid as u64)
+            };
             if shared {
                 self.sc(
                     libc::SYS_rt_sigqueueinfo,

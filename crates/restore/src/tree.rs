@@ -37,8 +37,7 @@
 //! message names the process (its dumped pid) and the step.
 //!
 //! Limits: files on the same unmounted or anonymous mount in different processes get one
-//! rebuilt mount per process; in a new PID namespace, pending signals and multi-threaded
-//! members are refused (the tracer would need their ids inside the namespace); a zombie killed
+//! rebuilt mount per process; a zombie killed
 //! by a signal loses its core-dump bit, and one killed by a real-time signal comes back killed
 //! by SIGKILL; every member is made with `SIGCHLD` as its exit signal; a process whose session
 //! is neither its own nor its parent's, or whose process group is led from outside the tree
@@ -446,25 +445,6 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
     });
     if own_ipc_ns(image) {
         ns |= NewNamespaces::IPC;
-    }
-    if own_pid_ns {
-        for m in &members {
-            if m.p.threads.len() > 1 {
-                return Err(unsupported(format!(
-                    "process {} has {} threads; threads of a tree in a PID namespace of its own are not restored yet (the image has no thread ids inside the namespace)",
-                    m.p.pid,
-                    m.p.threads.len()
-                )));
-            }
-            let queued = !m.p.shared_pending.queued.is_empty()
-                || m.p.threads.iter().any(|t| !t.pending.queued.is_empty());
-            if queued {
-                return Err(unsupported(format!(
-                    "process {} has pending signals; they cannot be re-queued in a new PID namespace yet",
-                    m.p.pid
-                )));
-            }
-        }
     }
     Ok(TreePlan {
         members,

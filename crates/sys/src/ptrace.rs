@@ -456,6 +456,9 @@ pub struct Tracee {
     site: Cell<Option<u64>>,
     /// The registers [`Tracee::inject_syscall_unsaved`] starts from (its last result).
     template: Cell<Option<UserRegs>>,
+    /// The id (in the tracer's PID namespace) of the task the last injected fork/vfork/clone
+    /// made, from `PTRACE_GETEVENTMSG` at its event stop.
+    new_task: Cell<Option<i32>>,
     /// ptrace requests must come from the thread that seized: neither Send nor Sync.
     _not_send: PhantomData<*const ()>,
 }
@@ -489,6 +492,7 @@ impl Tracee {
             pid,
             site: Cell::new(None),
             template: Cell::new(None),
+            new_task: Cell::new(None),
             _not_send: PhantomData,
         }
     }
@@ -620,6 +624,15 @@ impl Tracee {
         unsafe { raw_ptrace(PTRACE_GETEVENTMSG, self.pid, 0, &mut msg as *mut u64 as u64) }
             .map_err(self.err("PTRACE_GETEVENTMSG"))?;
         Ok(msg)
+    }
+
+    /// The id, in the tracer's PID namespace, of the task that the last injected
+    /// fork/vfork/clone/clone3 made (with the matching trace option set), taken from
+    /// `PTRACE_GETEVENTMSG` at its event stop; `None` if none was seen. The injected syscall's
+    /// own result is the id in the tracee's namespace, which differs when the tracee lives in
+    /// another PID namespace.
+    pub fn last_new_task(&self) -> Option<i32> {
+        self.new_task.get()
     }
 
     /// `ptrace(PTRACE_GETREGS, pid, 0, &regs)`.
@@ -1017,6 +1030,7 @@ impl Tracee {
         regs.r8 = args[4];
         regs.r9 = args[5];
         self.set_regs(&regs)?;
+        self.new_task.set(None);
         // A few non-step stops (a pending interrupt or group-stop) may come before the step
         // itself; step again from where the tracee is.
         for _ in 0..16 {
@@ -1037,10 +1051,16 @@ impl Tracee {
                 // An injected fork/vfork/clone with the matching trace option stops at the
                 // event first (the new task is auto-attached and starts in a ptrace stop of
                 // its own); stepping on completes the syscall in the injecting task.
+                // Its id in the tracer's PID namespace is the event message, read now (the
+                // next stop replaces it): see [`Tracee::last_new_task`].
                 WaitStatus::Stopped {
                     signal: libc::SIGTRAP,
                     event: PTRACE_EVENT_FORK | PTRACE_EVENT_VFORK | PTRACE_EVENT_CLONE,
-                } => continue,
+                } => {
+                    let id = i32::try_from(self.get_event_msg()?).unwrap_or(0);
+                    self.new_task.set(Some(id));
+                    continue;
+                }
                 _ => {
                     return Err(PtraceError::UnexpectedStop {
                         pid: self.pid,

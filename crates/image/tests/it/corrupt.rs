@@ -366,7 +366,7 @@ fn many_tiny_list_elements_hit_a_limit_not_the_allocator() {
     let threads = 200usize;
     varint(threads as u64, &mut v);
     for _ in 0..threads {
-        v.extend([1u8, 0]); // tid, comm ""
+        v.extend([1u8, 1, 0]); // tid, ns_tid, comm ""
         v.extend([0u8; 27]); // regs
         v.extend([0u8, 0, 0]); // xstate size, features, data ""
         v.push(0); // sigmask
@@ -545,6 +545,14 @@ fn invalid_entries_are_refused_with_file_and_record() {
         (
             &|p, _, _| p[1].ns_pid = 1,
             "processes.img record 1: process 102 has pid 1 in the tree's PID namespace",
+        ),
+        (
+            &|p, _, _| p[0].threads[1].ns_tid = 1,
+            "processes.img record 0: process 100: thread 101 has id 1 in the tree's PID namespace",
+        ),
+        (
+            &|p, _, _| p[1].threads[0].ns_tid = 5,
+            "processes.img record 1: process 102: thread 102 has id 5 in the tree's PID namespace",
         ),
         (
             &|p, _, _| p[1].pgid = 555,

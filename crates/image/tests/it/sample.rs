@@ -34,7 +34,7 @@ fn loc(mount: u32, path: &str, ino: u64, mode: u32, size: u64) -> FileLocation {
     }
 }
 
-fn thread(tid: u32) -> Thread {
+fn thread(tid: u32, ns_tid: u32) -> Thread {
     let regs = UserRegs {
         rip: 0x401000 + u64::from(tid),
         rsp: 0x7ffd_0000_1000,
@@ -47,6 +47,7 @@ fn thread(tid: u32) -> Thread {
     };
     Thread {
         tid,
+        ns_tid,
         comm: o("worker"),
         regs,
         xstate: XState {
@@ -542,7 +543,7 @@ pub fn try_write_sample(
         sid: 100,
         ns_pid: 1,
         comm: o("sample\u{2603}"),
-        threads: vec![thread(100), thread(101)],
+        threads: vec![thread(100, 1), thread(101, 4)],
         shared_pending: PendingSignals {
             mask: 1 << 9,
             queued: vec![],
@@ -598,7 +599,7 @@ pub fn try_write_sample(
     child.pid = 102;
     child.ppid = 100;
     child.ns_pid = 2;
-    child.threads = vec![thread(102)];
+    child.threads = vec![thread(102, 2)];
     child.pages = None;
     child.vmas.clear();
     child.fds = vec![Fd {

@@ -244,6 +244,7 @@ pub fn minimal_process(pid: u32) -> Process {
         comm: crcli_image::OsBytes::new(b"minimal".to_vec()).expect("name"),
         threads: vec![Thread {
             tid: pid,
+            ns_tid: pid,
             comm: crcli_image::OsBytes::new(b"minimal".to_vec()).expect("name"),
             regs: UserRegs::default(),
             xstate: XState::default(),
