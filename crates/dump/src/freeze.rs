@@ -1,6 +1,7 @@
 //! Freezing one process: seizes every one of its threads with ptrace and stops them (re-reading `/proc/PID/task` until no new thread
 //! appears). [`Frozen`] resumes them all (detaches) when dropped, so every error path leaves the
-//! target running; [`Frozen::kill`] and [`Frozen::resume`] end a successful dump.
+//! target running; [`Frozen::resume`] ends a successful dump, or `crate::tree` kills the
+//! target and reaps its threads ([`Frozen::into_tids`]).
 
 use crcli_sys::ptrace::{PtraceOptions, Tracee, WaitStatus};
 
@@ -145,32 +146,13 @@ impl Frozen {
         &self.threads
     }
 
-    /// Kills the target (SIGKILL) and waits until every thread is gone.
-    pub fn kill(mut self) -> Result<(), PtraceError> {
-        let threads = std::mem::take(&mut self.threads);
-        let pid = threads
-            .first()
-            .expect("Frozen holds its tracees until consumed")
-            .pid();
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(pid).ok_or(PtraceError::Request {
-                op: "kill",
-                pid,
-                source: rustix::io::Errno::SRCH,
-            })?,
-            rustix::process::Signal::KILL,
-        )
-        .map_err(|source| PtraceError::Request {
-            op: "kill (SIGKILL)",
-            pid,
-            source,
-        })?;
-        // The tracer is told when each traced thread dies; reap those notifications, the
-        // other threads first (the main thread's exit is reported last).
-        for t in threads.iter().rev() {
-            reap(t.pid())?;
-        }
-        Ok(())
+    /// Gives up every thread without detaching it, the main thread first: the caller kills
+    /// them and reaps them all ([`crcli_sys::ptrace::reap_all`]).
+    pub fn into_tids(mut self) -> Vec<i32> {
+        std::mem::take(&mut self.threads)
+            .iter()
+            .map(Tracee::pid)
+            .collect()
     }
 
     /// Detaches every thread: the target runs on where it stopped.
@@ -183,19 +165,6 @@ impl Frozen {
             }
         }
         first_err.map_or(Ok(()), Err)
-    }
-}
-
-/// Waits until traced task `tid` is gone.
-fn reap(tid: i32) -> Result<(), PtraceError> {
-    loop {
-        match crcli_sys::ptrace::waitpid(tid, false) {
-            Ok(Some(status)) if status.is_gone() => return Ok(()),
-            Ok(_) => continue,
-            // Not our child and already reaped as a tracee: gone.
-            Err(rustix::io::Errno::CHILD) => return Ok(()),
-            Err(source) => return Err(PtraceError::Wait { pid: tid, source }),
-        }
     }
 }
 

@@ -69,22 +69,40 @@ impl FrozenTree {
         first.map_or(Ok(()), Err)
     }
 
-    /// Kills every member (SIGKILL) and waits until each is gone; the first error is returned
-    /// after trying them all. Zombies are left to the reaper their parent's death gives them.
+    /// Kills every member (SIGKILL) and waits until every thread of each is gone and reaped;
+    /// the error names the root. Zombies are left to the reaper their parent's death gives
+    /// them.
     pub fn kill(self) -> Result<(), (i32, crcli_sys::ptrace::PtraceError)> {
+        let root = self.members[0].proc.pid;
         let mut first = None;
-        // SIGKILL to every member first, so they die together; then each is waited for.
+        // SIGKILL to every member first, so they die together.
         for m in &self.members {
-            if let Some(pid) = rustix::process::Pid::from_raw(m.proc.pid) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            let pid = m.proc.pid;
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                if let Err(source) = rustix::process::kill_process(p, rustix::process::Signal::KILL)
+                {
+                    first.get_or_insert((
+                        pid,
+                        crcli_sys::ptrace::PtraceError::Request {
+                            op: "kill (SIGKILL)",
+                            pid,
+                            source,
+                        },
+                    ));
+                }
             }
         }
-        // Children first: a parent killed first would leave them to a new parent meanwhile.
-        for m in self.members.into_iter().rev() {
-            let pid = m.proc.pid;
-            if let Err(e) = m.frozen.kill() {
-                first.get_or_insert((pid, e));
-            }
+        // Then every thread of every member (crcli traces them all) is reaped in the order the
+        // kernel reports them: a leader's exit comes after its other threads', and the last
+        // thread of a PID namespace's init waits until crcli has reaped every other task of
+        // the namespace, its sibling threads included, so no fixed order is safe.
+        let tids: Vec<i32> = self
+            .members
+            .into_iter()
+            .flat_map(|m| m.frozen.into_tids())
+            .collect();
+        if let Err(e) = crcli_sys::ptrace::reap_all(&tids, crcli_sys::ptrace::KILL_PATIENCE) {
+            first.get_or_insert((root, e));
         }
         first.map_or(Ok(()), Err)
     }

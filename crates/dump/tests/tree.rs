@@ -390,6 +390,72 @@ fn a_root_that_is_pid_1_of_its_own_pid_namespace_keeps_its_namespace_pids_and_na
         .any(|i| i.kind.proc_name() == "net" && i.dumpers));
 }
 
+/// A default dump (the tree killed after it) of a tree whose root is PID 1 of its own PID
+/// namespace and, like A, runs two more threads: every thread of every member is killed and
+/// reaped, and the dump returns. Reaping in a fixed order could block forever here: the last
+/// thread of the namespace's init waits in the kernel until crcli has reaped every other task
+/// of the namespace, its sibling threads too. The race is lost often but not always, so the
+/// whole round runs five times; a dump that hangs fails the test after two minutes.
+#[test]
+fn a_default_dump_of_a_pid_1_root_with_threads_reaps_every_thread_and_returns() {
+    for round in 0..5 {
+        let mut t = Tree::spawn_unshared(&["--pid"], "true", "threads");
+        let (root, img) = (t.pids[0], t.image_dir());
+        let threads_of = |pid: i32| {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        assert_eq!(threads_of(root), 3, "round {round}: R runs three threads");
+        assert_eq!(
+            threads_of(t.pids[1]),
+            3,
+            "round {round}: A runs three threads"
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(dump(root, &img, &DumpOptions::default()).map(|s| s.processes));
+        });
+        let processes = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(done) => done.expect("dump"),
+            Err(_) => {
+                // The dump thread still traces the tree: dropping `t` would wait for it too.
+                std::mem::forget(t);
+                panic!(
+                    "round {round}: the dump did not return within two minutes (killing the tree)"
+                );
+            }
+        };
+        assert_eq!(processes, 4, "round {round}");
+        let image = Image::open(t.image_dir()).expect("open image");
+        for (pid, ns_pid) in [(root, 1), (t.pids[1], 2)] {
+            let p = image.process(pid as u32).expect("member in the image");
+            assert_eq!(p.ns_pid, ns_pid, "round {round}");
+            let mut ns_tids: Vec<u32> = p.threads.iter().map(|th| th.ns_tid).collect();
+            assert_eq!(ns_tids[0], ns_pid, "round {round}: the main thread first");
+            ns_tids.sort_unstable();
+            ns_tids.dedup();
+            assert_eq!(
+                ns_tids.len(),
+                3,
+                "round {round}: three threads of pid {pid}"
+            );
+        }
+        // unshare(1) ends when its child, the namespace's init, is gone.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while t.child.try_wait().expect("wait for unshare").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: unshare still waits"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for &pid in &t.pids {
+            assert_eq!(state(pid), None, "round {round}: pid {pid} is left");
+        }
+    }
+}
+
 #[test]
 fn an_ipc_namespace_with_system_v_objects_is_refused() {
     let t = Tree::spawn_unshared(&["--ipc"], "true", "sysv");

@@ -226,17 +226,11 @@ impl Drop for ChildGuard {
         if let Some(pid) = rustix::process::Pid::from_raw(self.pid) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
-        for &tid in &threads {
-            while let Ok(Some(status)) = ptrace::waitpid(tid, false) {
-                if status.is_gone() {
-                    break;
-                }
-            }
-        }
-        while let Ok(Some(status)) = ptrace::waitpid(self.pid, false) {
-            if status.is_gone() {
-                break;
-            }
+        // All reaped together, in the order the kernel reports them (the main thread's exit
+        // comes last; as PID 1 of a namespace its last thread waits for the others' reaping).
+        threads.push(self.pid);
+        if let Err(e) = ptrace::reap_all(&threads, ptrace::KILL_PATIENCE) {
+            tracing::warn!("after a failed restore: {e}");
         }
     }
 }

@@ -1316,12 +1316,10 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
                             let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
                         }
                     }
-                    for &pid in &seized {
-                        while let Ok(Some(status)) = ptrace::waitpid(pid, false) {
-                            if status.is_gone() {
-                                break;
-                            }
-                        }
+                    // In the order the kernel reports them: a process's main thread (first
+                    // in `seized`) is reported only after its other threads are reaped.
+                    if let Err(e) = ptrace::reap_all(&seized, ptrace::KILL_PATIENCE) {
+                        tracing::warn!("after a failed restore: {e}");
                     }
                     return;
                 }

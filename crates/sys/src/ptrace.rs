@@ -17,6 +17,8 @@
 //! - memory words: [`Tracee::peek_data`] / [`Tracee::poke_data`] (use
 //!   [`crate::process_vm`] for bulk memory);
 //! - syscall injection: [`Tracee::inject_syscall`] runs one syscall in the stopped tracee.
+//! - killed tracees: [`reap_all`] reaps a set of them (any threads) in whatever order the kernel
+//!   reports them.
 //!
 //! # Syscall injection
 //!
@@ -201,6 +203,14 @@ pub enum PtraceError {
         /// The syscall number.
         nr: i64,
     },
+    /// Tasks sent SIGKILL were still not gone when [`reap_all`] gave up waiting.
+    #[error("reaping killed tasks: {pids:?} still not gone after {waited:?}")]
+    NotReaped {
+        /// The tasks (thread ids) not reaped.
+        pids: Vec<i32>,
+        /// How long [`reap_all`] waited.
+        waited: std::time::Duration,
+    },
     /// An injected syscall returned an error (from [`Tracee::inject_syscall_checked`]).
     #[error("injected syscall {nr} in pid {pid} failed")]
     Injected {
@@ -319,6 +329,70 @@ pub fn waitpid(pid: i32, nohang: bool) -> Result<Option<WaitStatus>, Errno> {
         }
         return Ok(Some(WaitStatus::from_raw(status)));
     }
+}
+
+/// How long [`reap_all`] callers wait for tasks sent SIGKILL: far longer than a killed task
+/// takes to exit even in an emulated VM, short of forever (a task stuck in an uninterruptible
+/// sleep).
+pub const KILL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reaps every task in `tids`: crcli's tracees (any thread of any process) or children that
+/// were sent SIGKILL. Each is waited for with [`waitpid`]`(tid, WNOHANG)` in turn, in whatever
+/// order they become ready, until each has reported its exit or answers `ECHILD` (reaped
+/// already, or not crcli's to wait for); between rounds without progress it sleeps (1 ms, up
+/// to 20 ms).
+///
+/// Waiting for them one after the other in a fixed order can block forever: a thread group
+/// leader's exit is reported only after every other thread of its group is reaped, and the
+/// last thread of a PID namespace's init waits (`zap_pid_ns_processes`) until every other task
+/// of the namespace, its sibling threads included, is reaped — by their tracer, crcli. Other
+/// children of the calling process are never waited for. Gives up after `patience` with
+/// [`PtraceError::NotReaped`] naming the tasks left.
+pub fn reap_all(tids: &[i32], patience: std::time::Duration) -> Result<(), PtraceError> {
+    let start = std::time::Instant::now();
+    let mut left: Vec<i32> = tids.to_vec();
+    left.sort_unstable();
+    left.dedup();
+    let mut nap = std::time::Duration::from_millis(1);
+    while !left.is_empty() {
+        let mut progress = false;
+        let mut i = 0;
+        while i < left.len() {
+            let tid = left[i];
+            match waitpid(tid, true) {
+                Ok(Some(status)) if status.is_gone() => {
+                    left.swap_remove(i);
+                    progress = true;
+                    continue;
+                }
+                // A stop reported before the kill took effect: consumed, the kill goes on.
+                Ok(Some(_)) => progress = true,
+                Ok(None) => {}
+                Err(Errno::CHILD) => {
+                    left.swap_remove(i);
+                    progress = true;
+                    continue;
+                }
+                Err(source) => return Err(PtraceError::Wait { pid: tid, source }),
+            }
+            i += 1;
+        }
+        if left.is_empty() {
+            break;
+        }
+        if progress {
+            nap = std::time::Duration::from_millis(1);
+            continue;
+        }
+        let waited = start.elapsed();
+        if waited >= patience {
+            left.sort_unstable();
+            return Err(PtraceError::NotReaped { pids: left, waited });
+        }
+        std::thread::sleep(nap.min(patience - waited));
+        nap = (nap * 2).min(std::time::Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// The general-purpose registers: the kernel's `struct user_regs_struct` (x86_64), as read by

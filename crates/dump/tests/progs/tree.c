@@ -8,6 +8,8 @@
  *                   an IPC namespace of its own: the segment dies with the namespace)
  *        outgroup - the root forks C first, then moves to a process group of its own: C stays
  *                   in the caller's group, led from outside the tree (the dump refuses it)
+ *        threads  - the family, and R and A each run two more threads (sleeping in a loop),
+ *                   started before "ready"
  *
  * The tree (MODE family):
  *   R  the root: DIR/shared opened O_RDWR at offset 3 (fd 3, inherited by every child: one open
@@ -22,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +71,28 @@ static pid_t child(int ready, void (*body)(int ready))
 }
 
 static int with_socket;
+static int with_threads;
 static pid_t g_pid;
+
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	struct timespec ts = { 0, 2 * 1000 * 1000 };
+	for (;;)
+		nanosleep(&ts, NULL);
+	return NULL;
+}
+
+/* With MODE threads: two more threads in the calling process. */
+static void more_threads(void)
+{
+	if (!with_threads)
+		return;
+	for (int i = 0; i < 2; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, sleeper, NULL) != 0) die("pthread_create");
+	}
+}
 
 static void run_g(int ready)
 {
@@ -87,6 +111,7 @@ static void run_a(int ready)
 	close(4);
 	if (write(5, "from-A", 6) != 6) die("write pipe");
 	g_pid = child(ready, run_g);
+	more_threads();
 	/* Tell the root G's pid through the ready pipe. */
 	char msg[16];
 	int len = snprintf(msg, sizeof msg, "a%d;", (int)g_pid);
@@ -126,6 +151,7 @@ int main(int argc, char **argv)
 	dir = argv[1];
 	const char *mode = argv[2];
 	with_socket = !strcmp(mode, "socket");
+	with_threads = !strcmp(mode, "threads");
 	if (!strcmp(mode, "sysv") && shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600) < 0)
 		die("shmget");
 	/* The ready pipe lives at fds 20 and 21, out of the way of the fds the tree is about. */
@@ -190,6 +216,7 @@ int main(int argc, char **argv)
 	if (waitid(P_PID, z, &si, WEXITED | WNOWAIT) < 0) die("waitid Z");
 	close(rp[0]);
 	close(rp[1]);
+	more_threads();
 	printf("ready %d %d %d %d %d\n", (int)getpid(), (int)a, (int)b, g, (int)z);
 	fflush(stdout);
 	count("R");
