@@ -364,8 +364,8 @@ pub fn family_in_pid_namespace() -> Result<(), String> {
         let restorer = restore_bg(t, &img, &dir)?;
         let result = finish(restorer, &dir)?;
         ensure(
-            result.contains("root 1 A 2 B 3 Z 4"),
-            &format!("every pid is the same inside the new namespace: {result}"),
+            result.contains("root 1 A 2 B 3 Z 4 T 5 6"),
+            &format!("every pid and thread id is the same inside the new namespace: {result}"),
         )?;
         let err = std::fs::read_to_string(dir.join("restore.err")).unwrap_or_default();
         ensure(
