@@ -95,6 +95,10 @@ fn main() {
             "round_trip_tree_rebuild_failure_leaves_nothing",
             roundtrip::tree::rebuild_failure_leaves_nothing,
         ),
+        (
+            "round_trip_tree_rebuild_failure_with_threads_leaves_nothing",
+            roundtrip::tree::rebuild_failure_with_threads_leaves_nothing,
+        ),
         ("round_trip_threads_taken_tid", roundtrip::threads_taken_tid),
     ];
     if !rustix::process::geteuid().is_root() {

@@ -6,11 +6,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crcli_image::{NamespaceId, NamespaceKind, Namespaces, UtsNames, Zombie};
 
-use super::{dump, finish, restore_bg, start, with_tools, KillOnDrop};
+use super::{dump, finish, restore_bg, start, with_tools, KillOnDrop, PATIENCE};
 use crate::common::{
     ensure, ensure_eq, free_pid, list_dir, no_children_left, process_table, rewrite_image_with,
 };
@@ -69,7 +69,10 @@ pub fn pid_namespace() -> Result<(), String> {
         rewrite_image_with(
             &img,
             &tree_img,
-            |p| p.ns_pid = 1,
+            |p| {
+                p.ns_pid = 1;
+                p.threads[0].ns_tid = 1;
+            },
             |inv| {
                 let mut ids = inv.tree.namespaces.ids.clone();
                 // The tree had an IPC namespace of its own (with no SysV objects).
@@ -212,6 +215,7 @@ fn copy_of(p: &crcli_image::Process, pid: u32, ppid: u32, pgid: u32) -> crcli_im
     c.ppid = ppid;
     c.pgid = pgid;
     c.threads[0].tid = pid;
+    c.threads[0].ns_tid = pid;
     c
 }
 
@@ -435,6 +439,75 @@ pub fn rebuild_failure_leaves_nothing() -> Result<(), String> {
         ensure(
             list_dir(&dir)?.iter().all(|n| !n.starts_with("result")),
             "no copy ran on",
+        )?;
+        no_children_left()
+    })
+}
+
+/// The family tree (`progs/family.c`, whose root runs three threads), where B's extended CPU
+/// state comes from "another CPU": B's rebuild fails while another tracer thread rebuilds the
+/// root and its threads. Every thread of every member must be killed and reaped and crcli
+/// must end (reaping the root's main thread before its other threads would wait forever);
+/// nothing may be left.
+pub fn rebuild_failure_with_threads_leaves_nothing() -> Result<(), String> {
+    with_tools("round_trip_tree_rebuild_failure_with_threads", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, root) = start(t, "family", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, root, &img)?;
+        child.wait()?;
+        let bad_img = work.path().join("bad");
+        let mut pids = Vec::new();
+        let mut b = 0;
+        crate::common::rewrite_image_tree(
+            &img,
+            &bad_img,
+            |ps| {
+                pids = ps.iter().map(|p| p.pid as i32).collect();
+                let bad = ps.last_mut().expect("members");
+                b = bad.pid as i32;
+                bad.threads[0].xstate.size = 512;
+                bad.threads[0].xstate.features = 0x3;
+                bad.threads[0].xstate.data = vec![0; 512];
+            },
+            |_| {},
+        )?;
+        ensure_eq(pids.len(), 3, "live members in the image")?;
+        let mut restorer = restore_bg(t, &bad_img, &dir)?;
+        let deadline = Instant::now() + PATIENCE;
+        while !restorer.ended()? {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "crcli restore did not end within {PATIENCE:?} (processes: {})",
+                    process_table()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = restorer.wait_status()?;
+        let stderr = std::fs::read_to_string(dir.join("restore.err")).unwrap_or_default();
+        ensure(!status.success(), "crcli restore must fail")?;
+        ensure(
+            stderr.contains("extended-state layout")
+                && stderr.contains(&format!("restoring process {b} of the tree")),
+            &format!("the error names the cause and the process: {stderr}"),
+        )?;
+        std::thread::sleep(Duration::from_millis(100));
+        for pid in pids {
+            ensure(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                &format!(
+                    "no process has pid {pid} of the tree (processes: {})",
+                    process_table()
+                ),
+            )?;
+        }
+        ensure(
+            list_dir(&dir)?.iter().all(|n| !n.starts_with("result")),
+            "no member ran on",
         )?;
         no_children_left()
     })
