@@ -26,14 +26,17 @@
 #![forbid(unsafe_code)]
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+
+mod tools;
 
 use crcli_e2e::{
     become_subreaper, last_number, wait_exit, E2eError, Exit, Linkage, Prog, Restored, Workdir,
     EXIT_TIMEOUT, READY_TIMEOUT, RESULT_TIMEOUT,
 };
+use tools::{median, ms, wanted, Tool};
 
 /// One measured command: exit code, wall time, peak RSS in KiB.
 #[derive(Clone, Copy, Debug)]
@@ -119,22 +122,6 @@ fn measure(wd: &Workdir, program: &Path, args: &[OsString]) -> Result<Measured, 
     }
 }
 
-fn tool_output(wd: &Workdir) -> String {
-    format!(
-        "stdout: {}\nstderr: {}",
-        std::fs::read_to_string(wd.file("tool.out")).unwrap_or_default(),
-        std::fs::read_to_string(wd.file("tool.err")).unwrap_or_default()
-    )
-}
-
-/// A checkpoint tool: how to dump and restore.
-struct Tool {
-    name: &'static str,
-    bin: PathBuf,
-    dump_extra: &'static [&'static str],
-    restore_extra: &'static [&'static str],
-}
-
 /// One run's numbers.
 struct Run {
     dump: Measured,
@@ -180,7 +167,7 @@ fn one_run(tool: &Tool, prog: &Prog) -> Result<Run, String> {
             "{} dump failed ({}): {}",
             tool.name,
             dump.code,
-            tool_output(&wd)
+            tools::output(&wd)
         ));
     }
     let image_bytes = dir_bytes(&img);
@@ -202,7 +189,7 @@ fn one_run(tool: &Tool, prog: &Prog) -> Result<Run, String> {
             "{} restore failed ({}): {}",
             tool.name,
             restore.code,
-            tool_output(&wd)
+            tools::output(&wd)
         ));
     }
     // crcli prints the pid; CRIU -d prints nothing, but restores at the same pid.
@@ -228,15 +215,6 @@ fn one_run(tool: &Tool, prog: &Prog) -> Result<Run, String> {
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// "median [min-max]" of milliseconds.
 fn spread(v: &[f64]) -> String {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -256,38 +234,13 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "__rusage") {
         return rusage_helper(&args[1..]);
     }
-    let wanted = |var: &str, name: &str| {
-        std::env::var(var).map_or(true, |v| v.split(',').any(|x| x.trim() == name))
+    let tools = match tools::find() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-
-    let mut tools = Vec::new();
-    if wanted("CRCLI_BENCH_TOOLS", "crcli") {
-        match crcli_e2e::crcli() {
-            Ok(bin) => tools.push(Tool {
-                name: "crcli",
-                bin,
-                dump_extra: &[],
-                restore_extra: &["-d"],
-            }),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    if wanted("CRCLI_BENCH_TOOLS", "criu") {
-        match crcli_e2e::which("criu-peer") {
-            Some(bin) => tools.push(Tool {
-                name: "criu",
-                bin,
-                dump_extra: &["--shell-job"],
-                restore_extra: &["-d", "--shell-job"],
-            }),
-            None => eprintln!(
-                "SKIPPED criu: criu-peer is not installed (run `bash /work/shared/tools/install-criu`)"
-            ),
-        }
-    }
 
     let runs_env = std::env::var("CRCLI_BENCH_RUNS")
         .ok()

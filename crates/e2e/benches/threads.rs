@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod interleaved;
+mod tools;
 
 use std::process::ExitCode;
 

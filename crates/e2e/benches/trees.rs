@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod interleaved;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ use crcli_e2e::{Linkage, Prog};
 
 /// The tree has 100 processes; all of them must be gone after the dump.
 fn check_started(pid: i32) -> Result<Vec<i32>, String> {
-    let members = interleaved::members(pid);
+    let members = crcli_e2e::tree_members(pid);
     if members.len() != 100 {
         return Err(format!(
             "the tree has {} processes, want 100",

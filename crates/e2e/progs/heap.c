@@ -49,18 +49,20 @@ static int is_zero(const unsigned char *p, size_t n)
 	return 1;
 }
 
-/* The permissions column of /proc/self/maps for the mapping that contains addr ("" if none). */
-static void maps_perms(const void *addr, char out[5])
+/* The line of /proc/self/maps for the mapping that contains addr ("" if none). */
+static void maps_line(const void *addr, char *out, size_t size)
 {
 	out[0] = 0;
 	FILE *f = fopen("/proc/self/maps", "re");
 	if (!f)
 		return;
-	unsigned long lo, hi;
-	char perms[5];
-	while (fscanf(f, "%lx-%lx %4s%*[^\n]", &lo, &hi, perms) == 3) {
-		if ((unsigned long)addr >= lo && (unsigned long)addr < hi) {
-			memcpy(out, perms, 5);
+	char line[512];
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && (unsigned long)addr >= lo &&
+		    (unsigned long)addr < hi) {
+			line[strcspn(line, "\n")] = 0;
+			snprintf(out, size, "%s", line);
 			break;
 		}
 	}
@@ -155,14 +157,19 @@ int main(int argc, char **argv)
 		if (!ok && wrong_pages++ == 0)
 			first_wrong = p;
 	}
+	/* What covers the first wrong page (a mapping in a hole: which one, to find who made it). */
+	char mapped[512];
+	maps_line(region + first_wrong * PAGE, mapped, sizeof(mapped));
 	E2E_CHECK(wrong_pages == 0,
 		  "region: %lu wrong pages, first page %lu (kind %lu: 0/3 pattern, 1 untouched, "
-		  "2 dontneed, 63 hole)",
-		  wrong_pages, first_wrong, first_wrong % 64 == 63 ? 63 : first_wrong % 4);
+		  "2 dontneed, 63 hole) at %p, mapped as '%s'",
+		  wrong_pages, first_wrong, first_wrong % 64 == 63 ? 63 : first_wrong % 4,
+		  (void *)(region + first_wrong * PAGE), mapped);
 	bad = check(ro, RO_BYTES, 7);
 	E2E_CHECK(bad == (size_t)-1, "read-only region: word %zu wrong", bad);
-	char perms[5];
-	maps_perms(ro, perms);
+	char ro_line[512], perms[5] = "";
+	maps_line(ro, ro_line, sizeof(ro_line));
+	sscanf(ro_line, "%*x-%*x %4s", perms);
 	E2E_CHECK(strncmp(perms, "r--p", 4) == 0, "read-only region has permissions '%s', want r--p",
 		  perms);
 	printf("heap: verified in %" PRId64 " ms\n", (e2e_mono_ns() - t0) / 1000000);

@@ -1017,6 +1017,38 @@ pub fn last_number(s: &str) -> Option<i32> {
         .find(|&n| n > 0)
 }
 
+/// The children of every thread of `pid` (`/proc/PID/task/*/children`); empty when `pid` is
+/// gone.
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let text = std::fs::read_to_string(format!(
+                "/proc/{pid}/task/{}/children",
+                t.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|w| w.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// `root` and all its descendants, parents before their children.
+pub fn tree_members(root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let kids = children(out[i]);
+        out.extend(kids);
+        i += 1;
+    }
+    out
+}
+
 /// Makes this process a child subreaper, once, so orphans (restored processes) become its
 /// children and can be reaped with their exit status.
 pub fn become_subreaper() -> Result<(), E2eError> {

@@ -8,10 +8,11 @@
 //! (a subset of the bench's cases), `CRCLI_BENCH_TOOLS` (subset of `crcli,criu`).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::tools::{self, median, ms, wanted, Tool};
 use crcli_e2e::{
     become_subreaper, last_number, wait_exit, E2eError, Exit, Prog, Restored, Workdir,
     EXIT_TIMEOUT, READY_TIMEOUT, RESULT_TIMEOUT,
@@ -29,14 +30,6 @@ pub struct Bench {
     pub check_started: fn(i32) -> Result<Vec<i32>, String>,
 }
 
-/// A checkpoint tool: how to dump and restore.
-struct Tool {
-    name: &'static str,
-    bin: PathBuf,
-    dump_extra: &'static [&'static str],
-    restore_extra: &'static [&'static str],
-}
-
 /// Runs `bin args` with output into the work directory; returns the exit code and wall time.
 fn timed(wd: &Workdir, bin: &Path, args: &[OsString]) -> Result<(i32, Duration), String> {
     let out = std::fs::File::create(wd.file("tool.out")).map_err(|e| e.to_string())?;
@@ -50,14 +43,6 @@ fn timed(wd: &Workdir, bin: &Path, args: &[OsString]) -> Result<(i32, Duration),
         .status()
         .map_err(|e| format!("running {}: {e}", bin.display()))?;
     Ok((status.code().unwrap_or(-1), start.elapsed()))
-}
-
-fn tool_output(wd: &Workdir) -> String {
-    format!(
-        "stdout: {}\nstderr: {}",
-        std::fs::read_to_string(wd.file("tool.out")).unwrap_or_default(),
-        std::fs::read_to_string(wd.file("tool.err")).unwrap_or_default()
-    )
 }
 
 /// One run: dump and restore wall times, whether the pid was kept.
@@ -95,7 +80,7 @@ fn one_run(bench: &Bench, tool: &Tool, prog: &Prog) -> Result<Run, String> {
         return Err(format!(
             "{} dump failed ({code}): {}",
             tool.name,
-            tool_output(&wd)
+            tools::output(&wd)
         ));
     }
     match wait_exit(&mut target, EXIT_TIMEOUT).map_err(e)? {
@@ -118,7 +103,7 @@ fn one_run(bench: &Bench, tool: &Tool, prog: &Prog) -> Result<Run, String> {
         return Err(format!(
             "{} restore failed ({code}): {}",
             tool.name,
-            tool_output(&wd)
+            tools::output(&wd)
         ));
     }
     // crcli prints the pid; CRIU -d prints nothing, but restores at the same pid.
@@ -143,38 +128,6 @@ fn one_run(bench: &Bench, tool: &Tool, prog: &Prog) -> Result<Run, String> {
     })
 }
 
-/// The children of every thread of `pid`.
-fn children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            let text = std::fs::read_to_string(format!(
-                "/proc/{pid}/task/{}/children",
-                t.file_name().to_string_lossy()
-            ))
-            .unwrap_or_default();
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|w| w.parse::<i32>().ok()),
-            );
-        }
-    }
-    out
-}
-
-/// `root` and all its descendants.
-#[allow(dead_code)] // the trees bench's; the threads bench has no descendants to list
-pub fn members(root: i32) -> Vec<i32> {
-    let mut out = vec![root];
-    let mut i = 0;
-    while i < out.len() {
-        let kids = children(out[i]);
-        out.extend(kids);
-        i += 1;
-    }
-    out
-}
-
 /// Waits until none of `pids` exists any more, reaping those that are this process's children.
 fn wait_gone(pids: &[i32]) -> Result<(), String> {
     let start = Instant::now();
@@ -192,48 +145,15 @@ fn wait_gone(pids: &[i32]) -> Result<(), String> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// Runs every case of `bench` with every tool found, interleaved, and prints a Markdown table.
 pub fn run(bench: &Bench) -> ExitCode {
-    let wanted = |var: &str, name: &str| {
-        std::env::var(var).map_or(true, |v| v.split(',').any(|x| x.trim() == name))
+    let tools = match tools::find() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let mut tools = Vec::new();
-    if wanted("CRCLI_BENCH_TOOLS", "crcli") {
-        match crcli_e2e::crcli() {
-            Ok(bin) => tools.push(Tool {
-                name: "crcli",
-                bin,
-                dump_extra: &[],
-                restore_extra: &["-d"],
-            }),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    if wanted("CRCLI_BENCH_TOOLS", "criu") {
-        match crcli_e2e::which("criu-peer") {
-            Some(bin) => tools.push(Tool {
-                name: "criu",
-                bin,
-                dump_extra: &["--shell-job"],
-                restore_extra: &["-d", "--shell-job"],
-            }),
-            None => eprintln!(
-                "SKIPPED criu: criu-peer is not installed (run `bash /work/shared/tools/install-criu`)"
-            ),
-        }
-    }
     let runs = std::env::var("CRCLI_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())

@@ -149,7 +149,7 @@ impl Tree {
                 // The root is unshare's only child.
                 let start = Instant::now();
                 let root = loop {
-                    let kids = children(t.pid());
+                    let kids = crcli_e2e::children(t.pid());
                     if let Some(&r) = kids.first() {
                         break r;
                     }
@@ -173,37 +173,6 @@ fn suffix(l: Linkage) -> &'static str {
         Linkage::Dynamic => "",
         Linkage::Static => "-static",
     }
-}
-
-/// The children of every thread of `pid`.
-fn children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            let text = std::fs::read_to_string(format!(
-                "/proc/{pid}/task/{}/children",
-                t.file_name().to_string_lossy()
-            ))
-            .unwrap_or_default();
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|w| w.parse::<i32>().ok()),
-            );
-        }
-    }
-    out
-}
-
-/// `pid` and all its descendants.
-fn members(root: i32) -> Vec<i32> {
-    let mut out = vec![root];
-    let mut i = 0;
-    while i < out.len() {
-        let kids = children(out[i]);
-        out.extend(kids);
-        i += 1;
-    }
-    out
 }
 
 /// Waits until none of `pids` is a live process (gone, or a zombie nobody reaps yet); reaps
@@ -239,7 +208,7 @@ fn cycle(tree: Tree) -> Result<(), E2eError> {
     let (mut spawned, root) = tree.spawn(&wd)?;
     wd.wait_ready(&mut spawned, READY_TIMEOUT)?;
     std::thread::sleep(SETTLE);
-    let before = members(root);
+    let before = crcli_e2e::tree_members(root);
     assert!(
         before.len() >= 2,
         "{}: the tree has only {before:?}",
@@ -267,7 +236,7 @@ fn cycle(tree: Tree) -> Result<(), E2eError> {
     );
     if !matches!(tree, Tree::ForkserverNs(_)) {
         assert_eq!(restored.pid(), root, "the root keeps its pid");
-        let mut after = members(root);
+        let mut after = crcli_e2e::tree_members(root);
         after.sort_unstable();
         let mut want = before.clone();
         want.sort_unstable();
