@@ -269,6 +269,7 @@ fn refuses_a_thread_with_another_xstate_layout() -> Result<(), String> {
     let mut p = minimal_process(4242);
     let mut second = p.threads[0].clone();
     second.tid = 4243;
+    second.ns_tid = 4243;
     second.xstate.size = 512;
     second.xstate.data = vec![0; 512];
     p.threads.push(second);
