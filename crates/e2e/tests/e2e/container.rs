@@ -1,12 +1,18 @@
 //! A small "container" through the real `crcli dump -t ROOT` / `crcli restore` (issue #7): busybox
 //! sh as PID 1 of its own PID, mount, UTS and IPC namespaces (`unshare`), with its own proc, two
-//! tmpfs mounts holding files (one with a sub-directory and mode 0700), its own host name, and a
-//! running child job that counts into one tmpfs (both wait on a FIFO of that tmpfs). Its mount namespace dies with it at the kill, so
-//! crcli must bring the whole namespace back, tmpfs contents included.
+//! tmpfs mounts holding files (one with a sub-directory and mode 0700), its own host name, a
+//! running child job that counts into one tmpfs (both wait on a FIFO of that tmpfs), and two C
+//! jobs from `progs/`: `threads` (8 threads) and `sigchld` (2 threads, SIGCHLD blocked and pending
+//! from a child that exited, that child a zombie). Its mount namespace dies with it at the kill,
+//! so crcli must bring the whole namespace back, tmpfs contents included, and every thread at its
+//! id in the PID namespace (`Thread::ns_tid`) with the pending signal naming the child's pid in
+//! the namespace.
 //!
 //! After the restore the job checks its files and the host name and writes what it saw; the shell
 //! checks it is still PID 1, its job is alive at the same pid and went on counting, the files of
-//! both tmpfs mounts, the host name, then writes PASS or FAIL. The test also requires the
+//! both tmpfs mounts, the host name, that the C jobs have 9 and 3 threads in the container's
+//! /proc and that each passed its own checks (thread ids, `/proc/self/task`, the SIGCHLD's
+//! pid and status, the zombie reaped), then writes PASS or FAIL. The test also requires the
 //! restored shell to be in a new mount namespace and PID 1 of a new PID namespace, and crcli's
 //! own mount table to be unchanged. The script's checks are proven able to fail by its corrupt
 //! switch (`selfcheck_container`, without crcli).
@@ -24,16 +30,15 @@ const SETTLE: Duration = Duration::from_millis(300);
 
 /// The container's init (busybox sh as PID 1). `$1` is the work directory, `$2` busybox.
 const SCRIPT: &str = r#"
-d=$1; bb=$2
+d=$1; bb=$2; progs=$3
 fail() { echo "FAIL: $*" > "$d/result"; exit 1; }
 "$bb" mount -t proc proc /proc || fail "mount proc"
 "$bb" mount -t tmpfs -o size=1m crcli-c1 "$d/c1" || fail "mount c1"
 "$bb" mount -t tmpfs -o size=1m,mode=0700 crcli-c2 "$d/c2" || fail "mount c2"
 echo one > "$d/c1/a"; "$bb" mkdir "$d/c2/sub"; echo two > "$d/c2/sub/b"
 "$bb" hostname crcli-container || fail "hostname"
-# Waits without child processes (an exiting child could leave a SIGCHLD pending at the dump,
-# which a restore into a new PID namespace refuses): read with a timeout from a FIFO of the
-# tmpfs that nobody writes.
+# Waits without child processes: read with a timeout from a FIFO of the tmpfs that nobody
+# writes.
 "$bb" mkfifo "$d/c1/tick" || fail "mkfifo"
 exec 3<>"$d/c1/tick"
 tick() { read -t 0.02 x <&3; }
@@ -50,6 +55,15 @@ tick() { read -t 0.02 x <&3; }
   exit 0
 ) &
 job=$!
+"$bb" mkdir -p "$d/th" "$d/sc" || fail "mkdir th sc"
+"$progs/threads" "$d/th" &
+th=$!
+"$progs/sigchld" "$d/sc" &
+sc=$!
+while [ ! -e "$d/th/ready" ] || [ ! -e "$d/sc/ready" ]; do
+  "$bb" kill -0 "$th" "$sc" 2>/dev/null || fail "a C job ended before it was ready"
+  tick
+done
 echo "$$ $job" > "$d/ready"
 while [ ! -e "$d/go" ]; do tick; done
 before=$(cat "$d/c1/count")
@@ -57,6 +71,13 @@ before=$(cat "$d/c1/count")
 "$bb" kill -0 "$job" 2>/dev/null || fail "job $job is gone"
 "$bb" grep -q container /proc/1/cmdline || fail "/proc is not the container's: its pid 1 is $("$bb" tr '\0' ' ' < /proc/1/cmdline)"
 [ -e "/proc/$job" ] || fail "/proc shows no job $job"
+n=$("$bb" ls "/proc/$th/task" | "$bb" wc -l); [ "$n" = 9 ] || fail "threads has $n threads, not 9"
+n=$("$bb" ls "/proc/$sc/task" | "$bb" wc -l); [ "$n" = 3 ] || fail "sigchld has $n threads, not 3"
+: > "$d/th/go"; : > "$d/sc/go"
+wait "$th"; r=$?; [ "$r" = 0 ] || fail "threads ended with $r: $(cat "$d/th/result")"
+wait "$sc"; r=$?; [ "$r" = 0 ] || fail "sigchld ended with $r: $(cat "$d/sc/result")"
+[ "$(cat "$d/th/result")" = PASS ] || fail "threads says $(cat "$d/th/result")"
+[ "$(cat "$d/sc/result")" = PASS ] || fail "sigchld says $(cat "$d/sc/result")"
 : > "$d/c1/checked"
 wait "$job" || fail "job $job ended badly"
 after=$(cat "$d/c1/count")
@@ -114,6 +135,7 @@ fn spawn(wd: &Workdir) -> Result<(Target, i32), E2eError> {
         .args(["sh", "-c", SCRIPT, "container"])
         .arg(wd.path())
         .arg(&bb)
+        .arg(crcli_e2e::progs_dir())
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)

@@ -105,6 +105,10 @@ selfcheck_tests! {
         ("name", "thread 3: its name is \"renamed\""),
         ("pending", "thread 7: SIGRTMIN+3 is no longer pending"),
     ];
+    sigchld, sigchld_static, "sigchld", [], &[
+        ("sigchld", "no SIGCHLD pending"),
+        ("tid", "/proc/self/task lists thread"),
+    ];
 }
 
 /// The AVX-512 part of fpu only runs on CPUs that have it; its check must fail when damaged.
