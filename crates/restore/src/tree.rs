@@ -33,13 +33,17 @@
 //!    of 2.3 s on one thread, on the 2-CPU development machine). Only when every member is
 //!    rebuilt do they all run.
 //!
-//! On any failure every process made so far is killed and reaped: nothing is left behind. The
-//! message names the process (its dumped pid) and the step.
+//! On any failure every process made so far is killed and reaped, every thread of it, in the
+//! order the kernel reports them ([`ptrace::reap_all`]): nothing is left behind. The message
+//! names the process (its dumped pid) and the step.
+//!
+//! In a new PID namespace every thread is made at its id inside it
+//! ([`crcli_image::Thread::ns_tid`]: `clone3` with `set_tid`), and pending signals are queued
+//! again with the ids they carried, which are the namespace's.
 //!
 //! Limits: files on the same unmounted or anonymous mount in different processes get one
-//! rebuilt mount per process; a zombie killed
-//! by a signal loses its core-dump bit, and one killed by a real-time signal comes back killed
-//! by SIGKILL; every member is made with `SIGCHLD` as its exit signal; a process whose session
+//! rebuilt mount per process; a zombie killed by a signal loses its core-dump bit, and one
+//! killed by a real-time signal comes back killed by SIGKILL; every member is made with `SIGCHLD` as its exit signal; a process whose session
 //! is neither its own nor its parent's, or whose process group is led from outside the tree
 //! (other than the root's inherited one), is refused. The caller must have no other children
 //! during the restore (crcli waits for any child or tracee).
