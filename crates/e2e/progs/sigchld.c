@@ -53,7 +53,7 @@ static void check_task_list(void)
 		pid_t t = (pid_t)atoi(e->d_name);
 		seen++;
 		if (t != getpid() && t != tids[0] && t != tids[1]) {
-			E2E_CHECK(0, "/proc/self/task lists thread %d, not one of %d %d %d", (int)t,
+			e2e_failf("/proc/self/task lists thread %d, not one of %d %d %d", (int)t,
 				  (int)getpid(), (int)tids[0], (int)tids[1]);
 			unknown++;
 		}
