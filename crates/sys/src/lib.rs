@@ -32,4 +32,6 @@ pub mod clone3;
 pub mod fdtable;
 pub mod process_vm;
 pub mod ptrace;
+pub mod shmem;
+pub mod signal;
 pub mod task;
