@@ -81,7 +81,6 @@ mod mounts;
 mod procfs;
 mod tree;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -304,8 +303,8 @@ fn collect_and_write(
     let mut count = memory::PageCount::default();
     let mut next_pages = 1u32;
     let mut processes = Vec::with_capacity(procs.len());
-    // Shared anonymous memory objects by inode, with the pid that maps them.
-    let mut shared_objects: HashMap<(u64, u64), i32> = HashMap::new();
+    // Shared anonymous memory objects by inode: saved once, by the first member that maps them.
+    let mut shared_objects = memory::SeenObjects::new();
     for (i, proc) in procs.iter().enumerate() {
         if i > 0 {
             files.switch_to(proc)?;
@@ -413,7 +412,7 @@ fn collect_process(
     image: &mut crcli_image::ImageWriter,
     next_pages: &mut u32,
     count: &mut memory::PageCount,
-    shared_objects: &mut HashMap<(u64, u64), i32>,
+    shared_objects: &mut memory::SeenObjects,
 ) -> Result<Process, DumpError> {
     let pid = proc.pid;
     let stat = proc.stat()?;
@@ -468,18 +467,8 @@ fn collect_process(
         .max()
         .unwrap_or(private_pages.0)
         + 1;
-    for obj in &layout.shared {
-        // One object mapped by several members would be restored as several objects.
-        let st = rustix::fs::fstat(&obj.file).map_err(DumpError::sys(format!(
-            "fstat a shared memory object of pid {pid}"
-        )))?;
-        if let Some(other) = shared_objects.insert((st.st_dev, st.st_ino), pid) {
-            return Err(DumpError::Unsupported {
-                pid,
-                what: format!("shared anonymous memory also mapped by pid {other}"),
-            });
-        }
-    }
+    // One object mapped by several members is saved once, by the first.
+    memory::share_across_members(pid, &mut layout, shared_objects)?;
     tracing::debug!("pid {pid}: files and memory layout done");
 
     let mut pages_writer = image

@@ -234,6 +234,55 @@ pub(crate) fn layout(
     Ok(out)
 }
 
+/// The shared anonymous objects of the members dumped so far, by shmem inode (`st_dev`,
+/// `st_ino`): the page stream holding each one's content and its size.
+pub(crate) type SeenObjects = HashMap<(u64, u64), (PagesId, u64)>;
+
+/// Cross-member bookkeeping of shared anonymous objects, called once per member in member
+/// order: an object an earlier member maps too (inherited across fork, or passed) is saved
+/// once, by the first member; here its views refer to that member's page stream and the object
+/// is taken out of `layout.shared` (nothing more is saved of it). Objects seen first here are
+/// recorded in `seen`.
+pub(crate) fn share_across_members(
+    pid: i32,
+    layout: &mut Layout,
+    seen: &mut SeenObjects,
+) -> Result<(), DumpError> {
+    let mut first_here = Vec::with_capacity(layout.shared.len());
+    for obj in std::mem::take(&mut layout.shared) {
+        let st = rustix::fs::fstat(&obj.file).map_err(DumpError::sys(format!(
+            "fstat a shared memory object of pid {pid}"
+        )))?;
+        let key = (st.st_dev, st.st_ino);
+        match seen.get(&key) {
+            Some(&(id, size)) => {
+                if size != obj.size {
+                    return Err(DumpError::Unsupported {
+                        pid,
+                        what: format!(
+                            "shared anonymous memory of {} bytes that an earlier process saw as {size} bytes",
+                            obj.size
+                        ),
+                    });
+                }
+                for vma in &mut layout.vmas {
+                    if let VmaBacking::SharedAnonymous { content, .. } = &mut vma.backing {
+                        if *content == obj.id {
+                            *content = id;
+                        }
+                    }
+                }
+            }
+            None => {
+                seen.insert(key, (obj.id, obj.size));
+                first_here.push(obj);
+            }
+        }
+    }
+    layout.shared = first_here;
+    Ok(())
+}
+
 /// The `VmFlags` of `/proc/PID/smaps`: (start address of the mapping, its flags).
 pub(crate) type VmFlags = Vec<(u64, Vec<String>)>;
 
