@@ -21,7 +21,8 @@
 //!
 //! - Memory: every mapping (`/proc/PID/maps` + smaps flags) and the pages that must be saved
 //!   (see [`memory`](crate#memory)): anonymous private pages present or swapped, pages of private
-//!   file mappings that are no longer the file's, the content of shared anonymous objects.
+//!   file mappings that are no longer the file's, the content of shared anonymous objects
+//!   (once per object, also when several members map it).
 //!   Pages are streamed into the image in bounded batches: crcli's memory stays small.
 //! - Every thread (the main thread first; each one seized with `PTRACE_SEIZE` and stopped with
 //!   `PTRACE_INTERRUPT`, `/proc/PID/task` read again until no new thread appears; a thread that
@@ -42,7 +43,8 @@
 //!   whose ends are in different members, its buffered data read once.
 //! - The tree: members in parent-before-child order, the root's `ppid` 0; zombies (exit status
 //!   from `/proc/PID/stat` field 52); each member's pid and each thread's id in the tree's PID
-//!   namespace when the root is PID 1 of its own (`NSpid`); the UTS names when the tree has its
+//!   namespace when the root is PID 1 of its own (`NSpid`); each member's and zombie's exit
+//!   signal (stat field 38); the UTS names when the tree has its
 //!   own UTS namespace; the identity of the root's namespaces.
 //!
 //! ## The registers of an interrupted syscall (contract with the restore)

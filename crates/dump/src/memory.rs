@@ -7,8 +7,10 @@
 //! - private file mappings: only pages that are no longer the file's (present and not
 //!   file-backed, i.e. copied on write, or swapped);
 //! - shared anonymous memory: the whole content of the object (by shmem inode, once for all its
-//!   mappings), read through `/proc/PID/map_files` with SEEK_DATA/SEEK_HOLE, into a page stream
-//!   of its own whose addresses are offsets in the object;
+//!   mappings, in all members of the tree: the first member that maps it saves it, the others'
+//!   views refer to that page stream, see [`share_across_members`]), read through
+//!   `/proc/PID/map_files` with SEEK_DATA/SEEK_HOLE, into a page stream of its own whose
+//!   addresses are offsets in the object;
 //! - nothing for shared file mappings (the file holds the data), `[vdso]` (restore moves the
 //!   fresh one), `[vvar]`, `[vvar_vclock]` and `[vsyscall]` (addresses only).
 //!

@@ -11,6 +11,14 @@
 //!    mounts through their rebuilt mounts. An fd shared by several processes (inherited across
 //!    fork, or passed) is one [`crcli_image::FileEntry`], so it becomes one description again
 //!    and its offset stays shared.
+//!    Shared anonymous objects that several members map (one `MAP_SHARED|MAP_ANONYMOUS`
+//!    region mapped before a fork, as preforking servers have) are made by crcli first, before
+//!    it joins the mount namespace: each one is a shmem object held by an fd (through crcli's
+//!    own `/proc/self/map_files`, [`crcli_sys::shmem`]), filled with its content from the
+//!    image; every process inherits the fds, and each member's tracer maps its views from them
+//!    (`mmap(MAP_SHARED, fd, offset)`) in step 5: one object again, named `/dev/zero (deleted)`
+//!    at the same offsets in `/proc/PID/maps`, whatever order the tracer threads take. An
+//!    object only one member maps is made in it by the tracer, as for a single process.
 //! 3. crcli makes the root with `clone3` (at its pid, or as PID 1 of a new PID namespace with
 //!    `CLONE_NEWPID`; a new UTS namespace with the dumped names; a new IPC namespace if the tree
 //!    had its own) and `PTRACE_SEIZE`s it before it runs, with `PTRACE_O_TRACEFORK`: every
@@ -18,8 +26,11 @@
 //!    (`PTRACE_O_EXITKILL`).
 //! 4. Each member, still running crcli's code, makes itself a session leader (`setsid`) or a
 //!    process-group leader (`setpgid`) first, then makes its children with `clone3(set_tid)` in
-//!    pid order (each does the same, recursively), zombies as children that exit at once with
-//!    the recorded status (and are left unreaped); it then places its fds at their numbers from
+//!    pid order (each does the same, recursively), each with its recorded exit signal (`clone3`
+//!    `exit_signal`: a child made with another signal than `SIGCHLD` is a "clone" child again),
+//!    zombies as children that exit at once with the recorded status, a death by signal by that
+//!    very signal (real-time ones too), and are left unreaped (their parent ignores a zombie's
+//!    exit signal other than `SIGCHLD` meanwhile, so that none is left pending); it then places its fds at their numbers from
 //!    the shared descriptions, sets cwd, root, umask, personality and limits, reports on a pipe
 //!    and stops with `SIGSTOP`; crcli discards that stop and detaches, and the member waits in
 //!    `read(2)` on a "gate" pipe whose write end only crcli holds (if crcli dies, the read ends
@@ -37,9 +48,11 @@
 //! message names the process (its dumped pid) and the step.
 //!
 //! Limits: files on the same unmounted or anonymous mount in different processes get one
-//! rebuilt mount per process; a zombie killed
-//! by a signal loses its core-dump bit, and one killed by a real-time signal comes back killed
-//! by SIGKILL; every member is made with `SIGCHLD` as its exit signal; a process whose session
+//! rebuilt mount per process; a zombie killed by a signal loses its core-dump bit (dumping core
+//! for real could write a core file where the system's `core_pattern` says); a zombie with
+//! `SIGKILL` or `SIGSTOP` as its exit signal is refused; the root is made with `SIGCHLD` as its
+//! exit signal (its parent is crcli); shared anonymous objects that several members map are
+//! charged to crcli's memory cgroup (crcli writes their content); a process whose session
 //! is neither its own nor its parent's, or whose process group is led from outside the tree
 //! (other than the root's inherited one), is refused. The caller must have no other children
 //! during the restore (crcli waits for any child or tracee).
