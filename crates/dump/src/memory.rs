@@ -655,6 +655,88 @@ mod tests {
         }
     }
 
+    fn object(id: u32, fd: &std::os::fd::OwnedFd) -> SharedObject {
+        let size = rustix::fs::fstat(fd).unwrap().st_size as u64;
+        SharedObject {
+            id: PagesId(id),
+            file: File::from(fd.try_clone().unwrap()),
+            size,
+        }
+    }
+
+    fn view(start: u64, content: u32, size: u64) -> Vma {
+        Vma {
+            start,
+            end: start + PAGE,
+            prot: PROT_READ,
+            map_flags: MAP_SHARED,
+            madvise: 0,
+            backing: VmaBacking::SharedAnonymous {
+                content: PagesId(content),
+                size,
+                offset: 0,
+            },
+        }
+    }
+
+    fn contents(layout: &Layout) -> Vec<u32> {
+        layout
+            .vmas
+            .iter()
+            .map(|v| match v.backing {
+                VmaBacking::SharedAnonymous { content, .. } => content.0,
+                _ => 0,
+            })
+            .collect()
+    }
+
+    /// Real shmem objects (as `MAP_SHARED|MAP_ANONYMOUS` makes them): one that two "members"
+    /// see is saved by the first only, and the second's views point at the first's stream.
+    #[test]
+    fn an_object_of_several_members_is_saved_once() {
+        let shared = crcli_sys::shmem::shared_anonymous_object(2 * PAGE).unwrap();
+        let own = crcli_sys::shmem::shared_anonymous_object(PAGE).unwrap();
+        let mut seen = SeenObjects::new();
+        let mut first = Layout {
+            vmas: vec![view(0x1000, 2, 2 * PAGE)],
+            private: Vec::new(),
+            shared: vec![object(2, &shared)],
+        };
+        share_across_members(10, &mut first, &mut seen).unwrap();
+        assert_eq!(first.shared.len(), 1);
+        assert_eq!(contents(&first), [2]);
+        // The second member numbered its objects 5 (the shared one) and 6 (its own).
+        let mut second = Layout {
+            vmas: vec![
+                view(0x1000, 5, 2 * PAGE),
+                view(0x3000, 6, PAGE),
+                view(0x5000, 5, 2 * PAGE),
+            ],
+            private: Vec::new(),
+            shared: vec![object(5, &shared), object(6, &own)],
+        };
+        share_across_members(11, &mut second, &mut seen).unwrap();
+        assert_eq!(contents(&second), [2, 6, 2]);
+        let left: Vec<u32> = second.shared.iter().map(|o| o.id.0).collect();
+        assert_eq!(left, [6]);
+        assert_eq!(seen.len(), 2);
+        // A size that disagrees with the first member's is refused, naming the pid.
+        let mut third = Layout {
+            vmas: vec![view(0x1000, 9, PAGE)],
+            private: Vec::new(),
+            shared: vec![SharedObject {
+                size: PAGE,
+                ..object(9, &shared)
+            }],
+        };
+        let err = share_across_members(12, &mut third, &mut seen).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("pid 12: shared anonymous memory of 4096 bytes that an earlier process saw as 8192 bytes"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn vmflags_become_map_flags_and_madvise_bits() {
         let mut vmas = vec![
