@@ -103,6 +103,10 @@ fn main() {
             "round_trip_tree_exit_signals",
             roundtrip::tree::exit_signals,
         ),
+        (
+            "round_trip_tree_impossible_zombies_are_refused",
+            roundtrip::tree::impossible_zombies_are_refused,
+        ),
         ("round_trip_threads_taken_tid", roundtrip::threads_taken_tid),
     ];
     if !rustix::process::geteuid().is_root() {

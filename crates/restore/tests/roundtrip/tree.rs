@@ -535,3 +535,69 @@ pub fn exit_signals() -> Result<(), String> {
         )
     })
 }
+
+/// Zombies that cannot be made again are refused before anything is created: one "killed" by
+/// a signal that ends no process (SIGTSTP stops, SIGCHLD is ignored), and one whose exit signal
+/// is SIGKILL (its parent cannot ignore it while the zombie is remade).
+pub fn impossible_zombies_are_refused() -> Result<(), String> {
+    with_tools("round_trip_tree_impossible_zombies_are_refused", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "nscheck", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let p = the_process(&img)?;
+        let zpid = free_pid()? as u32;
+        let cases = [
+            (
+                libc::SIGTSTP as u32,
+                libc::SIGCHLD as u32,
+                "which does not end a process",
+            ),
+            (
+                libc::SIGCHLD as u32,
+                libc::SIGCHLD as u32,
+                "which does not end a process",
+            ),
+            (0, libc::SIGKILL as u32, "cannot be remade"),
+        ];
+        for (i, (status, exit_signal, says)) in cases.into_iter().enumerate() {
+            let tree_img = work.path().join(format!("tree{i}"));
+            rewrite_image_with(
+                &img,
+                &tree_img,
+                |_| {},
+                |inv| {
+                    let mut z = zombie(zpid, zpid, &p, status);
+                    z.exit_signal = exit_signal;
+                    inv.tree.zombies = vec![z];
+                },
+            )?;
+            let before = list_dir(&dir)?;
+            let out = Command::new(&t.crcli)
+                .args(["restore", "-D"])
+                .arg(&tree_img)
+                .output()
+                .map_err(|e| e.to_string())?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            ensure(!out.status.success(), "crcli restore must fail")?;
+            ensure(
+                stderr.contains(&format!("zombie {zpid}")) && stderr.contains(says),
+                &format!("case {i}: the error names the zombie and why: {stderr}"),
+            )?;
+            ensure_eq(list_dir(&dir)?, before, "files in the program's directory")?;
+            ensure(
+                !Path::new(&format!("/proc/{pid}")).exists()
+                    && !Path::new(&format!("/proc/{zpid}")).exists(),
+                &format!(
+                    "case {i}: nothing was made (processes: {})",
+                    process_table()
+                ),
+            )?;
+        }
+        no_children_left()
+    })
+}
