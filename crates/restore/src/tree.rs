@@ -30,8 +30,9 @@
 //!    `exit_signal`: a child made with another signal than `SIGCHLD` is a "clone" child again),
 //!    zombies as children that exit at once with the recorded status, a death by signal by that
 //!    very signal (real-time ones too), and are left unreaped (their parent ignores a zombie's
-//!    exit signal other than `SIGCHLD` meanwhile, so that none is left pending); it then places its fds at their numbers from
-//!    the shared descriptions, sets cwd, root, umask, personality and limits, reports on a pipe
+//!    exit signal other than `SIGCHLD` meanwhile, so that none is left pending); it then places
+//!    its fds at their numbers from the shared descriptions, sets cwd, root, umask,
+//!    personality and limits, reports on a pipe
 //!    and stops with `SIGSTOP`; crcli discards that stop and detaches, and the member waits in
 //!    `read(2)` on a "gate" pipe whose write end only crcli holds (if crcli dies, the read ends
 //!    and the member exits).
@@ -227,7 +228,11 @@ fn make_shared_objects(
         let file = std::fs::File::from(fd);
         let mut reader = image.pages(id)?.read_ahead()?;
         while let Some((chunk, data)) = reader.next_chunk()? {
-            if chunk.addr + chunk.len as u64 > size {
+            if chunk
+                .addr
+                .checked_add(chunk.len as u64)
+                .is_none_or(|end| end > size)
+            {
                 return Err(invalid(format!(
                     "page stream {id} has content at offset {:#x}, past the end of its {size}-byte object",
                     chunk.addr
