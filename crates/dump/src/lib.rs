@@ -21,7 +21,8 @@
 //!
 //! - Memory: every mapping (`/proc/PID/maps` + smaps flags) and the pages that must be saved
 //!   (see [`memory`](crate#memory)): anonymous private pages present or swapped, pages of private
-//!   file mappings that are no longer the file's, the content of shared anonymous objects.
+//!   file mappings that are no longer the file's, the content of shared anonymous objects
+//!   (once per object, also when several members map it).
 //!   Pages are streamed into the image in bounded batches: crcli's memory stays small.
 //! - Every thread (the main thread first; each one seized with `PTRACE_SEIZE` and stopped with
 //!   `PTRACE_INTERRUPT`, `/proc/PID/task` read again until no new thread appears; a thread that
@@ -42,7 +43,8 @@
 //!   whose ends are in different members, its buffered data read once.
 //! - The tree: members in parent-before-child order, the root's `ppid` 0; zombies (exit status
 //!   from `/proc/PID/stat` field 52); each member's pid and each thread's id in the tree's PID
-//!   namespace when the root is PID 1 of its own (`NSpid`); the UTS names when the tree has its
+//!   namespace when the root is PID 1 of its own (`NSpid`); each member's and zombie's exit
+//!   signal (stat field 38); the UTS names when the tree has its
 //!   own UTS namespace; the identity of the root's namespaces.
 //!
 //! ## The registers of an interrupted syscall (contract with the restore)
@@ -81,7 +83,6 @@ mod mounts;
 mod procfs;
 mod tree;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -304,8 +305,8 @@ fn collect_and_write(
     let mut count = memory::PageCount::default();
     let mut next_pages = 1u32;
     let mut processes = Vec::with_capacity(procs.len());
-    // Shared anonymous memory objects by inode, with the pid that maps them.
-    let mut shared_objects: HashMap<(u64, u64), i32> = HashMap::new();
+    // Shared anonymous memory objects by inode: saved once, by the first member that maps them.
+    let mut shared_objects = memory::SeenObjects::new();
     for (i, proc) in procs.iter().enumerate() {
         if i > 0 {
             files.switch_to(proc)?;
@@ -413,7 +414,7 @@ fn collect_process(
     image: &mut crcli_image::ImageWriter,
     next_pages: &mut u32,
     count: &mut memory::PageCount,
-    shared_objects: &mut HashMap<(u64, u64), i32>,
+    shared_objects: &mut memory::SeenObjects,
 ) -> Result<Process, DumpError> {
     let pid = proc.pid;
     let stat = proc.stat()?;
@@ -468,18 +469,8 @@ fn collect_process(
         .max()
         .unwrap_or(private_pages.0)
         + 1;
-    for obj in &layout.shared {
-        // One object mapped by several members would be restored as several objects.
-        let st = rustix::fs::fstat(&obj.file).map_err(DumpError::sys(format!(
-            "fstat a shared memory object of pid {pid}"
-        )))?;
-        if let Some(other) = shared_objects.insert((st.st_dev, st.st_ino), pid) {
-            return Err(DumpError::Unsupported {
-                pid,
-                what: format!("shared anonymous memory also mapped by pid {other}"),
-            });
-        }
-    }
+    // One object mapped by several members is saved once, by the first.
+    memory::share_across_members(pid, &mut layout, shared_objects)?;
     tracing::debug!("pid {pid}: files and memory layout done");
 
     let mut pages_writer = image

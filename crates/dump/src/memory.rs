@@ -7,8 +7,10 @@
 //! - private file mappings: only pages that are no longer the file's (present and not
 //!   file-backed, i.e. copied on write, or swapped);
 //! - shared anonymous memory: the whole content of the object (by shmem inode, once for all its
-//!   mappings), read through `/proc/PID/map_files` with SEEK_DATA/SEEK_HOLE, into a page stream
-//!   of its own whose addresses are offsets in the object;
+//!   mappings, in all members of the tree: the first member that maps it saves it, the others'
+//!   views refer to that page stream, see [`share_across_members`]), read through
+//!   `/proc/PID/map_files` with SEEK_DATA/SEEK_HOLE, into a page stream of its own whose
+//!   addresses are offsets in the object;
 //! - nothing for shared file mappings (the file holds the data), `[vdso]` (restore moves the
 //!   fresh one), `[vvar]`, `[vvar_vclock]` and `[vsyscall]` (addresses only).
 //!
@@ -232,6 +234,55 @@ pub(crate) fn layout(
         });
     }
     Ok(out)
+}
+
+/// The shared anonymous objects of the members dumped so far, by shmem inode (`st_dev`,
+/// `st_ino`): the page stream holding each one's content and its size.
+pub(crate) type SeenObjects = HashMap<(u64, u64), (PagesId, u64)>;
+
+/// Cross-member bookkeeping of shared anonymous objects, called once per member in member
+/// order: an object an earlier member maps too (inherited across fork, or passed) is saved
+/// once, by the first member; here its views refer to that member's page stream and the object
+/// is taken out of `layout.shared` (nothing more is saved of it). Objects seen first here are
+/// recorded in `seen`.
+pub(crate) fn share_across_members(
+    pid: i32,
+    layout: &mut Layout,
+    seen: &mut SeenObjects,
+) -> Result<(), DumpError> {
+    let mut first_here = Vec::with_capacity(layout.shared.len());
+    for obj in std::mem::take(&mut layout.shared) {
+        let st = rustix::fs::fstat(&obj.file).map_err(DumpError::sys(format!(
+            "fstat a shared memory object of pid {pid}"
+        )))?;
+        let key = (st.st_dev, st.st_ino);
+        match seen.get(&key) {
+            Some(&(id, size)) => {
+                if size != obj.size {
+                    return Err(DumpError::Unsupported {
+                        pid,
+                        what: format!(
+                            "shared anonymous memory of {} bytes that an earlier process saw as {size} bytes",
+                            obj.size
+                        ),
+                    });
+                }
+                for vma in &mut layout.vmas {
+                    if let VmaBacking::SharedAnonymous { content, .. } = &mut vma.backing {
+                        if *content == obj.id {
+                            *content = id;
+                        }
+                    }
+                }
+            }
+            None => {
+                seen.insert(key, (obj.id, obj.size));
+                first_here.push(obj);
+            }
+        }
+    }
+    layout.shared = first_here;
+    Ok(())
 }
 
 /// The `VmFlags` of `/proc/PID/smaps`: (start address of the mapping, its flags).
@@ -602,6 +653,88 @@ mod tests {
             madvise: 0,
             backing: VmaBacking::Anonymous,
         }
+    }
+
+    fn object(id: u32, fd: &std::os::fd::OwnedFd) -> SharedObject {
+        let size = rustix::fs::fstat(fd).unwrap().st_size as u64;
+        SharedObject {
+            id: PagesId(id),
+            file: File::from(fd.try_clone().unwrap()),
+            size,
+        }
+    }
+
+    fn view(start: u64, content: u32, size: u64) -> Vma {
+        Vma {
+            start,
+            end: start + PAGE,
+            prot: PROT_READ,
+            map_flags: MAP_SHARED,
+            madvise: 0,
+            backing: VmaBacking::SharedAnonymous {
+                content: PagesId(content),
+                size,
+                offset: 0,
+            },
+        }
+    }
+
+    fn contents(layout: &Layout) -> Vec<u32> {
+        layout
+            .vmas
+            .iter()
+            .map(|v| match v.backing {
+                VmaBacking::SharedAnonymous { content, .. } => content.0,
+                _ => 0,
+            })
+            .collect()
+    }
+
+    /// Real shmem objects (as `MAP_SHARED|MAP_ANONYMOUS` makes them): one that two "members"
+    /// see is saved by the first only, and the second's views point at the first's stream.
+    #[test]
+    fn an_object_of_several_members_is_saved_once() {
+        let shared = crcli_sys::shmem::shared_anonymous_object(2 * PAGE).unwrap();
+        let own = crcli_sys::shmem::shared_anonymous_object(PAGE).unwrap();
+        let mut seen = SeenObjects::new();
+        let mut first = Layout {
+            vmas: vec![view(0x1000, 2, 2 * PAGE)],
+            private: Vec::new(),
+            shared: vec![object(2, &shared)],
+        };
+        share_across_members(10, &mut first, &mut seen).unwrap();
+        assert_eq!(first.shared.len(), 1);
+        assert_eq!(contents(&first), [2]);
+        // The second member numbered its objects 5 (the shared one) and 6 (its own).
+        let mut second = Layout {
+            vmas: vec![
+                view(0x1000, 5, 2 * PAGE),
+                view(0x3000, 6, PAGE),
+                view(0x5000, 5, 2 * PAGE),
+            ],
+            private: Vec::new(),
+            shared: vec![object(5, &shared), object(6, &own)],
+        };
+        share_across_members(11, &mut second, &mut seen).unwrap();
+        assert_eq!(contents(&second), [2, 6, 2]);
+        let left: Vec<u32> = second.shared.iter().map(|o| o.id.0).collect();
+        assert_eq!(left, [6]);
+        assert_eq!(seen.len(), 2);
+        // A size that disagrees with the first member's is refused, naming the pid.
+        let mut third = Layout {
+            vmas: vec![view(0x1000, 9, PAGE)],
+            private: Vec::new(),
+            shared: vec![SharedObject {
+                size: PAGE,
+                ..object(9, &shared)
+            }],
+        };
+        let err = share_across_members(12, &mut third, &mut seen).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("pid 12: shared anonymous memory of 4096 bytes that an earlier process saw as 8192 bytes"),
+            "{err}"
+        );
     }
 
     #[test]

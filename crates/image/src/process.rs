@@ -403,7 +403,8 @@ pub enum VmaBacking {
     Vsyscall,
     /// Shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, `/dev/zero (deleted)`); mappings of
     /// one object share `content`, the page stream holding it (addresses are offsets in the
-    /// object).
+    /// object), in one process or in several processes of the tree (an object mapped before a
+    /// fork): the restore makes one object for all of them.
     SharedAnonymous {
         /// The page stream with the object's content.
         content: PagesId,

@@ -125,6 +125,10 @@ pub(crate) struct Plan {
     pub(crate) cwd_held: Option<usize>,
     /// The root likewise (`fchdir` + `chroot(".")`).
     pub(crate) root_held: Option<usize>,
+    /// Shared anonymous objects that several processes of a tree map: crcli made each one
+    /// (with its content) before the processes, which inherit it as this fd (at or above
+    /// `high_fd`); the tracer maps the process's views of it from the fd.
+    pub(crate) shared_fds: BTreeMap<crcli_image::PagesId, i32>,
 }
 
 /// Where a file is: a path in crcli's view (attached mounts) or a held open on a rebuilt mount.
@@ -372,6 +376,7 @@ pub(crate) fn plan(
         },
         high_fd: 0,
         held: Vec::new(),
+        shared_fds: BTreeMap::new(),
         cwd_held: None,
         root_held: None,
     };

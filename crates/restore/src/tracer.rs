@@ -840,6 +840,10 @@ impl Rebuild<'_> {
             }
         }
         for (content, size) in objects {
+            if let Some(&fd) = self.plan.shared_fds.get(&content) {
+                self.map_shared_from_fd(content, fd)?;
+                continue;
+            }
             let mut busy: Vec<(u64, u64)> = self.p.vmas.iter().map(|v| (v.start, v.end)).collect();
             busy.push((self.scratch, self.scratch + SCRATCH_LEN));
             let temp = find_free(&busy, size).ok_or_else(|| {
@@ -900,6 +904,48 @@ impl Rebuild<'_> {
             self.sc(libc::SYS_munmap, [temp, size, 0, 0, 0, 0], || {
                 format!("unmapping the temporary view of shared object {content}")
             })?;
+        }
+        Ok(())
+    }
+
+    /// Maps every view of shared object `content` that the process had from `fd`, the object
+    /// crcli made (and filled) for several processes of a tree: `mmap(MAP_SHARED, fd, offset)`
+    /// gives the same object, and the same `/dev/zero (deleted)` name and offset in
+    /// `/proc/PID/maps`, as the processes had.
+    fn map_shared_from_fd(&self, content: PagesId, fd: i32) -> Result<(), RestoreError> {
+        for vma in &self.p.vmas {
+            let VmaBacking::SharedAnonymous {
+                content: c, offset, ..
+            } = &vma.backing
+            else {
+                continue;
+            };
+            if *c != content {
+                continue;
+            }
+            let got = self.sc(
+                libc::SYS_mmap,
+                [
+                    vma.start,
+                    vma.end - vma.start,
+                    u64::from(vma.prot),
+                    MAP_SHARED | MAP_FIXED_NOREPLACE,
+                    fd as u64,
+                    *offset,
+                ],
+                || {
+                    format!(
+                        "mapping view {:#x}-{:#x} of shared object {content} (fd {fd})",
+                        vma.start, vma.end
+                    )
+                },
+            )?;
+            if got != vma.start {
+                return Err(RestoreError::Invalid(format!(
+                    "view {:#x} of shared object {content} landed at {got:#x}",
+                    vma.start
+                )));
+            }
         }
         Ok(())
     }

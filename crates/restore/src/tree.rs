@@ -11,6 +11,14 @@
 //!    mounts through their rebuilt mounts. An fd shared by several processes (inherited across
 //!    fork, or passed) is one [`crcli_image::FileEntry`], so it becomes one description again
 //!    and its offset stays shared.
+//!    Shared anonymous objects that several members map (one `MAP_SHARED|MAP_ANONYMOUS`
+//!    region mapped before a fork, as preforking servers have) are made by crcli first, before
+//!    it joins the mount namespace: each one is a shmem object held by an fd (through crcli's
+//!    own `/proc/self/map_files`, [`crcli_sys::shmem`]), filled with its content from the
+//!    image; every process inherits the fds, and each member's tracer maps its views from them
+//!    (`mmap(MAP_SHARED, fd, offset)`) in step 5: one object again, named `/dev/zero (deleted)`
+//!    at the same offsets in `/proc/PID/maps`, whatever order the tracer threads take. An
+//!    object only one member maps is made in it by the tracer, as for a single process.
 //! 3. crcli makes the root with `clone3` (at its pid, or as PID 1 of a new PID namespace with
 //!    `CLONE_NEWPID`; a new UTS namespace with the dumped names; a new IPC namespace if the tree
 //!    had its own) and `PTRACE_SEIZE`s it before it runs, with `PTRACE_O_TRACEFORK`: every
@@ -18,9 +26,13 @@
 //!    (`PTRACE_O_EXITKILL`).
 //! 4. Each member, still running crcli's code, makes itself a session leader (`setsid`) or a
 //!    process-group leader (`setpgid`) first, then makes its children with `clone3(set_tid)` in
-//!    pid order (each does the same, recursively), zombies as children that exit at once with
-//!    the recorded status (and are left unreaped); it then places its fds at their numbers from
-//!    the shared descriptions, sets cwd, root, umask, personality and limits, reports on a pipe
+//!    pid order (each does the same, recursively), each with its recorded exit signal (`clone3`
+//!    `exit_signal`: a child made with another signal than `SIGCHLD` is a "clone" child again),
+//!    zombies as children that exit at once with the recorded status, a death by signal by that
+//!    very signal (real-time ones too), and are left unreaped (their parent ignores a zombie's
+//!    exit signal other than `SIGCHLD` meanwhile, so that none is left pending); it then places
+//!    its fds at their numbers from the shared descriptions, sets cwd, root, umask,
+//!    personality and limits, reports on a pipe
 //!    and stops with `SIGSTOP`; crcli discards that stop and detaches, and the member waits in
 //!    `read(2)` on a "gate" pipe whose write end only crcli holds (if crcli dies, the read ends
 //!    and the member exits).
@@ -42,8 +54,11 @@
 //! again with the ids they carried, which are the namespace's.
 //!
 //! Limits: files on the same unmounted or anonymous mount in different processes get one
-//! rebuilt mount per process; a zombie killed by a signal loses its core-dump bit, and one
-//! killed by a real-time signal comes back killed by SIGKILL; every member is made with `SIGCHLD` as its exit signal; a process whose session
+//! rebuilt mount per process; a zombie killed by a signal loses its core-dump bit (dumping core
+//! for real could write a core file where the system's `core_pattern` says); a zombie with
+//! `SIGKILL` or `SIGSTOP` as its exit signal is refused; the root is made with `SIGCHLD` as its
+//! exit signal (its parent is crcli); shared anonymous objects that several members map are
+//! charged to crcli's memory cgroup (crcli writes their content); a process whose session
 //! is neither its own nor its parent's, or whose process group is led from outside the tree
 //! (other than the root's inherited one), is refused. The caller must have no other children
 //! during the restore (crcli waits for any child or tracee).
@@ -52,7 +67,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
-use crcli_image::{FileKind, Image, NamespaceKind, PipeEnd, PipeId, Process};
+use crcli_image::{FileKind, Image, NamespaceKind, PagesId, PipeEnd, PipeId, Process, VmaBacking};
 use crcli_sys::clone3::{self, NewNamespaces, PidOutcome, SpawnOptions};
 use crcli_sys::fdtable;
 use crcli_sys::ptrace::{self, PtraceOptions, Tracee, WaitStatus};
@@ -122,6 +137,8 @@ struct ZombiePlan {
     role: SessionRole,
     join: Option<i32>,
     status: u32,
+    /// The signal its parent got when it exited (`clone3` exit signal).
+    exit_signal: i32,
 }
 
 /// One open file description of the tree, opened once by crcli.
@@ -164,6 +181,77 @@ struct Opened {
     _pipes: BTreeMap<PipeId, (OwnedFd, OwnedFd)>,
     /// Per FIFO: a read-write open keeping the refilled buffer alive until then.
     _fifo_helpers: BTreeMap<PipeId, OwnedFd>,
+    /// Shared anonymous objects mapped by several members ([`make_shared_objects`]); each
+    /// member keeps its copies until its tracer has mapped them and closed its helper fds.
+    shm: BTreeMap<PagesId, OwnedFd>,
+}
+
+/// The shared anonymous objects that several members map (by their content's page stream),
+/// with their size; checks that every view of one object agrees on its size.
+fn shared_between_members(image: &Image) -> Result<BTreeMap<PagesId, u64>, RestoreError> {
+    // Object -> (size, how many processes map it).
+    let mut seen: BTreeMap<PagesId, (u64, usize)> = BTreeMap::new();
+    for p in image.processes() {
+        let mut here = BTreeSet::new();
+        for vma in &p.vmas {
+            if let VmaBacking::SharedAnonymous { content, size, .. } = &vma.backing {
+                let e = seen.entry(*content).or_insert((*size, 0));
+                if e.0 != *size {
+                    return Err(invalid(format!(
+                        "shared anonymous object {content}: process {} sees {size} bytes, another process {} bytes",
+                        p.pid, e.0
+                    )));
+                }
+                if here.insert(*content) {
+                    e.1 += 1;
+                }
+            }
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .filter(|(_, (_, n))| *n > 1)
+        .map(|(id, (size, _))| (id, size))
+        .collect())
+}
+
+/// Makes each shared anonymous object of `objects` in crcli, as an fd
+/// ([`crcli_sys::shmem::shared_anonymous_object`], through crcli's own `/proc`: before crcli
+/// enters the tree's mount namespace), and writes its content from the image into it. The
+/// members inherit the fds and map them: one object again, whatever the order in which the
+/// tracer threads rebuild them.
+fn make_shared_objects(
+    image: &Image,
+    objects: &BTreeMap<PagesId, u64>,
+) -> Result<BTreeMap<PagesId, OwnedFd>, RestoreError> {
+    use std::os::unix::fs::FileExt;
+    let mut out = BTreeMap::new();
+    for (&id, &size) in objects {
+        let fd = crcli_sys::shmem::shared_anonymous_object(size).map_err(RestoreError::errno(
+            format!("creating shared anonymous object {id} ({size} bytes)"),
+        ))?;
+        let file = std::fs::File::from(fd);
+        let mut reader = image.pages(id)?.read_ahead()?;
+        while let Some((chunk, data)) = reader.next_chunk()? {
+            if chunk
+                .addr
+                .checked_add(chunk.len as u64)
+                .is_none_or(|end| end > size)
+            {
+                return Err(invalid(format!(
+                    "page stream {id} has content at offset {:#x}, past the end of its {size}-byte object",
+                    chunk.addr
+                )));
+            }
+            file.write_all_at(data, chunk.addr)
+                .map_err(RestoreError::sys(format!(
+                    "writing the content of shared anonymous object {id} at offset {:#x}",
+                    chunk.addr
+                )))?;
+        }
+        out.insert(id, OwnedFd::from(file));
+    }
+    Ok(out)
 }
 
 /// Moves `fd` to a number >= `high` (close-on-exec).
@@ -270,12 +358,27 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
                 z.pid, z.exit_status
             )));
         }
-        if z.exit_signal != libc::SIGCHLD as u32 {
-            tracing::warn!(
-                zombie = z.pid,
-                exit_signal = z.exit_signal,
-                "the zombie is remade with SIGCHLD as its exit signal"
-            );
+        if sig != 0 && !crcli_sys::signal::default_action_terminates(sig as i32) {
+            return Err(invalid(format!(
+                "zombie {}: killed by signal {sig}, which does not end a process",
+                z.pid
+            )));
+        }
+        let exit_signal = i32::try_from(z.exit_signal)
+            .ok()
+            .filter(|s| (0..=64).contains(s))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "zombie {}: exit signal {} out of range",
+                    z.pid, z.exit_signal
+                ))
+            })?;
+        if exit_signal == libc::SIGKILL || exit_signal == libc::SIGSTOP {
+            // Its parent ignores the exit signal while the zombie is remade; these cannot be.
+            return Err(unsupported(format!(
+                "zombie {}: exit signal {exit_signal} (SIGKILL or SIGSTOP) cannot be remade",
+                z.pid
+            )));
         }
         zombies.push(ZombiePlan {
             pid: z.pid,
@@ -283,6 +386,7 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
             role: SessionRole::Member,
             join: None,
             status: z.exit_status,
+            exit_signal,
         });
         zombie_parent.push(parent);
     }
@@ -292,6 +396,12 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
     for (i, m) in members.iter().enumerate() {
         if i == root {
             continue;
+        }
+        if m.p.exit_signal > 64 {
+            return Err(invalid(format!(
+                "process {}: exit signal {} out of range",
+                m.p.pid, m.p.exit_signal
+            )));
         }
         let pi = *index.get(&m.p.ppid).ok_or_else(|| {
             invalid(format!(
@@ -622,6 +732,7 @@ fn open_all(image: &Image, t: &TreePlan<'_>) -> Result<Opened, RestoreError> {
         held,
         _pipes: pipes,
         _fifo_helpers: fifo_helpers,
+        shm: BTreeMap::new(),
     })
 }
 
@@ -740,19 +851,41 @@ fn member_setup(s: &Shared<'_, '_>, i: usize) -> Result<Vec<i32>, String> {
     // SIGCHLD must not be ignored, or zombies would be reaped at once.
     fdtable::default_signal_action(libc::SIGCHLD)
         .map_err(|e| format!("resetting SIGCHLD: {}", errstr(e)))?;
-    // Children, in pid order; zombies exit at once and are left unreaped.
+    // A zombie's exit signal other than SIGCHLD (which it sends as it is remade) must not end
+    // or disturb this process: it is ignored (discarded) until the tracer sets the dumped
+    // dispositions.
+    for kid in &m.kids {
+        if let Kid::Zombie(z) = kid {
+            let sig = t.zombies[*z].exit_signal;
+            if sig != 0 && sig != libc::SIGCHLD {
+                crcli_sys::signal::ignore_signal(sig)
+                    .map_err(|e| format!("ignoring signal {sig}: {}", errstr(e)))?;
+            }
+        }
+    }
+    // Children, in pid order, each with its exit signal; zombies exit at once and are left
+    // unreaped.
     let mut zombie_pids = Vec::new();
     for kid in &m.kids {
-        let (want, what) = match kid {
-            Kid::Live(c) => (t.members[*c].want, t.members[*c].p.pid),
-            Kid::Zombie(z) => (t.zombies[*z].want, t.zombies[*z].pid),
+        let (want, what, exit_signal) = match kid {
+            Kid::Live(c) => (
+                t.members[*c].want,
+                t.members[*c].p.pid,
+                t.members[*c].p.exit_signal as i32,
+            ),
+            Kid::Zombie(z) => (
+                t.zombies[*z].want,
+                t.zombies[*z].pid,
+                t.zombies[*z].exit_signal,
+            ),
         };
         let kid = *kid;
-        let spawned = clone3::spawn(
+        let spawned = clone3::spawn_with_exit_signal(
             &SpawnOptions {
                 set_tid: Some(want),
                 hold: false,
             },
+            exit_signal,
             move || match kid {
                 Kid::Live(c) => member_main(s, c),
                 Kid::Zombie(z) => zombie_main(s, z),
@@ -774,7 +907,10 @@ fn member_setup(s: &Shared<'_, '_>, i: usize) -> Result<Vec<i32>, String> {
         rustix::io::retry_on_intr(|| {
             rustix::process::waitid(
                 rustix::process::WaitId::Pid(pid),
-                rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
+                // __WALL: a child with another exit signal than SIGCHLD is a "clone" child.
+                rustix::process::WaitIdOptions::EXITED
+                    | rustix::process::WaitIdOptions::NOWAIT
+                    | rustix::process::WaitIdOptions::from_bits_retain(libc::__WALL as u32),
             )
         })
         .map_err(|e| format!("waiting for zombie {z} to exit: {}", errstr(e)))?;
@@ -825,16 +961,15 @@ fn zombie_main(s: &Shared<'_, '_>, z: usize) -> i32 {
             maximum: Some(0),
         },
     );
-    let _ = fdtable::default_signal_action(sig);
-    if let Some(signal) = rustix::process::Signal::from_named_raw(sig) {
-        let _ = rustix::process::kill_process(rustix::process::getpid(), signal);
-    } else {
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-    }
+    // Real-time signals too; unblocked, with their default action.
+    let e = crcli_sys::signal::die_by_signal(sig);
     report(
         s,
-        &format!("ERR {} could not die by signal {sig}\n", zp.pid),
+        &format!(
+            "ERR {} could not die by signal {sig}: {}\n",
+            zp.pid,
+            errstr(e)
+        ),
     );
     2
 }
@@ -1157,16 +1292,19 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
     // root is made: the tree's files are checked and opened there, and the root is born there.
     // It is reachable only through crcli's fd until then and dies with the tree, so a failure
     // at any later step leaves nothing behind.
-    let (own_mount_ns, entered) =
-        match crate::mountns::check_for_tree(image, &opts.external_mounts)? {
-            Some(ns) => {
-                let ns_fd = crate::mountns::build(image, ns, &opts.external_mounts)?;
-                let entered = crate::mountns::Entered::enter(&ns_fd)?;
-                (Some((ns, ns_fd)), Some(entered))
-            }
-            None => (None, None),
-        };
-    let t = plan_tree(image, opts)?;
+    let to_build = crate::mountns::check_for_tree(image, &opts.external_mounts)?;
+    // Shared anonymous objects of several members: made (and filled) by crcli first, through
+    // its own /proc. Only fds: dropped on any failure.
+    let shm = make_shared_objects(image, &shared_between_members(image)?)?;
+    let (own_mount_ns, entered) = match to_build {
+        Some(ns) => {
+            let ns_fd = crate::mountns::build(image, ns, &opts.external_mounts)?;
+            let entered = crate::mountns::Entered::enter(&ns_fd)?;
+            (Some((ns, ns_fd)), Some(entered))
+        }
+        None => (None, None),
+    };
+    let mut t = plan_tree(image, opts)?;
     tracing::debug!(
         members = t.members.len(),
         zombies = t.zombies.len(),
@@ -1181,7 +1319,19 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
     let _subreaper = Subreaper::become_one();
     raise_nofile(t.high as u64 + 4 * t.opens.len() as u64 + 64);
     let started = std::time::Instant::now();
-    let opened = open_all(image, &t)?;
+    let mut opened = open_all(image, &t)?;
+    for (id, fd) in shm {
+        let fd = lift(fd, t.high, "a shared anonymous object")?;
+        for m in &mut t.members {
+            let maps_it = m.p.vmas.iter().any(|v| {
+                matches!(&v.backing, VmaBacking::SharedAnonymous { content, .. } if *content == id)
+            });
+            if maps_it {
+                m.plan.shared_fds.insert(id, fd.as_raw_fd());
+            }
+        }
+        opened.shm.insert(id, fd);
+    }
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "shared descriptions opened"
@@ -1377,6 +1527,7 @@ fn root_main(s: &Shared<'_, '_>, root: usize) -> i32 {
         .fds
         .iter()
         .chain(s.opened.held.iter().flatten())
+        .chain(s.opened.shm.values())
         .map(|fd| fd.as_raw_fd())
         .collect();
     keep.push(s.report.as_raw_fd());

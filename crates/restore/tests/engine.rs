@@ -99,6 +99,18 @@ fn main() {
             "round_trip_tree_rebuild_failure_with_threads_leaves_nothing",
             roundtrip::tree::rebuild_failure_with_threads_leaves_nothing,
         ),
+        (
+            "round_trip_tree_shared_memory",
+            roundtrip::tree::shared_memory,
+        ),
+        (
+            "round_trip_tree_exit_signals",
+            roundtrip::tree::exit_signals,
+        ),
+        (
+            "round_trip_tree_impossible_zombies_are_refused",
+            roundtrip::tree::impossible_zombies_are_refused,
+        ),
         ("round_trip_threads_taken_tid", roundtrip::threads_taken_tid),
     ];
     if !rustix::process::geteuid().is_root() {

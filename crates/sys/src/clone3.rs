@@ -211,13 +211,18 @@ const CLONE_ARGS_SIZE_VER1: usize = 80;
 /// `CLONE_ARGS_SIZE_VER0`.
 const CLONE_ARGS_SIZE_VER0: usize = 64;
 
-/// `clone3(&args, size)` without `CLONE_VM` (a fork), with the namespace flags `ns`: `Ok(0)` in
-/// the child, `Ok(pid)` in the parent.
-fn raw_clone3(ns: NewNamespaces, set_tid: Option<i32>) -> Result<i32, rustix::io::Errno> {
+/// `clone3(&args, size)` without `CLONE_VM` (a fork), with the namespace flags `ns` and the
+/// signal the child sends its parent when it exits: `Ok(0)` in the child, `Ok(pid)` in the
+/// parent.
+fn raw_clone3(
+    ns: NewNamespaces,
+    set_tid: Option<i32>,
+    exit_signal: u64,
+) -> Result<i32, rustix::io::Errno> {
     let tid: libc::pid_t = set_tid.unwrap_or(0);
     let mut args = CloneArgs {
         flags: ns.bits(),
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal,
         ..Default::default()
     };
     let size = if set_tid.is_some() {
@@ -298,9 +303,41 @@ pub fn spawn_in<F>(ns: NewNamespaces, opts: &SpawnOptions, child: F) -> Result<S
 where
     F: FnOnce() -> i32,
 {
+    spawn_full(ns, opts, libc::SIGCHLD, child)
+}
+
+/// [`spawn`], with `exit_signal` as the signal the child sends its parent when it exits
+/// (`clone_args.exit_signal`: 0 for none, else 1 to 64; `SIGCHLD` is what [`spawn`] uses). A
+/// child with another exit signal is a "clone" child: its parent waits for it with `__WALL` or
+/// `__WCLONE`. Without `clone3` there is no fallback for an exit signal other than `SIGCHLD`;
+/// an exit signal out of range is refused with [`Clone3Error::Clone`] (`EINVAL`).
+pub fn spawn_with_exit_signal<F>(
+    opts: &SpawnOptions,
+    exit_signal: i32,
+    child: F,
+) -> Result<Spawned, Clone3Error>
+where
+    F: FnOnce() -> i32,
+{
+    if !(0..=64).contains(&exit_signal) {
+        return Err(Clone3Error::Clone(rustix::io::Errno::INVAL));
+    }
+    spawn_full(NewNamespaces::empty(), opts, exit_signal, child)
+}
+
+fn spawn_full<F>(
+    ns: NewNamespaces,
+    opts: &SpawnOptions,
+    exit_signal: i32,
+    child: F,
+) -> Result<Spawned, Clone3Error>
+where
+    F: FnOnce() -> i32,
+{
     if ns.contains(NewNamespaces::PID) && opts.set_tid.is_some() {
         return Err(Clone3Error::Clone(rustix::io::Errno::INVAL));
     }
+    let exit_signal_raw = exit_signal as u64;
     let threads = thread_count().map_err(Clone3Error::CountThreads)?;
     if threads != 1 {
         return Err(Clone3Error::MultiThreaded { threads });
@@ -314,7 +351,7 @@ where
     let mut outcome = PidOutcome::NotRequested;
     let mut result = Err(rustix::io::Errno::NOSYS);
     if let Some(pid) = opts.set_tid {
-        result = raw_clone3(ns, Some(pid));
+        result = raw_clone3(ns, Some(pid), exit_signal_raw);
         outcome = match result {
             Ok(_) => PidOutcome::Kept,
             Err(rustix::io::Errno::EXIST) => PidOutcome::InUse,
@@ -327,9 +364,9 @@ where
         };
     }
     if result.is_err() {
-        result = raw_clone3(ns, None);
+        result = raw_clone3(ns, None, exit_signal_raw);
     }
-    if result == Err(rustix::io::Errno::NOSYS) && ns.is_empty() {
+    if result == Err(rustix::io::Errno::NOSYS) && ns.is_empty() && exit_signal == libc::SIGCHLD {
         result = raw_fork();
     }
     let pid = result.map_err(Clone3Error::Clone)?;

@@ -10,7 +10,8 @@
 //! Mount side: [`statmount`], [`listmount`], [`statx`] (mount ids), [`nsfs`] (mount namespace
 //! ids), [`mount`] (open_tree, move_mount, fsopen/fsconfig/fsmount/fspick, mount_setattr,
 //! umount2), [`pidfd`], and [`features`] (`Features::current()`). Process side: [`ptrace`],
-//! [`process_vm`], [`clone3`].
+//! [`process_vm`], [`clone3`], [`shmem`] (shared anonymous objects held by an fd), [`signal`]
+//! (ignoring a signal, dying by one).
 //!
 //! Conventions: wrappers are named after the syscall; fds go in as `AsFd`/`BorrowedFd` and come
 //! out as `OwnedFd`; flags are `bitflags` types; failures are `rustix::io::Errno` (decoded in
@@ -32,4 +33,6 @@ pub mod clone3;
 pub mod fdtable;
 pub mod process_vm;
 pub mod ptrace;
+pub mod shmem;
+pub mod signal;
 pub mod task;

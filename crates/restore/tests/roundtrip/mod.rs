@@ -42,6 +42,8 @@ fn tools() -> Result<&'static Tools, String> {
                 "nscheck",
                 "twin",
                 "family",
+                "shmtree",
+                "exitsig",
             ] {
                 if !bin_dir.join(prog).is_file() {
                     return Err(format!(

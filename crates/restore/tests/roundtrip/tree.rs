@@ -512,3 +512,165 @@ pub fn rebuild_failure_with_threads_leaves_nothing() -> Result<(), String> {
         no_children_left()
     })
 }
+
+/// Shared anonymous memory across a real tree (`progs/shmtree.c`, a preforking server's
+/// layout): one object mapped by the root and three children, one of which moved part of it
+/// (its view starts at offset 4096) and one unmapped half of it, plus an object only one child
+/// maps. Dumped by `crcli dump` (the object's content saved once) and restored: every process
+/// sees the content from before the dump and the others' writes, and `/proc/self/maps` names
+/// every view as before.
+pub fn shared_memory() -> Result<(), String> {
+    with_tools("round_trip_tree_shared_memory", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "shmtree", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        // The object four processes map is saved once, and all of them refer to it.
+        let image = crcli_image::Image::open(&img).map_err(|e| crate::common::error_chain(&e))?;
+        let mut objects: Vec<std::collections::BTreeSet<crcli_image::PagesId>> = Vec::new();
+        for p in image.processes() {
+            objects.push(
+                p.vmas
+                    .iter()
+                    .filter_map(|v| match &v.backing {
+                        crcli_image::VmaBacking::SharedAnonymous { content, .. } => Some(*content),
+                        _ => None,
+                    })
+                    .collect(),
+            );
+        }
+        ensure_eq(objects.len(), 4, "processes in the image")?;
+        let common: Vec<_> = objects[0]
+            .iter()
+            .filter(|c| objects.iter().all(|o| o.contains(c)))
+            .collect();
+        ensure_eq(common.len(), 1, "objects every process maps")?;
+        let restorer = restore_bg(t, &img, &dir)?;
+        let result = finish(restorer, &dir)?;
+        ensure(
+            result.contains(&format!("root {pid} ")),
+            &format!("the root kept its pid: {result}"),
+        )
+    })
+}
+
+/// Exit signals and a zombie killed by a real-time signal (`progs/exitsig.c`): a child made
+/// with SIGUSR1 as its exit signal comes back with it (the root gets SIGUSR1 when it exits), a
+/// zombie made with SIGUSR2 is a "clone" child again and remaking it leaves no SIGUSR2 pending
+/// in the root, and a zombie killed by SIGRTMIN+3 is reaped with that signal.
+pub fn exit_signals() -> Result<(), String> {
+    with_tools("round_trip_tree_exit_signals", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "exitsig", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let image = crcli_image::Image::open(&img).map_err(|e| crate::common::error_chain(&e))?;
+        let live: Vec<u32> = image
+            .processes()
+            .iter()
+            .filter(|p| p.pid != pid as u32)
+            .map(|p| p.exit_signal)
+            .collect();
+        ensure_eq(
+            live,
+            vec![libc::SIGUSR1 as u32],
+            "the live child's exit signal",
+        )?;
+        let mut zombies: Vec<(u32, u32)> = image
+            .inventory()
+            .tree
+            .zombies
+            .iter()
+            .map(|z| (z.exit_signal, z.exit_status))
+            .collect();
+        zombies.sort_unstable();
+        ensure_eq(
+            zombies,
+            vec![
+                (libc::SIGUSR2 as u32, 6 << 8),
+                (libc::SIGCHLD as u32, (libc::SIGRTMIN() + 3) as u32),
+            ],
+            "the zombies' exit signals and statuses",
+        )?;
+        let restorer = restore_bg(t, &img, &dir)?;
+        let result = finish(restorer, &dir)?;
+        ensure(
+            result.contains(&format!("root {pid} ")),
+            &format!("the root kept its pid: {result}"),
+        )
+    })
+}
+
+/// Zombies that cannot be made again are refused before anything is created: one "killed" by
+/// a signal that ends no process (SIGTSTP stops, SIGCHLD is ignored), and one whose exit signal
+/// is SIGKILL (its parent cannot ignore it while the zombie is remade).
+pub fn impossible_zombies_are_refused() -> Result<(), String> {
+    with_tools("round_trip_tree_impossible_zombies_are_refused", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "nscheck", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+        let p = the_process(&img)?;
+        let zpid = free_pid()? as u32;
+        let cases = [
+            (
+                libc::SIGTSTP as u32,
+                libc::SIGCHLD as u32,
+                "which does not end a process",
+            ),
+            (
+                libc::SIGCHLD as u32,
+                libc::SIGCHLD as u32,
+                "which does not end a process",
+            ),
+            (0, libc::SIGKILL as u32, "cannot be remade"),
+        ];
+        for (i, (status, exit_signal, says)) in cases.into_iter().enumerate() {
+            let tree_img = work.path().join(format!("tree{i}"));
+            rewrite_image_with(
+                &img,
+                &tree_img,
+                |_| {},
+                |inv| {
+                    let mut z = zombie(zpid, zpid, &p, status);
+                    z.exit_signal = exit_signal;
+                    inv.tree.zombies = vec![z];
+                },
+            )?;
+            let before = list_dir(&dir)?;
+            let out = Command::new(&t.crcli)
+                .args(["restore", "-D"])
+                .arg(&tree_img)
+                .output()
+                .map_err(|e| e.to_string())?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            ensure(!out.status.success(), "crcli restore must fail")?;
+            ensure(
+                stderr.contains(&format!("zombie {zpid}")) && stderr.contains(says),
+                &format!("case {i}: the error names the zombie and why: {stderr}"),
+            )?;
+            ensure_eq(list_dir(&dir)?, before, "files in the program's directory")?;
+            ensure(
+                !Path::new(&format!("/proc/{pid}")).exists()
+                    && !Path::new(&format!("/proc/{zpid}")).exists(),
+                &format!(
+                    "case {i}: nothing was made (processes: {})",
+                    process_table()
+                ),
+            )?;
+        }
+        no_children_left()
+    })
+}
