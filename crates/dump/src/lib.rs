@@ -377,28 +377,55 @@ struct Traced {
     threads: Vec<Thread>,
     /// The signals pending for the whole process (raw `siginfo_t`).
     shared_queued: Vec<Vec<u8>>,
-    /// What `/proc` and `prlimit` tell (no ptrace: read here too, where there is time to spare
-    /// while the collector works on an earlier member).
+}
+
+/// What `/proc` and `prlimit` tell of one member that the injection does not change, read by
+/// the reader thread of [`collect_members`].
+struct ProcReads {
     stat: procfs::Stat,
     status: procfs::Status,
     exe_link: Vec<u8>,
-    /// `/proc/PID/smaps` (after the injection: the scratch page is gone).
-    vmflags: memory::VmFlags,
     rlimits: Vec<Rlimit>,
     comm: OsBytes,
     personality: u32,
     auxv: Vec<u64>,
 }
 
-/// Collects every member of the frozen tree, in two stages that overlap: the calling thread
-/// (the one that seized every thread of the tree: ptrace answers only it) asks each member in
-/// turn what needs ptrace ([`trace_member`]) and hands it on; a collector thread takes the
-/// members in the same order and reads the rest (the tree's facts, files, memory layout and
-/// pages, `/proc`), writing pages into `image` as it goes. Pages `process_vm_readv` cannot read
-/// are read through `/proc/PID/mem` by the tracing thread, on the collector's request
-/// ([`memory::MemRequest`]). A failure on either side stops both; the tree stays frozen (the
-/// caller resumes it) and the first failure in member order is returned (the tracing thread's
-/// when both failed).
+/// Reads [`ProcReads`] of one member.
+fn read_member(proc: &procfs::Proc) -> Result<ProcReads, DumpError> {
+    let pid = proc.pid;
+    let mut rlimits = Vec::with_capacity(RLIM_NLIMITS);
+    for res in 0..RLIM_NLIMITS as u32 {
+        let l = crcli_sys::task::prlimit_get(pid, res)
+            .map_err(DumpError::sys(format!("prlimit {res} of pid {pid}")))?;
+        rlimits.push(Rlimit {
+            cur: l.cur,
+            max: l.max,
+        });
+    }
+    Ok(ProcReads {
+        stat: proc.stat()?,
+        status: proc.status()?,
+        exe_link: proc.readlink("exe")?,
+        rlimits,
+        comm: os_bytes("comm", &proc.comm()?)?,
+        personality: proc.personality()?,
+        auxv: proc.auxv()?,
+    })
+}
+
+/// Collects every member of the frozen tree on three threads that overlap:
+/// - the calling thread (the one that seized every thread of the tree: ptrace answers only it)
+///   asks each member in turn what needs ptrace ([`trace_member`]) and hands it on;
+/// - a reader thread reads what `/proc` tells of each member that the injection does not
+///   change ([`read_member`]), then the tree's facts (`tree::facts`);
+/// - a collector thread takes the members in the same order from both and reads the rest
+///   (files, memory layout, smaps, pages), writing pages into `image` as it goes.
+///
+/// Pages `process_vm_readv` cannot read are read through `/proc/PID/mem` by the tracing thread,
+/// on the collector's request ([`memory::MemRequest`]). A failure anywhere stops the others;
+/// the tree stays frozen (the caller resumes it) and the error is the one a dump on one thread
+/// would have met first: the facts', else the first in member order.
 fn collect_members<'p>(
     t: &tree::FrozenTree,
     procs: &'p [procfs::Proc],
@@ -406,14 +433,32 @@ fn collect_members<'p>(
     externals: &[ExternalMount],
 ) -> Result<Collected<'p>, DumpError> {
     let root = t.root().pid;
+    let zombies: &[procfs::Proc] = &t.zombies;
     std::thread::scope(|scope| {
-        // Unbounded: the tracing thread never waits for the collector.
+        // Unbounded: the tracing and reader threads never wait for the collector.
         let (traced_tx, traced_rx) = mpsc::channel::<Traced>();
+        let (reads_tx, reads_rx) = mpsc::channel::<Result<ProcReads, DumpError>>();
         let (mem_tx, mem_rx) = mpsc::channel::<memory::MemRequest>();
+        let reader = std::thread::Builder::new()
+            .name("crcli-read".into())
+            .spawn_scoped(scope, move || {
+                for proc in procs {
+                    let reads = read_member(proc);
+                    let failed = reads.is_err();
+                    // The collector stopped (it failed): nothing more to read for it.
+                    if reads_tx.send(reads).is_err() || failed {
+                        break;
+                    }
+                }
+                drop(reads_tx);
+                // Also after a failure: the facts' error comes first.
+                tree::facts(procs, zombies)
+            })
+            .map_err(DumpError::io("start the reader thread".to_owned()))?;
         let collector = std::thread::Builder::new()
             .name("crcli-collect".into())
             .spawn_scoped(scope, move || {
-                collect_traced(procs, &traced_rx, &mem_tx, image, externals)
+                collect_traced(procs, &traced_rx, &reads_rx, &mem_tx, image, externals)
             })
             .map_err(DumpError::io("start the collector thread".to_owned()))?;
         let mut traced_result = Ok(());
@@ -436,8 +481,6 @@ fn collect_members<'p>(
             }
         }
         drop(traced_tx);
-        // The tree's facts (no ptrace) while the collector works on the last members.
-        let facts = tree::facts(t);
         // Until the collector is done (it holds the only sender).
         for req in mem_rx.iter() {
             req.serve();
@@ -445,8 +488,12 @@ fn collect_members<'p>(
         let collected = collector
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let facts = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
         // The order of a dump on one thread: the facts, then member by member (the collector
-        // only ever fails at a member before the one the tracing thread failed at).
+        // only ever fails at a member before the one the tracing thread failed at, or at the
+        // same one with what the reader read of it, read first).
         let facts = facts?;
         let collected = collected?;
         traced_result?;
@@ -483,12 +530,13 @@ type Gathered<'p> = (
     Option<crcli_image::MountNamespace>,
 );
 
-/// The collector thread of [`collect_members`]: each member as the tracing thread hands it on,
-/// then the tree's own mount namespace. `None` when the tracing thread stopped (it failed)
-/// before handing on every member.
+/// The collector thread of [`collect_members`]: each member as the reader and tracing threads
+/// hand it on, then the tree's own mount namespace. `None` when the tracing thread stopped (it
+/// failed) before handing on every member.
 fn collect_traced<'p>(
     procs: &'p [procfs::Proc],
     traced_rx: &mpsc::Receiver<Traced>,
+    reads_rx: &mpsc::Receiver<Result<ProcReads, DumpError>>,
     tracer: &mpsc::Sender<memory::MemRequest>,
     image: &mut crcli_image::ImageWriter,
     externals: &[ExternalMount],
@@ -501,6 +549,10 @@ fn collect_traced<'p>(
     // Shared anonymous memory objects by inode, with the pid that maps them.
     let mut shared_objects: HashMap<(u64, u64), i32> = HashMap::new();
     for (i, proc) in procs.iter().enumerate() {
+        // What the reader read comes first (it was read first on one thread).
+        let reads = reads_rx.recv().unwrap_or_else(|_| {
+            unreachable!("the reader sends every member until the collector stops, or its error")
+        })?;
         let Ok(traced) = traced_rx.recv() else {
             return Ok(None);
         };
@@ -510,6 +562,7 @@ fn collect_traced<'p>(
         let mut process = collect_process(
             proc,
             traced,
+            reads,
             &mut files,
             image,
             tracer,
@@ -564,15 +617,6 @@ fn trace_member(proc: &procfs::Proc, frozen: &freeze::Frozen) -> Result<Traced, 
         .into_iter()
         .map(|s| s.0.to_vec())
         .collect();
-    let mut rlimits = Vec::with_capacity(RLIM_NLIMITS);
-    for res in 0..RLIM_NLIMITS as u32 {
-        let l = crcli_sys::task::prlimit_get(pid, res)
-            .map_err(DumpError::sys(format!("prlimit {res} of pid {pid}")))?;
-        rlimits.push(Rlimit {
-            cur: l.cur,
-            max: l.max,
-        });
-    }
     tracing::debug!(
         "pid {pid}: registers, signals and injected queries of {} thread(s) done",
         threads.len()
@@ -581,14 +625,6 @@ fn trace_member(proc: &procfs::Proc, frozen: &freeze::Frozen) -> Result<Traced, 
         injected,
         threads,
         shared_queued,
-        stat: proc.stat()?,
-        status: proc.status()?,
-        exe_link: proc.readlink("exe")?,
-        vmflags: proc.smaps_vmflags()?,
-        rlimits,
-        comm: os_bytes("comm", &proc.comm()?)?,
-        personality: proc.personality()?,
-        auxv: proc.auxv()?,
     })
 }
 
@@ -599,6 +635,7 @@ fn trace_member(proc: &procfs::Proc, frozen: &freeze::Frozen) -> Result<Traced, 
 fn collect_process(
     proc: &procfs::Proc,
     traced: Traced,
+    reads: ProcReads,
     files: &mut files::Files<'_>,
     image: &mut crcli_image::ImageWriter,
     tracer: &mpsc::Sender<memory::MemRequest>,
@@ -611,15 +648,16 @@ fn collect_process(
         injected,
         threads,
         shared_queued,
+    } = traced;
+    let ProcReads {
         stat,
         status,
         exe_link,
-        vmflags,
         rlimits,
         comm,
         personality,
         auxv,
-    } = traced;
+    } = reads;
 
     let fds = files.dump_fds(image)?;
     let cwd = files.proc_entry(
@@ -644,6 +682,8 @@ fn collect_process(
     };
 
     let maps = proc.maps()?;
+    // After the injection (the scratch page is gone), like the maps.
+    let vmflags = proc.smaps_vmflags()?;
     let private_pages = PagesId(*next_pages);
     let mut layout = memory::layout(proc, &maps, files, private_pages.0 + 1)?;
     *next_pages = layout
