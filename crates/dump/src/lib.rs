@@ -682,8 +682,6 @@ fn collect_process(
     };
 
     let maps = proc.maps()?;
-    // After the injection (the scratch page is gone), like the maps.
-    let vmflags = proc.smaps_vmflags()?;
     let private_pages = PagesId(*next_pages);
     let mut layout = memory::layout(proc, &maps, files, private_pages.0 + 1)?;
     *next_pages = layout
@@ -710,7 +708,7 @@ fn collect_process(
     let mut pages_writer = image
         .pages(private_pages)
         .map_err(image_err("start the page stream"))?;
-    let c = memory::dump_private(proc, &layout.private, &mut pages_writer, tracer)?;
+    let (c, vmflags) = memory::dump_private(proc, &layout.private, &mut pages_writer, tracer)?;
     memory::apply_vmflags(&mut layout.vmas, &vmflags);
     pages_writer
         .finish()

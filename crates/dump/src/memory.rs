@@ -298,6 +298,10 @@ pub(crate) struct PageCount {
 /// process: the members of a tree of small processes) are read on the caller's thread: then
 /// two thread starts and their hand-overs would cost more than the reading.
 ///
+/// A third thread reads `/proc/PID/smaps` meanwhile (it walks every page table of the target:
+/// tens of milliseconds per GiB, off the critical path here; read inline for a small process);
+/// its `VmFlags` are returned for [`apply_vmflags`].
+///
 /// What process_vm_readv cannot read is read through `/proc/PID/mem` by the thread that
 /// seized the target, through `tracer` (see [`MemRequest`]).
 pub(crate) fn dump_private(
@@ -305,7 +309,7 @@ pub(crate) fn dump_private(
     ranges: &[PrivateRange],
     out: &mut PagesWriter<'_>,
     tracer: &mpsc::Sender<MemRequest>,
-) -> Result<PageCount, DumpError> {
+) -> Result<(PageCount, VmFlags), DumpError> {
     let pid = proc.pid;
     let pagemap = File::open(proc.path("pagemap"))
         .map_err(DumpError::io(format!("open /proc/{pid}/pagemap")))?;
@@ -315,6 +319,7 @@ pub(crate) fn dump_private(
     let zero_pfn = *ZERO_PFN.get_or_init(crcli_sys::task::zero_page_pfn);
     let inline = ranges.iter().map(|r| r.end - r.start).sum::<u64>() <= INLINE_BYTES as u64;
     std::thread::scope(|scope| {
+        let smaps = (!inline).then(|| scope.spawn(|| proc.smaps_vmflags()));
         let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, DumpError>>(BUFFERS);
         let (free_tx, free_rx) = mpsc::sync_channel::<Batch>(BUFFERS);
         for _ in 0..BUFFERS {
@@ -372,8 +377,14 @@ pub(crate) fn dump_private(
             // The reader may have finished: then the batch is simply dropped.
             let _ = free_tx.send(batch.reset());
         }
+        let vmflags = match smaps {
+            Some(smaps) => smaps
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+            None => proc.smaps_vmflags()?,
+        };
         // Returning drops both channel ends, which stops the reader if it is still running.
-        Ok(count)
+        Ok((count, vmflags))
     })
 }
 
