@@ -84,6 +84,7 @@ mod procfs;
 mod tree;
 
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crcli_image::process::{NSIG, RLIM_NLIMITS};
@@ -296,61 +297,17 @@ fn collect_and_write(
 ) -> Result<Summary, DumpError> {
     let t = frozen.as_ref().expect("the tree is frozen");
     let root = t.root().pid;
-    let facts = tree::facts(t)?;
     let procs: Vec<procfs::Proc> = t.members.iter().map(|m| m.proc.clone()).collect();
 
     let mut image =
         crcli_image::Image::create(dir).map_err(image_err(format!("create {}", dir.display())))?;
-    let mut files = files::Files::new(&procs[0])?;
-    let mut count = memory::PageCount::default();
-    let mut next_pages = 1u32;
-    let mut processes = Vec::with_capacity(procs.len());
-    // Shared anonymous memory objects by inode: saved once, by the first member that maps them.
-    let mut shared_objects = memory::SeenObjects::new();
-    for (i, proc) in procs.iter().enumerate() {
-        if i > 0 {
-            files.switch_to(proc)?;
-        }
-        let mut process = collect_process(
-            proc,
-            &t.members[i].frozen,
-            &mut files,
-            &mut image,
-            &mut next_pages,
-            &mut count,
-            &mut shared_objects,
-        )?;
-        process.ns_pid = facts.ns_pids[&proc.pid];
-        for th in &mut process.threads {
-            if !facts.tree.namespaces.own_pid_ns {
-                th.ns_tid = th.tid;
-            } else if th.tid == process.pid {
-                th.ns_tid = process.ns_pid;
-            }
-        }
-        if proc.pid == root {
-            // The root's parent is not in the image.
-            process.ppid = 0;
-        }
-        processes.push(process);
-    }
-
-    // The tree's own mount namespace, with the content of its tmpfs mounts.
-    let mount_ns = if files.mounts.other_namespace() {
-        Some(mountns::capture(root, &mut files.mounts, externals)?)
-    } else if let Some(e) = externals.first() {
-        return Err(DumpError::Unsupported {
-            pid: root,
-            what: format!(
-                "--external mnt[{}]:{} for a process in crcli's own mount namespace",
-                e.mountpoint.display(),
-                e.key
-            ),
-        });
-    } else {
-        None
-    };
-
+    let Collected {
+        facts,
+        mut files,
+        processes,
+        count,
+        mount_ns,
+    } = collect_members(t, &procs, &mut image, externals)?;
     // Everything has been read from the tree.
     let mut frozen_for = Duration::ZERO;
     if release_early {
@@ -405,23 +362,245 @@ fn collect_and_write(
     })
 }
 
-/// Collects the state of one frozen process: its files go to `files` (shared with the other
-/// members), its memory into new page streams of `image` numbered from `next_pages`.
-fn collect_process(
-    proc: &procfs::Proc,
-    frozen: &freeze::Frozen,
-    files: &mut files::Files<'_>,
-    image: &mut crcli_image::ImageWriter,
-    next_pages: &mut u32,
-    count: &mut memory::PageCount,
-    shared_objects: &mut memory::SeenObjects,
-) -> Result<Process, DumpError> {
-    let pid = proc.pid;
-    let stat = proc.stat()?;
-    let status = proc.status()?;
+/// What [`collect_members`] gathered from the frozen tree, ready to be written.
+struct Collected<'p> {
+    facts: tree::Facts,
+    files: files::Files<'p>,
+    processes: Vec<Process>,
+    count: memory::PageCount,
+    mount_ns: Option<crcli_image::MountNamespace>,
+}
 
-    // What only the process can tell, first: the scratch page it needs is gone before the
-    // memory layout is read.
+/// What the tracing thread reads from one member: everything that needs ptrace (the injected
+/// queries and every thread's registers, masks and pending signals).
+struct Traced {
+    injected: inject::Injected,
+    threads: Vec<Thread>,
+    /// The signals pending for the whole process (raw `siginfo_t`).
+    shared_queued: Vec<Vec<u8>>,
+}
+
+/// What `/proc` and `prlimit` tell of one member that the injection does not change, read by
+/// the reader thread of [`collect_members`].
+struct ProcReads {
+    stat: procfs::Stat,
+    status: procfs::Status,
+    exe_link: Vec<u8>,
+    rlimits: Vec<Rlimit>,
+    comm: OsBytes,
+    personality: u32,
+    auxv: Vec<u64>,
+}
+
+/// Reads [`ProcReads`] of one member.
+fn read_member(proc: &procfs::Proc) -> Result<ProcReads, DumpError> {
+    let pid = proc.pid;
+    let mut rlimits = Vec::with_capacity(RLIM_NLIMITS);
+    for res in 0..RLIM_NLIMITS as u32 {
+        let l = crcli_sys::task::prlimit_get(pid, res)
+            .map_err(DumpError::sys(format!("prlimit {res} of pid {pid}")))?;
+        rlimits.push(Rlimit {
+            cur: l.cur,
+            max: l.max,
+        });
+    }
+    Ok(ProcReads {
+        stat: proc.stat()?,
+        status: proc.status()?,
+        exe_link: proc.readlink("exe")?,
+        rlimits,
+        comm: os_bytes("comm", &proc.comm()?)?,
+        personality: proc.personality()?,
+        auxv: proc.auxv()?,
+    })
+}
+
+/// Collects every member of the frozen tree on three threads that overlap:
+/// - the calling thread (the one that seized every thread of the tree: ptrace answers only it)
+///   asks each member in turn what needs ptrace ([`trace_member`]) and hands it on;
+/// - a reader thread reads what `/proc` tells of each member that the injection does not
+///   change ([`read_member`]), then the tree's facts (`tree::facts`);
+/// - a collector thread takes the members in the same order from both and reads the rest
+///   (files, memory layout, smaps, pages), writing pages into `image` as it goes.
+///
+/// Pages `process_vm_readv` cannot read are read through `/proc/PID/mem` by the tracing thread,
+/// on the collector's request ([`memory::MemRequest`]). A failure anywhere stops the others;
+/// the tree stays frozen (the caller resumes it) and the error is the one a dump on one thread
+/// would have met first: the facts', else the first in member order.
+fn collect_members<'p>(
+    t: &tree::FrozenTree,
+    procs: &'p [procfs::Proc],
+    image: &mut crcli_image::ImageWriter,
+    externals: &[ExternalMount],
+) -> Result<Collected<'p>, DumpError> {
+    let root = t.root().pid;
+    let zombies: &[procfs::Proc] = &t.zombies;
+    std::thread::scope(|scope| {
+        // Unbounded: the tracing and reader threads never wait for the collector.
+        let (traced_tx, traced_rx) = mpsc::channel::<Traced>();
+        let (reads_tx, reads_rx) = mpsc::channel::<Result<ProcReads, DumpError>>();
+        let (mem_tx, mem_rx) = mpsc::channel::<memory::MemRequest>();
+        let reader = std::thread::Builder::new()
+            .name("crcli-read".into())
+            .spawn_scoped(scope, move || {
+                for proc in procs {
+                    let reads = read_member(proc);
+                    let failed = reads.is_err();
+                    // The collector stopped (it failed): nothing more to read for it.
+                    if reads_tx.send(reads).is_err() || failed {
+                        break;
+                    }
+                }
+                drop(reads_tx);
+                // Also after a failure: the facts' error comes first.
+                tree::facts(procs, zombies)
+            })
+            .map_err(DumpError::io("start the reader thread".to_owned()))?;
+        let collector = std::thread::Builder::new()
+            .name("crcli-collect".into())
+            .spawn_scoped(scope, move || {
+                collect_traced(procs, &traced_rx, &reads_rx, &mem_tx, image, externals)
+            })
+            .map_err(DumpError::io("start the collector thread".to_owned()))?;
+        let mut traced_result = Ok(());
+        for m in &t.members {
+            // Requests come from members already handed on: serve them between members.
+            while let Ok(req) = mem_rx.try_recv() {
+                req.serve();
+            }
+            match trace_member(&m.proc, &m.frozen) {
+                Ok(traced) => {
+                    // The collector stopped (it failed): its error is the one to report.
+                    if traced_tx.send(traced).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    traced_result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(traced_tx);
+        // Until the collector is done (it holds the only sender).
+        for req in mem_rx.iter() {
+            req.serve();
+        }
+        let collected = collector
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let facts = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        // The order of a dump on one thread: the facts, then member by member (the collector
+        // only ever fails at a member before the one the tracing thread failed at, or at the
+        // same one with what the reader read of it, read first).
+        let facts = facts?;
+        let collected = collected?;
+        traced_result?;
+        let Some((files, mut processes, count, mount_ns)) = collected else {
+            unreachable!("the collector stops early only after the tracing thread failed");
+        };
+        for process in &mut processes {
+            process.ns_pid = facts.ns_pids[&(process.pid as i32)];
+            for th in &mut process.threads {
+                if !facts.tree.namespaces.own_pid_ns {
+                    th.ns_tid = th.tid;
+                } else if th.tid == process.pid {
+                    th.ns_tid = process.ns_pid;
+                }
+            }
+        }
+        tracing::debug!("tree of pid {root}: every member collected");
+        Ok(Collected {
+            facts,
+            files,
+            processes,
+            count,
+            mount_ns,
+        })
+    })
+}
+
+/// What the collector thread gathered: files, processes (`ns_pid` and `ns_tid` still to be
+/// set from the tree's facts), page counts, the tree's own mount namespace.
+type Gathered<'p> = (
+    files::Files<'p>,
+    Vec<Process>,
+    memory::PageCount,
+    Option<crcli_image::MountNamespace>,
+);
+
+/// The collector thread of [`collect_members`]: each member as the reader and tracing threads
+/// hand it on, then the tree's own mount namespace. `None` when the tracing thread stopped (it
+/// failed) before handing on every member.
+fn collect_traced<'p>(
+    procs: &'p [procfs::Proc],
+    traced_rx: &mpsc::Receiver<Traced>,
+    reads_rx: &mpsc::Receiver<Result<ProcReads, DumpError>>,
+    tracer: &mpsc::Sender<memory::MemRequest>,
+    image: &mut crcli_image::ImageWriter,
+    externals: &[ExternalMount],
+) -> Result<Option<Gathered<'p>>, DumpError> {
+    let root = procs[0].pid;
+    let mut files = files::Files::new(&procs[0])?;
+    let mut count = memory::PageCount::default();
+    let mut next_pages = 1u32;
+    let mut processes = Vec::with_capacity(procs.len());
+    // Shared anonymous memory objects by inode: saved once, by the first member that maps them.
+    let mut shared_objects = memory::SeenObjects::new();
+    for (i, proc) in procs.iter().enumerate() {
+        // What the reader read comes first (it was read first on one thread).
+        let reads = reads_rx.recv().unwrap_or_else(|_| {
+            unreachable!("the reader sends every member until the collector stops, or its error")
+        })?;
+        let Ok(traced) = traced_rx.recv() else {
+            return Ok(None);
+        };
+        if i > 0 {
+            files.switch_to(proc)?;
+        }
+        let mut process = collect_process(
+            proc,
+            traced,
+            reads,
+            &mut files,
+            image,
+            tracer,
+            &mut next_pages,
+            &mut count,
+            &mut shared_objects,
+        )?;
+        if proc.pid == root {
+            // The root's parent is not in the image.
+            process.ppid = 0;
+        }
+        processes.push(process);
+    }
+
+    // The tree's own mount namespace, with the content of its tmpfs mounts.
+    let mount_ns = if files.mounts.other_namespace() {
+        Some(mountns::capture(root, &mut files.mounts, externals)?)
+    } else if let Some(e) = externals.first() {
+        return Err(DumpError::Unsupported {
+            pid: root,
+            what: format!(
+                "--external mnt[{}]:{} for a process in crcli's own mount namespace",
+                e.mountpoint.display(),
+                e.key
+            ),
+        });
+    } else {
+        None
+    };
+    Ok(Some((files, processes, count, mount_ns)))
+}
+
+/// What needs ptrace, from the thread that seized `frozen`: the injected queries (first: the
+/// scratch page they need is gone before the collector reads the memory layout), every
+/// thread's state, the signals pending for the whole process.
+fn trace_member(proc: &procfs::Proc, frozen: &freeze::Frozen) -> Result<Traced, DumpError> {
+    let pid = proc.pid;
     let maps_before = proc.maps()?;
     let tracee = frozen.tracee();
     let others = &frozen.threads()[1..];
@@ -431,10 +610,55 @@ fn collect_process(
     for (t, answers) in others.iter().zip(&injected.others) {
         threads.push(collect_thread(proc, t, answers)?);
     }
+    let shared_queued = tracee
+        .peek_siginfo(SigQueue::Shared)
+        .map_err(DumpError::ptrace(format!(
+            "read the signals pending for pid {pid}"
+        )))?
+        .into_iter()
+        .map(|s| s.0.to_vec())
+        .collect();
     tracing::debug!(
         "pid {pid}: registers, signals and injected queries of {} thread(s) done",
         threads.len()
     );
+    Ok(Traced {
+        injected,
+        threads,
+        shared_queued,
+    })
+}
+
+/// Collects the state of one frozen process, `traced` being what the tracing thread read from
+/// it: its files go to `files` (shared with the other members), its memory into new page
+/// streams of `image` numbered from `next_pages`.
+#[allow(clippy::too_many_arguments)]
+fn collect_process(
+    proc: &procfs::Proc,
+    traced: Traced,
+    reads: ProcReads,
+    files: &mut files::Files<'_>,
+    image: &mut crcli_image::ImageWriter,
+    tracer: &mpsc::Sender<memory::MemRequest>,
+    next_pages: &mut u32,
+    count: &mut memory::PageCount,
+    shared_objects: &mut memory::SeenObjects,
+) -> Result<Process, DumpError> {
+    let pid = proc.pid;
+    let Traced {
+        injected,
+        threads,
+        shared_queued,
+    } = traced;
+    let ProcReads {
+        stat,
+        status,
+        exe_link,
+        rlimits,
+        comm,
+        personality,
+        auxv,
+    } = reads;
 
     let fds = files.dump_fds(image)?;
     let cwd = files.proc_entry(
@@ -449,7 +673,6 @@ fn collect_process(
         (libc::O_RDONLY | libc::O_DIRECTORY) as u32,
         true,
     )?;
-    let exe_link = proc.readlink("exe")?;
     // The exe is recorded by path in any case; as a file entry when crcli can locate it.
     let exe_file = match files.proc_entry("exe", OFlags::PATH, libc::O_RDONLY as u32, false) {
         Ok(id) => Some(id),
@@ -476,7 +699,7 @@ fn collect_process(
     let mut pages_writer = image
         .pages(private_pages)
         .map_err(image_err("start the page stream"))?;
-    let (c, vmflags) = memory::dump_private(proc, &layout.private, &mut pages_writer)?;
+    let (c, vmflags) = memory::dump_private(proc, &layout.private, &mut pages_writer, tracer)?;
     memory::apply_vmflags(&mut layout.vmas, &vmflags);
     pages_writer
         .finish()
@@ -495,17 +718,6 @@ fn collect_process(
         count.bytes += c.bytes;
     }
 
-    let mut rlimits = Vec::with_capacity(RLIM_NLIMITS);
-    for res in 0..RLIM_NLIMITS as u32 {
-        let l = crcli_sys::task::prlimit_get(pid, res)
-            .map_err(DumpError::sys(format!("prlimit {res} of pid {pid}")))?;
-        rlimits.push(Rlimit {
-            cur: l.cur,
-            max: l.max,
-        });
-    }
-
-    let comm = os_bytes("comm", &proc.comm()?)?;
     let process = Process {
         pid: pid as u32,
         ppid: stat.ppid,
@@ -516,14 +728,7 @@ fn collect_process(
         threads,
         shared_pending: PendingSignals {
             mask: status.shd_pnd,
-            queued: tracee
-                .peek_siginfo(SigQueue::Shared)
-                .map_err(DumpError::ptrace(format!(
-                    "read the signals pending for pid {pid}"
-                )))?
-                .into_iter()
-                .map(|s| s.0.to_vec())
-                .collect(),
+            queued: shared_queued,
         },
         sigactions: injected
             .sigactions
@@ -550,7 +755,7 @@ fn collect_process(
         root,
         umask: status.umask,
         rlimits,
-        personality: proc.personality()?,
+        personality,
         dumpable: injected.dumpable,
         no_new_privs: status.no_new_privs,
         child_subreaper: injected.child_subreaper,
@@ -567,7 +772,7 @@ fn collect_process(
             arg_end: stat.arg_end,
             env_start: stat.env_start,
             env_end: stat.env_end,
-            auxv: proc.auxv()?,
+            auxv,
             exe_path: ImagePath::new(
                 exe_link
                     .strip_suffix(b" (deleted)")

@@ -345,45 +345,74 @@ pub(crate) struct PageCount {
 /// what it read, while the pages are still in its cache) fills batches of at most
 /// [`BATCH_BYTES`], the caller's thread writes them into the image, one write per run;
 /// [`BUFFERS`] batches circulate between them, so crcli holds at most
-/// `BUFFERS * BATCH_BYTES` of page data.
+/// `BUFFERS * BATCH_BYTES` of page data. Ranges of at most [`INLINE_BYTES`] in all (a small
+/// process: the members of a tree of small processes) are read on the caller's thread: then
+/// two thread starts and their hand-overs would cost more than the reading.
 ///
 /// A third thread reads `/proc/PID/smaps` meanwhile (it walks every page table of the target:
-/// tens of milliseconds per GiB, off the critical path here); its `VmFlags` are returned for
-/// [`apply_vmflags`].
+/// tens of milliseconds per GiB, off the critical path here; read inline for a small process);
+/// its `VmFlags` are returned for [`apply_vmflags`].
+///
+/// What process_vm_readv cannot read is read through `/proc/PID/mem` by the thread that
+/// seized the target, through `tracer` (see [`MemRequest`]).
 pub(crate) fn dump_private(
     proc: &Proc,
     ranges: &[PrivateRange],
     out: &mut PagesWriter<'_>,
+    tracer: &mpsc::Sender<MemRequest>,
 ) -> Result<(PageCount, VmFlags), DumpError> {
     let pid = proc.pid;
     let pagemap = File::open(proc.path("pagemap"))
         .map_err(DumpError::io(format!("open /proc/{pid}/pagemap")))?;
-    let mem =
-        File::open(proc.path("mem")).map_err(DumpError::io(format!("open /proc/{pid}/mem")))?;
     // Pages that map the shared zero page (read but never written) are not saved: they read as
     // zeros after a restore anyway.
-    let zero_pfn = crcli_sys::task::zero_page_pfn();
+    static ZERO_PFN: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let zero_pfn = *ZERO_PFN.get_or_init(crcli_sys::task::zero_page_pfn);
+    let inline = ranges.iter().map(|r| r.end - r.start).sum::<u64>() <= INLINE_BYTES as u64;
     std::thread::scope(|scope| {
-        let smaps = scope.spawn(|| proc.smaps_vmflags());
+        let smaps = (!inline).then(|| scope.spawn(|| proc.smaps_vmflags()));
         let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch, DumpError>>(BUFFERS);
         let (free_tx, free_rx) = mpsc::sync_channel::<Batch>(BUFFERS);
         for _ in 0..BUFFERS {
             free_tx.send(Batch::new()).expect("the channel has room");
         }
-        scope.spawn(move || {
+        let reader = move || {
             if let Err(e) = read_batches(pid, &pagemap, ranges, zero_pfn, &free_rx, &full_tx) {
                 // The writer may be gone already (it failed first): nothing to tell then.
                 let _ = full_tx.send(Err(e));
             }
-        });
+        };
+        if inline {
+            // At most INLINE_BYTES of pages: fewer batches than BUFFERS, so the reader never
+            // waits for the writer (and the channel holds its error too).
+            // Called by value: the channel's sender goes with it, which ends the loop below.
+            let reader = reader;
+            reader();
+            drop(reader);
+        } else {
+            scope.spawn(reader);
+        }
         let mut count = PageCount::default();
         for batch in full_rx.iter() {
             let mut batch = batch?;
-            // What process_vm_readv could not read, through /proc/PID/mem, from this thread:
-            // kernels built with PROC_MEM_FORCE_PTRACE let only the tracer (the thread that
-            // seized the target) read mappings without read permission there.
-            if batch.complete(pid, &mem)? {
-                batch.checksum();
+            if batch.got < batch.fill {
+                // What process_vm_readv could not read, through /proc/PID/mem, by the tracing
+                // thread: kernels built with PROC_MEM_FORCE_PTRACE let only the tracer (the
+                // thread that seized the target) read mappings without read permission there.
+                let (reply_tx, reply_rx) = mpsc::channel();
+                let stopped = || DumpError::Unsupported {
+                    pid,
+                    what: "memory without read permission while the tracing thread stopped"
+                        .to_owned(),
+                };
+                tracer
+                    .send(MemRequest {
+                        pid,
+                        batch,
+                        reply: reply_tx,
+                    })
+                    .map_err(|_| stopped())?;
+                batch = reply_rx.recv().map_err(|_| stopped())??;
             }
             let mut off = 0usize;
             for (&(base, len), sums) in batch.runs.iter().zip(&batch.sums) {
@@ -399,12 +428,54 @@ pub(crate) fn dump_private(
             // The reader may have finished: then the batch is simply dropped.
             let _ = free_tx.send(batch.reset());
         }
-        let vmflags = smaps
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        let vmflags = match smaps {
+            Some(smaps) => smaps
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+            None => proc.smaps_vmflags()?,
+        };
         // Returning drops both channel ends, which stops the reader if it is still running.
         Ok((count, vmflags))
     })
+}
+
+/// The most bytes of private ranges [`dump_private`] reads on the caller's thread.
+const INLINE_BYTES: usize = 4 * BATCH_BYTES;
+const _: () = assert!(
+    INLINE_BYTES / BATCH_BYTES + 2 <= BUFFERS,
+    "an inline read must fit in the batches in circulation"
+);
+
+/// A batch whose pages process_vm_readv could not all read (a mapping without read
+/// permission), sent by the thread writing the pages to the thread that seized the target,
+/// which reads the rest through `/proc/PID/mem` ([`MemRequest::serve`]) and sends it back.
+pub(crate) struct MemRequest {
+    pid: i32,
+    batch: Batch,
+    reply: mpsc::Sender<Result<Batch, DumpError>>,
+}
+
+impl MemRequest {
+    /// Reads the rest of the batch through `/proc/PID/mem` and sends it back (with its
+    /// checksums), or the error. Call it from the thread that seized the target.
+    pub(crate) fn serve(self) {
+        let MemRequest {
+            pid,
+            mut batch,
+            reply,
+        } = self;
+        let result = File::open(format!("/proc/{pid}/mem"))
+            .map_err(DumpError::io(format!("open /proc/{pid}/mem")))
+            .and_then(|mem| batch.complete(pid, &mem))
+            .map(|read| {
+                if read {
+                    batch.checksum();
+                }
+                batch
+            });
+        // The requester may be gone (it failed meanwhile): nothing to tell then.
+        let _ = reply.send(result);
+    }
 }
 
 /// Batches in circulation between the reader and the writer: many small ones rather than a few
@@ -424,11 +495,18 @@ fn read_batches(
     let Ok(mut batch) = free.recv() else {
         return Ok(());
     };
-    let mut raw = vec![0u8; PAGEMAP_WINDOW * 8];
+    // No bigger than the largest range needs.
+    let window = ranges
+        .iter()
+        .map(|r| ((r.end - r.start) / PAGE) as usize)
+        .max()
+        .unwrap_or(0)
+        .min(PAGEMAP_WINDOW);
+    let mut raw = vec![0u8; window * 8];
     for r in ranges {
         let mut addr = r.start;
         while addr < r.end {
-            let n = (((r.end - addr) / PAGE) as usize).min(PAGEMAP_WINDOW);
+            let n = (((r.end - addr) / PAGE) as usize).min(window);
             let bytes = &mut raw[..n * 8];
             pagemap
                 .read_exact_at(bytes, addr / PAGE * 8)
@@ -488,9 +566,12 @@ struct Batch {
 }
 
 impl Batch {
+    /// An empty batch. Its buffer grows as pages are added (up to [`BATCH_BYTES`]) and keeps
+    /// its size when reused: a process with little memory costs little (zeroing 12 buffers of
+    /// 1 MiB for each member of a tree of small processes was a third of a tree dump's time).
     fn new() -> Self {
         Batch {
-            buf: vec![0u8; BATCH_BYTES],
+            buf: Vec::new(),
             runs: Vec::with_capacity(IOV_MAX),
             sums: Vec::new(),
             fill: 0,
@@ -510,8 +591,11 @@ impl Batch {
 
     /// Adds a page; false if the batch is full (no room in the buffer or no iovec left).
     fn push(&mut self, addr: u64) -> bool {
-        if self.fill + PAGE as usize > self.buf.len() {
+        if self.fill + PAGE as usize > BATCH_BYTES {
             return false;
+        }
+        if self.buf.len() < self.fill + PAGE as usize {
+            self.buf.resize(self.fill + PAGE as usize, 0);
         }
         if let Some(last) = self.runs.last_mut() {
             if !self.sealed && last.0 + last.1 as u64 == addr {

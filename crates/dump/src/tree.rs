@@ -227,14 +227,15 @@ pub(crate) struct Facts {
     pub ns_pids: HashMap<i32, u32>,
 }
 
-/// Checks sessions, process groups and namespaces of the frozen tree (refusing what crcli does
-/// not support, naming the process and what it has), and collects the zombies.
-pub(crate) fn facts(tree: &FrozenTree) -> Result<Facts, DumpError> {
-    let root = tree.root().pid;
-    let root_stat = tree.root().stat()?;
-    let root_status = tree.root().status()?;
-    let mut all: HashSet<u32> = tree.members.iter().map(|m| m.proc.pid as u32).collect();
-    all.extend(tree.zombies.iter().map(|z| z.pid as u32));
+/// Checks sessions, process groups and namespaces of the frozen tree, its live `members` (the
+/// root first) and its zombies, `zombie_procs` (refusing what crcli does not support, naming the process and
+/// what it has), and collects the zombies.
+pub(crate) fn facts(members: &[Proc], zombie_procs: &[Proc]) -> Result<Facts, DumpError> {
+    let root = members[0].pid;
+    let root_stat = members[0].stat()?;
+    let root_status = members[0].status()?;
+    let mut all: HashSet<u32> = members.iter().map(|m| m.pid as u32).collect();
+    all.extend(zombie_procs.iter().map(|z| z.pid as u32));
 
     // Namespaces: the root's against crcli's, every member's against the root's.
     let mut ids = Vec::new();
@@ -273,8 +274,8 @@ pub(crate) fn facts(tree: &FrozenTree) -> Result<Facts, DumpError> {
             });
         }
     }
-    for m in &tree.members[1..] {
-        let pid = m.proc.pid;
+    for m in &members[1..] {
+        let pid = m.pid;
         for kind in KINDS {
             let name = kind.proc_name();
             let id = ns_id(Some(pid), name);
@@ -289,8 +290,8 @@ pub(crate) fn facts(tree: &FrozenTree) -> Result<Facts, DumpError> {
             }
         }
     }
-    for m in &tree.members {
-        let pid = m.proc.pid;
+    for m in members {
+        let pid = m.pid;
         if ns_id(Some(pid), "pid_for_children") != ns_id(Some(pid), "pid") {
             return Err(DumpError::Unsupported {
                 pid,
@@ -327,9 +328,9 @@ pub(crate) fn facts(tree: &FrozenTree) -> Result<Facts, DumpError> {
         Ok(*nspid.last().expect("depth >= 2"))
     };
     let mut ns_pids = HashMap::new();
-    for m in &tree.members {
-        let status = m.proc.status()?;
-        ns_pids.insert(m.proc.pid, ns_pid_of(&m.proc, &status.nspid)?);
+    for m in members {
+        let status = m.status()?;
+        ns_pids.insert(m.pid, ns_pid_of(m, &status.nspid)?);
     }
 
     // Sessions and process groups: led by a member, or the root's own.
@@ -347,12 +348,12 @@ pub(crate) fn facts(tree: &FrozenTree) -> Result<Facts, DumpError> {
         }
         Ok(())
     };
-    for m in &tree.members {
-        check_links(m.proc.pid, &m.proc.stat()?)?;
+    for m in members {
+        check_links(m.pid, &m.stat()?)?;
     }
 
     let mut zombies = Vec::new();
-    for z in &tree.zombies {
+    for z in zombie_procs {
         let pid = z.pid;
         let stat = z.stat()?;
         let status = z.status()?;

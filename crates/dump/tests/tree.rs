@@ -331,6 +331,35 @@ fn a_refused_member_leaves_the_whole_tree_running_untouched() {
     assert_eq!(state(t.pids[4]), Some('Z'));
 }
 
+/// The root is refused (a socket) while the tracing thread goes on with the later members
+/// (injecting into them): every member runs on untouched all the same, and the error is the
+/// root's, the first in member order.
+#[test]
+fn a_refused_root_leaves_the_members_traced_meanwhile_untouched() {
+    let t = Tree::spawn("rootsocket");
+    let r = t.pids[0];
+    let maps: Vec<String> = t.pids[..4]
+        .iter()
+        .map(|p| std::fs::read_to_string(format!("/proc/{p}/maps")).unwrap())
+        .collect();
+    let err = dump(r, &t.image_dir(), &DumpOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("pid {r} fd 9: socket is not supported")
+    );
+    assert!(!t.image_dir().exists(), "a failed dump left an image");
+    t.assert_counting(&["R", "A", "B", "G"]);
+    untraced(&t.pids[..4]);
+    for (p, m) in t.pids[..4].iter().zip(&maps) {
+        assert_eq!(
+            &std::fs::read_to_string(format!("/proc/{p}/maps")).unwrap(),
+            m,
+            "the memory of pid {p} changed"
+        );
+    }
+    assert_eq!(state(t.pids[4]), Some('Z'));
+}
+
 #[test]
 fn a_process_group_led_from_outside_the_tree_is_refused() {
     let t = Tree::spawn("outgroup");

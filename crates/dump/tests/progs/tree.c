@@ -4,6 +4,7 @@
  * usage: dump-test-tree DIR MODE
  *   MODE family   - the tree below
  *        socket   - the same, and G also holds a socket at fd 9 (the dump refuses it)
+ *        rootsocket - the same, but R holds the socket at fd 9, made once every child runs
  *        sysv     - the same, and R first creates a System V shared memory segment (run it in
  *                   an IPC namespace of its own: the segment dies with the namespace)
  *        outgroup - the root forks C first, then moves to a process group of its own: C stays
@@ -217,6 +218,11 @@ int main(int argc, char **argv)
 	close(rp[0]);
 	close(rp[1]);
 	more_threads();
+	if (!strcmp(mode, "rootsocket")) {
+		int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+		if (s < 0 || dup2(s, 9) < 0) die("socket");
+		close(s);
+	}
 	printf("ready %d %d %d %d %d\n", (int)getpid(), (int)a, (int)b, g, (int)z);
 	fflush(stdout);
 	count("R");
