@@ -338,7 +338,8 @@ pub(crate) fn capture(
         });
     }
     if !to_read.is_empty() {
-        let clones = clone_mounts(pid, &to_read)?;
+        let parents: HashSet<u64> = out.iter().map(|m| m.parent).collect();
+        let clones = clone_mounts(pid, &to_read, &parents)?;
         for ((id, _, content), clone) in to_read.iter().zip(clones) {
             let mount = MountId(CONTENT_MOUNT_BASE + content.0);
             mounts.lost.push((mount, *content, PathBuf::from("/")));
@@ -356,8 +357,13 @@ pub(crate) fn capture(
 }
 
 /// Clones each mount `(id, mount point)` alone (no submounts) from a crcli thread that joined
-/// the mount namespace of `pid`; refuses a mount hidden under another.
-fn clone_mounts(pid: i32, list: &[(u64, PathBuf, FsContentId)]) -> Result<Vec<OwnedFd>, DumpError> {
+/// the mount namespace of `pid`; refuses a mount hidden under another. An unbindable mount
+/// cannot be cloned: with no mount on it (not in `parents`) it is read through itself.
+fn clone_mounts(
+    pid: i32,
+    list: &[(u64, PathBuf, FsContentId)],
+    parents: &HashSet<u64>,
+) -> Result<Vec<OwnedFd>, DumpError> {
     let path = format!("/proc/{pid}/ns/mnt");
     let ns = std::fs::File::open(&path).map_err(DumpError::io(format!("open {path}")))?;
     std::thread::scope(|s| {
@@ -367,7 +373,7 @@ fn clone_mounts(pid: i32, list: &[(u64, PathBuf, FsContentId)]) -> Result<Vec<Ow
                 .map_err(DumpError::sys(format!("setns into {path}")))?;
             let mut out = Vec::with_capacity(list.len());
             for (id, mp, _) in list {
-                out.push(clone_one(pid, *id, mp)?);
+                out.push(clone_one(pid, *id, mp, !parents.contains(id))?);
             }
             Ok(out)
         })
@@ -381,7 +387,7 @@ fn clone_mounts(pid: i32, list: &[(u64, PathBuf, FsContentId)]) -> Result<Vec<Ow
     })
 }
 
-fn clone_one(pid: i32, id: u64, mp: &Path) -> Result<OwnedFd, DumpError> {
+fn clone_one(pid: i32, id: u64, mp: &Path, alone: bool) -> Result<OwnedFd, DumpError> {
     let cwd = rustix::fs::CWD;
     let top = open_tree(
         cwd,
@@ -406,11 +412,25 @@ fn clone_one(pid: i32, id: u64, mp: &Path) -> Result<OwnedFd, DumpError> {
             ),
         });
     }
-    open_tree(
+    match open_tree(
         cwd,
         mp,
         OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
-    )
+    ) {
+        // Unbindable (EINVAL): nothing on it hides anything, so the mount itself will do.
+        Err(rustix::io::Errno::INVAL) if alone => return Ok(top),
+        Err(rustix::io::Errno::INVAL) => {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "mount {id} at {} of its mount namespace: a tmpfs that cannot be cloned \
+                     (unbindable) with mounts on it (its content cannot be read alone)",
+                    mp.display()
+                ),
+            })
+        }
+        r => r,
+    }
     .map_err(DumpError::sys(format!(
         "clone mount {id} at {} in the mount namespace of pid {pid}",
         mp.display()
