@@ -162,16 +162,64 @@ pub fn check(ns: &MountNamespace, externals: &[ExternalPath]) -> Result<(), Rest
     Ok(())
 }
 
+/// How [`build_namespace`] makes the new namespace (the mounts in it are the same either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NsBuildMethod {
+    /// Linux 7.0's `open_tree(OPEN_TREE_NAMESPACE)`: the dumped root mount, made detached,
+    /// becomes the root of a new namespace (on a copy of the one mount under crcli's root, as
+    /// for every namespace); the other mounts are attached in it. None of crcli's other mounts
+    /// is copied, and there is nothing to `pivot_root` away.
+    OpenTreeNamespace,
+    /// The fallback for kernels before 7.0: `unshare(CLONE_NEWNS)` copies every mount of
+    /// crcli's namespace; the tree is built on a scratch directory of the copy, `pivot_root`ed
+    /// into, and the copy is detached.
+    Unshare,
+}
+
+impl NsBuildMethod {
+    /// The method [`build_namespace`] uses on the running kernel: [`Self::OpenTreeNamespace`]
+    /// when the kernel has it ([`crcli_sys::features::Feature::OpenTreeNamespace`]), else
+    /// [`Self::Unshare`].
+    pub fn current() -> NsBuildMethod {
+        use crcli_sys::features::{Feature, Features};
+        if Features::current().has(Feature::OpenTreeNamespace) {
+            NsBuildMethod::OpenTreeNamespace
+        } else {
+            NsBuildMethod::Unshare
+        }
+    }
+
+    /// A short name for logs and reports (`open_tree_namespace`, `unshare`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NsBuildMethod::OpenTreeNamespace => "open_tree_namespace",
+            NsBuildMethod::Unshare => "unshare",
+        }
+    }
+}
+
 /// Makes the mount namespace of the image in directory `dir` (see the module documentation)
-/// and returns its nsfs fd (`/proc/PID/ns/mnt` of a process in it), for `setns`.
+/// and returns its nsfs fd (`/proc/PID/ns/mnt` of a process in it), for `setns`; with
+/// [`NsBuildMethod::current`].
 pub fn build_namespace(dir: &Path, externals: &[ExternalPath]) -> Result<OwnedFd, RestoreError> {
+    build_namespace_with(dir, externals, NsBuildMethod::current())
+}
+
+/// [`build_namespace`] with the given method (benchmarks and tests compare them); asking for
+/// [`NsBuildMethod::OpenTreeNamespace`] on a kernel without it fails with the kernel's error.
+pub fn build_namespace_with(
+    dir: &Path,
+    externals: &[ExternalPath],
+    method: NsBuildMethod,
+) -> Result<OwnedFd, RestoreError> {
     let image = Image::open(dir)?;
     let ns =
         image.inventory().tree.mount_ns.as_ref().ok_or_else(|| {
             RestoreError::Invalid("the image holds no mount namespace".to_owned())
         })?;
     check(ns, externals)?;
-    build(&image, ns, externals)
+    build_with(&image, ns, externals, method)
 }
 
 /// [`build_namespace`] for an opened, validated image.
@@ -180,8 +228,17 @@ pub(crate) fn build(
     ns: &MountNamespace,
     externals: &[ExternalPath],
 ) -> Result<OwnedFd, RestoreError> {
+    build_with(image, ns, externals, NsBuildMethod::current())
+}
+
+fn build_with(
+    image: &Image,
+    ns: &MountNamespace,
+    externals: &[ExternalPath],
+    method: NsBuildMethod,
+) -> Result<OwnedFd, RestoreError> {
     std::thread::scope(|s| {
-        s.spawn(|| build_in_this_thread(image, ns, externals))
+        s.spawn(|| build_in_this_thread(image, ns, externals, method))
             .join()
             .unwrap_or_else(|_| {
                 Err(RestoreError::Unsupported(
@@ -191,11 +248,9 @@ pub(crate) fn build(
     })
 }
 
-fn build_in_this_thread(
-    image: &Image,
-    ns: &MountNamespace,
-    externals: &[ExternalPath],
-) -> Result<OwnedFd, RestoreError> {
+/// `unshare(CLONE_NEWNS)` for the calling thread, every mount of the copy made private; the
+/// new namespace's fd.
+fn unshare_private() -> Result<OwnedFd, RestoreError> {
     crcli_sys::mntns::unshare_mount_ns().map_err(RestoreError::errno(
         "unshare(CLONE_NEWNS) for the new mount namespace",
     ))?;
@@ -217,6 +272,21 @@ fn build_in_this_thread(
     .map_err(RestoreError::errno(
         "make the copy of crcli's mounts private",
     ))?;
+    Ok(ns_fd)
+}
+
+fn build_in_this_thread(
+    image: &Image,
+    ns: &MountNamespace,
+    externals: &[ExternalPath],
+    method: NsBuildMethod,
+) -> Result<OwnedFd, RestoreError> {
+    // With OPEN_TREE_NAMESPACE the mounts are made detached, in crcli's namespace, and the
+    // namespace once the root mount is ready.
+    let mut ns_fd = match method {
+        NsBuildMethod::Unshare => Some(unshare_private()?),
+        NsBuildMethod::OpenTreeNamespace => None,
+    };
 
     let clone = OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC;
     // 1. Everything that needs crcli's tree or is made fresh.
@@ -277,10 +347,10 @@ fn build_in_this_thread(
         .map(|(i, m)| (m.id, i))
         .collect();
     let root_m = &ns.mounts[0];
-    {
-        let root_fd = fds[0]
-            .as_ref()
-            .ok_or_else(|| unsupported(root_m, "the root mount cannot be a bind of another"))?;
+    let root_fd = fds[0]
+        .as_ref()
+        .ok_or_else(|| unsupported(root_m, "the root mount cannot be a bind of another"))?;
+    if ns_fd.is_some() {
         let scratch = SCRATCH
             .iter()
             .find(|p| Path::new(p).is_dir())
@@ -295,6 +365,27 @@ fn build_in_this_thread(
             MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
         )
         .map_err(errno(root_m, "attach the root mount while it is built"))?;
+    } else {
+        // The detached root mount (nothing attached to it yet: one mount is copied) becomes
+        // the root of a new namespace; this thread moves in, and its root is that copy.
+        let new_ns = open_tree(
+            root_fd,
+            "",
+            OpenTreeFlags::NAMESPACE | OpenTreeFlags::CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+        )
+        .map_err(errno(
+            root_m,
+            "open_tree(OPEN_TREE_NAMESPACE) of the root mount",
+        ))?;
+        crcli_sys::mntns::unshare_fs().map_err(RestoreError::errno("unshare(CLONE_FS)"))?;
+        crcli_sys::mntns::setns_mnt(&new_ns)
+            .map_err(RestoreError::errno("setns into the new mount namespace"))?;
+        rustix::process::chdir("/").map_err(RestoreError::errno("chdir to the new root"))?;
+        fds[0] = Some(
+            open_tree(rustix::fs::CWD, "/", OpenTreeFlags::CLOEXEC)
+                .map_err(errno(root_m, "open the root mount in the new namespace"))?,
+        );
+        ns_fd = Some(new_ns);
     }
     for (i, m) in ns.mounts.iter().enumerate().skip(1) {
         if let NsMountSource::NsBind { of, subroot } = &m.source_kind {
@@ -352,16 +443,22 @@ fn build_in_this_thread(
     }
     propagation(ns, &fds)?;
 
-    // 4. The new tree becomes the namespace's root; crcli's copy under it goes.
-    let root_fd = fds[0].as_ref().expect("the root mount was made");
-    rustix::process::fchdir(root_fd).map_err(RestoreError::errno("chdir into the new root"))?;
-    crcli_sys::mntns::pivot_root(".", ".")
-        .map_err(RestoreError::errno("pivot_root into the new root"))?;
-    umount2(".", UnmountFlags::DETACH)
-        .map_err(RestoreError::errno("detach crcli's copied tree"))?;
-    rustix::process::chdir("/").map_err(RestoreError::errno("chdir to the new root"))?;
-    tracing::debug!(mounts = ns.mounts.len(), "mount namespace built");
-    Ok(ns_fd)
+    // 4. With unshare: the new tree becomes the namespace's root; crcli's copy under it goes.
+    if method == NsBuildMethod::Unshare {
+        let root_fd = fds[0].as_ref().expect("the root mount was made");
+        rustix::process::fchdir(root_fd).map_err(RestoreError::errno("chdir into the new root"))?;
+        crcli_sys::mntns::pivot_root(".", ".")
+            .map_err(RestoreError::errno("pivot_root into the new root"))?;
+        umount2(".", UnmountFlags::DETACH)
+            .map_err(RestoreError::errno("detach crcli's copied tree"))?;
+        rustix::process::chdir("/").map_err(RestoreError::errno("chdir to the new root"))?;
+    }
+    tracing::debug!(
+        mounts = ns.mounts.len(),
+        method = method.name(),
+        "mount namespace built"
+    );
+    ns_fd.ok_or_else(|| RestoreError::Unsupported("no mount namespace was made".to_owned()))
 }
 
 fn propagation(ns: &MountNamespace, fds: &[Option<OwnedFd>]) -> Result<(), RestoreError> {
@@ -393,40 +490,83 @@ fn propagation(ns: &MountNamespace, fds: &[Option<OwnedFd>]) -> Result<(), Resto
             "join its peer group (MOVE_MOUNT_SET_GROUP)",
         ))
     };
-    // Peer groups, in the order their first member is listed.
+    // Peer groups (by dumped id), each widest root first:
+    // MOVE_MOUNT_SET_GROUP wants the new peer's root at or below the root of the mount it
+    // joins through.
     let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, m) in ns.mounts.iter().enumerate() {
         if m.propagation & MS_SHARED != 0 && m.peer_group != 0 {
             groups.entry(m.peer_group).or_default().push(i);
         }
     }
-    // Slaves first: a slave joins its master's group, then turns slave.
-    for (i, m) in ns.mounts.iter().enumerate() {
-        if m.propagation & MS_SLAVE == 0 {
-            continue;
-        }
-        let Some(&master) = groups.get(&m.master).and_then(|g| g.first()) else {
-            return Err(unsupported(
+    for members in groups.values_mut() {
+        members.sort_by_key(|&i| ns.mounts[i].root.as_bytes().len());
+    }
+    let root_of = |i: usize| ns.mounts[i].root.as_bytes();
+    // A member of `among` (already in its group) whose root is at or above `to`'s.
+    let through = |among: &[usize], to: usize| -> Result<usize, RestoreError> {
+        among
+            .iter()
+            .copied()
+            .find(|&f| under(root_of(to), root_of(f)))
+            .ok_or_else(|| {
+                unsupported(
+                    &ns.mounts[to],
+                    "no mount of the peer group it joins has a root at or above its own",
+                )
+            })
+    };
+    let master_of = |i: usize| -> Result<&Vec<usize>, RestoreError> {
+        let m = &ns.mounts[i];
+        groups.get(&m.master).ok_or_else(|| {
+            unsupported(
                 m,
                 &format!(
                     "a slave of peer group {}, which is not in the namespace",
                     m.master
                 ),
-            ));
-        };
-        set_prop(master, MountPropagation::SHARED)?;
-        join_group(master, i)?;
-        set_prop(i, MountPropagation::SLAVE)?;
-    }
-    for members in groups.values() {
-        let first = members[0];
-        set_prop(first, MountPropagation::SHARED)?;
-        for &other in &members[1..] {
-            if ns.mounts[other].propagation & MS_SLAVE != 0 {
-                // Shared and slave: a group of its own, joined by its peers below.
+            )
+        })
+    };
+    // A private mount becomes a slave of `master`'s group: it joins the group, then turns
+    // slave of it.
+    let make_slave = |i: usize, master: &[usize]| -> Result<(), RestoreError> {
+        join_group(through(master, i)?, i)?;
+        set_prop(i, MountPropagation::SLAVE)
+    };
+    // Groups whose master group is made first (a master is always a shared group).
+    let mut done: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    while done.len() < groups.len() {
+        let before = done.len();
+        for (&group, members) in &groups {
+            let lead = members[0];
+            let m = &ns.mounts[lead];
+            let slave = m.propagation & MS_SLAVE != 0;
+            if done.contains(&group) || (slave && !done.contains(&m.master)) {
                 continue;
             }
-            join_group(first, other)?;
+            if slave {
+                // Shared and slave: the lead becomes a slave, then shared in a group of its
+                // own; its peers join through it and so get both (the group and the master).
+                make_slave(lead, master_of(lead)?)?;
+            }
+            set_prop(lead, MountPropagation::SHARED)?;
+            for (k, &other) in members.iter().enumerate().skip(1) {
+                join_group(through(&members[..k], other)?, other)?;
+            }
+            done.insert(group);
+        }
+        if done.len() == before {
+            let stuck = groups.keys().find(|g| !done.contains(g)).copied();
+            return Err(RestoreError::Unsupported(format!(
+                "peer group {stuck:?} of the mount namespace is a slave of a group that is not in it, or of itself"
+            )));
+        }
+    }
+    // Slaves that are not shared.
+    for (i, m) in ns.mounts.iter().enumerate() {
+        if m.propagation & MS_SLAVE != 0 && m.propagation & MS_SHARED == 0 {
+            make_slave(i, master_of(i)?)?;
         }
     }
     for (i, m) in ns.mounts.iter().enumerate() {
@@ -474,6 +614,12 @@ fn fresh(m: &NsMount, fs_type: &str, options: &str) -> Result<OwnedFd, RestoreEr
         .map_err(|e| unsupported(m, &e.to_string()))?;
     fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(errno(m, "fsmount"))
+}
+
+/// Whether filesystem path `path` is `base` or below it (both absolute, as bytes).
+fn under(path: &[u8], base: &[u8]) -> bool {
+    let base = base.strip_suffix(b"/").unwrap_or(base);
+    path == base || (path.starts_with(base) && path.get(base.len()) == Some(&b'/'))
 }
 
 /// `path` relative to `base` (both absolute), `""` when equal.
@@ -732,6 +878,16 @@ mod tests {
         for bad in ["mnt[]:/x", "mnt[k]:x", "dev[k]:/x", "mnt[k]/x"] {
             assert!(bad.parse::<ExternalPath>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn roots_at_or_below_another() {
+        assert!(under(b"/a/b", b"/"));
+        assert!(under(b"/", b"/"));
+        assert!(under(b"/a", b"/a"));
+        assert!(under(b"/a/b", b"/a"));
+        assert!(!under(b"/ab", b"/a"));
+        assert!(!under(b"/", b"/a"));
     }
 
     #[test]
