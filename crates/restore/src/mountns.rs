@@ -684,13 +684,16 @@ pub(crate) fn check_for_tree<'a>(
     let fresh_procs: Vec<u64> = ns
         .mounts
         .iter()
-        .filter(|m| m.fs_type == "proc" && matches!(m.source_kind, NsMountSource::Fresh { .. }))
+        .filter(|m| {
+            matches!(m.fs_type.as_str(), "proc" | "mqueue")
+                && matches!(m.source_kind, NsMountSource::Fresh { .. })
+        })
         .map(|m| m.id)
         .collect();
     if let Some(m) = ns.mounts.iter().find(|m| fresh_procs.contains(&m.parent)) {
         return Err(unsupported(
             m,
-            "a mount on a proc of the namespace's own cannot be made again yet",
+            "a mount on a proc or mqueue of the namespace's own cannot be made again yet",
         ));
     }
     let proc_at_proc = ns.mounts.iter().any(|m| {
@@ -707,22 +710,29 @@ pub(crate) fn check_for_tree<'a>(
     Ok(Some(ns))
 }
 
-/// Replaces each fresh `proc` of the built namespace (made by crcli, so showing crcli's PID
-/// namespace) with one of the tree's new PID namespace, once every member exists: a helper
-/// child born in that namespace (crcli `setns`es its children's PID namespace to the root's for
-/// the fork) joins the mount namespace, detaches crcli's proc at each mount point and mounts its
-/// own there. The helper takes a free pid of the namespace and is reaped before any member runs.
+/// Replaces each fresh `proc` (with `new_pid`) and `mqueue` (with `new_ipc`) of the built
+/// namespace — made by crcli, so showing crcli's PID and IPC namespaces — with one of the tree's
+/// new namespace, once every member exists: a helper child born in the tree's PID namespace
+/// (crcli `setns`es its children's PID namespace to the root's for the fork), which joins the
+/// root's IPC namespace, then the mount namespace, detaches crcli's instance at each mount
+/// point and mounts its own there. The helper takes a free pid of the namespace and is reaped
+/// before any member runs.
 pub(crate) fn own_procs(
     ns: &MountNamespace,
     ns_fd: &OwnedFd,
     root_host: i32,
+    new_pid: bool,
+    new_ipc: bool,
 ) -> Result<(), RestoreError> {
-    let procs: Vec<&NsMount> = ns
+    let remade: Vec<&NsMount> = ns
         .mounts
         .iter()
-        .filter(|m| m.fs_type == "proc" && matches!(m.source_kind, NsMountSource::Fresh { .. }))
+        .filter(|m| {
+            matches!(m.source_kind, NsMountSource::Fresh { .. })
+                && ((new_pid && m.fs_type == "proc") || (new_ipc && m.fs_type == "mqueue"))
+        })
         .collect();
-    if procs.is_empty() {
+    if remade.is_empty() {
         return Ok(());
     }
     use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
@@ -734,22 +744,33 @@ pub(crate) fn own_procs(
         )
         .map_err(RestoreError::errno(format!("open {p}")))
     };
+    let ipc = if new_ipc {
+        Some(open(format!("/proc/{root_host}/ns/ipc"))?)
+    } else {
+        None
+    };
     let own = open("/proc/self/ns/pid".to_owned())?;
-    let theirs = open(format!("/proc/{root_host}/ns/pid"))?;
-    move_into_link_name_space(theirs.as_fd(), Some(LinkNameSpaceType::ProcessID)).map_err(
-        RestoreError::errno("setns into the tree's PID namespace for its proc"),
-    )?;
+    if new_pid {
+        let theirs = open(format!("/proc/{root_host}/ns/pid"))?;
+        move_into_link_name_space(theirs.as_fd(), Some(LinkNameSpaceType::ProcessID)).map_err(
+            RestoreError::errno("setns into the tree's PID namespace for its proc"),
+        )?;
+    }
     let spawned = crcli_sys::clone3::spawn(
         &crcli_sys::clone3::SpawnOptions {
             set_tid: None,
             hold: false,
         },
-        || proc_helper(&procs, ns_fd),
+        || proc_helper(&remade, ns_fd, ipc.as_ref()),
     );
-    let back = move_into_link_name_space(own.as_fd(), Some(LinkNameSpaceType::ProcessID));
+    let back = if new_pid {
+        move_into_link_name_space(own.as_fd(), Some(LinkNameSpaceType::ProcessID))
+    } else {
+        Ok(())
+    };
     let spawned = spawned.map_err(|e| {
         RestoreError::Unsupported(format!(
-            "making the helper that mounts the tree's proc: {e}"
+            "making the helper that mounts the tree's proc and mqueue: {e}"
         ))
     })?;
     back.map_err(RestoreError::errno("setns back into crcli's PID namespace"))?;
@@ -763,12 +784,13 @@ pub(crate) fn own_procs(
     match status.and_then(|s| s.exit_status()) {
         Some(0) => Ok(()),
         other => Err(RestoreError::Unsupported(format!(
-            "mounting the tree's own proc failed (helper status {other:?}: {})",
+            "mounting the tree's own proc and mqueue failed (helper status {other:?}: {})",
             match other {
                 Some(10) => "setns into the mount namespace",
-                Some(11) => "detaching crcli's proc",
-                Some(12) => "making the new proc",
-                Some(13) => "attaching the new proc",
+                Some(11) => "detaching crcli's instance",
+                Some(12) => "making the new instance",
+                Some(13) => "attaching the new instance",
+                Some(14) => "setns into the tree's IPC namespace",
                 _ => "unknown",
             }
         ))),
@@ -776,11 +798,20 @@ pub(crate) fn own_procs(
 }
 
 /// The body of [`own_procs`]'s helper (a forked child of crcli in the tree's PID namespace).
-fn proc_helper(procs: &[&NsMount], ns_fd: &OwnedFd) -> i32 {
+fn proc_helper(remade: &[&NsMount], ns_fd: &OwnedFd, ipc: Option<&OwnedFd>) -> i32 {
+    if let Some(ipc) = ipc {
+        let joined = rustix::thread::move_into_link_name_space(
+            ipc.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::InterProcessCommunication),
+        );
+        if joined.is_err() {
+            return 14;
+        }
+    }
     if crcli_sys::mntns::setns_mnt(ns_fd).is_err() {
         return 10;
     }
-    for m in procs {
+    for m in remade {
         let at = m.mountpoint.as_path();
         if umount2(at, UnmountFlags::DETACH).is_err() {
             return 11;
@@ -789,7 +820,7 @@ fn proc_helper(procs: &[&NsMount], ns_fd: &OwnedFd) -> i32 {
             NsMountSource::Fresh { options } => options.as_str(),
             _ => "",
         };
-        let Ok(fd) = fresh(m, "proc", options) else {
+        let Ok(fd) = fresh(m, &m.fs_type, options) else {
             return 12;
         };
         let attrs = MountAttrFlags::from_bits_retain(m.attributes) & ATTRS;

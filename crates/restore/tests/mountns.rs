@@ -592,3 +592,118 @@ fn shared_slave_private_and_unbindable_mounts_propagate_as_dumped() {
         });
     }
 }
+
+/// A tree in its own PID, IPC and mount namespaces with an `mqueue` mounted in the namespace,
+/// dumped and restored by the crcli binary: the restored mqueue mount is an instance of the
+/// tree's new IPC namespace, not crcli's: a queue made by a process that joined the tree's IPC
+/// namespace (through a second mqueue mount it makes there) shows in it, and not in an
+/// instance of crcli's IPC namespace.
+#[test]
+fn an_mqueue_of_the_namespace_shows_the_trees_own_ipc_namespace() {
+    let test = "an_mqueue_of_the_namespace_shows_the_trees_own_ipc_namespace";
+    let Some(crcli) = crcli(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display().to_string();
+    let script = format!(
+        "set -e; mkdir -p {d}/mq {d}/mq2 {d}/host; mount -t proc proc /proc; \
+         mount -t mqueue crcli-mq {d}/mq; echo ready; exec sleep 1000"
+    );
+    let mut child = Command::new("unshare")
+        .args([
+            "--mount",
+            "--pid",
+            "--ipc",
+            "--propagation",
+            "private",
+            "--fork",
+            "sh",
+            "-c",
+        ])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn unshare");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read ready");
+    let root: Option<i32> =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+    let img = dir.path().join("img");
+    let out = root.filter(|_| line.trim() == "ready").map(|root| {
+        Command::new(&crcli)
+            .args(["dump", "-t", &root.to_string(), "-D"])
+            .arg(&img)
+            .output()
+            .expect("run crcli dump")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = out.unwrap_or_else(|| panic!("setup failed: {script}"));
+    assert!(
+        out.status.success(),
+        "crcli dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&crcli)
+        .args(["restore", "-d", "-D"])
+        .arg(&img)
+        .output()
+        .expect("run crcli restore");
+    assert!(
+        out.status.success(),
+        "crcli restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("restored pid");
+    let check = || -> Result<(), String> {
+        let ns = |p: &str| std::fs::read_link(p).map_err(|e| format!("{p}: {e}"));
+        if ns(&format!("/proc/{pid}/ns/ipc"))? == ns("/proc/self/ns/ipc")? {
+            return Err("the restored process is in crcli's IPC namespace".into());
+        }
+        // In the tree's IPC and mount namespaces: a queue made through a fresh mqueue
+        // instance of that IPC namespace shows in the restored mount.
+        let out = Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-m", "-i", "sh", "-c"])
+            .arg(format!(
+                "mount -t mqueue none {d}/mq2 && touch {d}/mq2/crcli-q && ls {d}/mq"
+            ))
+            .output()
+            .map_err(|e| format!("nsenter: {e}"))?;
+        let listed = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !listed.lines().any(|l| l == "crcli-q") {
+            return Err(format!(
+                "the restored mqueue does not show the tree's queue: {listed:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        // An instance of crcli's IPC namespace does not have it.
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!("mount -t mqueue none {d}/host && ls {d}/host"))
+            .output()
+            .map_err(|e| format!("unshare: {e}"))?;
+        let listed = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || listed.lines().any(|l| l == "crcli-q") {
+            return Err(format!(
+                "crcli's IPC namespace: {listed:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    };
+    let result = check();
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+    result.unwrap();
+}
