@@ -206,6 +206,8 @@ pub(crate) fn capture(
     // Superblocks of content already recorded: (dev) -> (mount id, its root).
     let mut content_of: HashMap<(u32, u32), (u64, PathBuf)> = HashMap::new();
     let mut to_read: Vec<(u64, PathBuf, FsContentId)> = Vec::new();
+    // Fresh instances already recorded, the same way.
+    let mut fresh_of: HashMap<(u32, u32), (u64, PathBuf)> = HashMap::new();
     let order = ordered(&table);
     for (i, m) in order.iter().enumerate() {
         let Some(id) = m.id else {
@@ -255,8 +257,32 @@ pub(crate) fn capture(
                 subroot: image_path("a sub-root", sub)?,
             }
         } else if FRESH.contains(&m.fs_type.as_str()) {
-            NsMountSource::Fresh {
-                options: fs_options(m),
+            // A second mount of one instance (`/proc/sys` bound on itself read-only, as
+            // container runtimes do) is a bind of the first; a first mount must show the root.
+            let dev = (m.dev.major, m.dev.minor);
+            if let Some((of, of_root)) = fresh_of.get(&dev) {
+                let Some(sub) = below(root, of_root.as_os_str().as_bytes()) else {
+                    return Err(unsupported(
+                        pid,
+                        m,
+                        "a bind of a part of its filesystem that an earlier mount does not show",
+                    ));
+                };
+                NsMountSource::NsBind {
+                    of: *of,
+                    subroot: image_path("a sub-root", sub)?,
+                }
+            } else if root != b"/" {
+                return Err(unsupported(
+                    pid,
+                    m,
+                    "a bind of a part of a filesystem no earlier mount of the namespace shows whole",
+                ));
+            } else {
+                fresh_of.insert(dev, (id, m.root.clone()));
+                NsMountSource::Fresh {
+                    options: fs_options(m),
+                }
             }
         } else if let Some(live) = same_sb.first() {
             return Err(unsupported(
