@@ -690,11 +690,18 @@ pub(crate) fn check_for_tree<'a>(
         })
         .map(|m| m.id)
         .collect();
-    if let Some(m) = ns.mounts.iter().find(|m| fresh_procs.contains(&m.parent)) {
-        return Err(unsupported(
-            m,
-            "a mount on a proc or mqueue of the namespace's own cannot be made again yet",
-        ));
+    // Mounts on them are made again on the new instances by path ([`own_procs`]): two at one
+    // mount point cannot be told apart.
+    for &r in &fresh_procs {
+        let subs = descendants(ns, r);
+        for (k, m) in subs.iter().enumerate() {
+            if subs[..k].iter().any(|o| o.mountpoint == m.mountpoint) {
+                return Err(unsupported(
+                    m,
+                    "stacked on another mount on a proc or mqueue of the namespace's own",
+                ));
+            }
+        }
     }
     let proc_at_proc = ns.mounts.iter().any(|m| {
         m.fs_type == "proc"
@@ -735,6 +742,27 @@ pub(crate) fn own_procs(
     if remade.is_empty() {
         return Ok(());
     }
+    // The mounts on each (masked paths, read-only binds of /proc/sys, …), to be made again on
+    // the new instance: a bind of the instance itself from the new one, anything else a clone
+    // of what is mounted there now.
+    let remade: Vec<Remade> = remade
+        .into_iter()
+        .map(|m| {
+            let subs = descendants(ns, m.id)
+                .into_iter()
+                .map(|s| {
+                    let of_it = match &s.source_kind {
+                        NsMountSource::NsBind { of, subroot } if *of == m.id => {
+                            Some(join(m.mountpoint.as_path(), subroot.as_path()))
+                        }
+                        _ => None,
+                    };
+                    (s, of_it)
+                })
+                .collect();
+            (m, subs)
+        })
+        .collect();
     use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
     let open = |p: String| {
         rustix::fs::open(
@@ -791,14 +819,33 @@ pub(crate) fn own_procs(
                 Some(12) => "making the new instance",
                 Some(13) => "attaching the new instance",
                 Some(14) => "setns into the tree's IPC namespace",
+                Some(15) => "cloning a mount on the instance",
+                Some(16) => "attaching a mount on the new instance",
                 _ => "unknown",
             }
         ))),
     }
 }
 
+/// The mounts below mount `id` of `ns`, parents first.
+fn descendants(ns: &MountNamespace, id: u64) -> Vec<&NsMount> {
+    let mut ids = std::collections::HashSet::from([id]);
+    let mut out = Vec::new();
+    for m in &ns.mounts {
+        if ids.contains(&m.parent) && m.id != id {
+            ids.insert(m.id);
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// A mount [`own_procs`] makes again, and the mounts on it: for each, the path to clone on the
+/// new instance when it is a bind of the instance itself.
+type Remade<'a> = (&'a NsMount, Vec<(&'a NsMount, Option<PathBuf>)>);
+
 /// The body of [`own_procs`]'s helper (a forked child of crcli in the tree's PID namespace).
-fn proc_helper(remade: &[&NsMount], ns_fd: &OwnedFd, ipc: Option<&OwnedFd>) -> i32 {
+fn proc_helper(remade: &[Remade<'_>], ns_fd: &OwnedFd, ipc: Option<&OwnedFd>) -> i32 {
     if let Some(ipc) = ipc {
         let joined = rustix::thread::move_into_link_name_space(
             ipc.as_fd(),
@@ -811,8 +858,20 @@ fn proc_helper(remade: &[&NsMount], ns_fd: &OwnedFd, ipc: Option<&OwnedFd>) -> i
     if crcli_sys::mntns::setns_mnt(ns_fd).is_err() {
         return 10;
     }
-    for m in remade {
+    let clone = OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC;
+    for (m, subs) in remade {
         let at = m.mountpoint.as_path();
+        // Clones of the mounts on it, before it goes with them.
+        let mut clones = Vec::with_capacity(subs.len());
+        for (s, of_it) in subs {
+            clones.push(match of_it {
+                Some(_) => None,
+                None => match open_tree(rustix::fs::CWD, s.mountpoint.as_path(), clone) {
+                    Ok(fd) => Some(fd),
+                    Err(_) => return 15,
+                },
+            });
+        }
         if umount2(at, UnmountFlags::DETACH).is_err() {
             return 11;
         }
@@ -845,6 +904,39 @@ fn proc_helper(remade: &[&NsMount], ns_fd: &OwnedFd, ipc: Option<&OwnedFd>) -> i
             .is_err()
         {
             return 13;
+        }
+        for ((s, of_it), cloned) in subs.iter().zip(clones) {
+            let fd = match (of_it, cloned) {
+                (_, Some(fd)) => fd,
+                (Some(path), None) => match open_tree(rustix::fs::CWD, path, clone) {
+                    Ok(fd) => fd,
+                    Err(_) => return 15,
+                },
+                (None, None) => return 15,
+            };
+            let attrs = MountAttrFlags::from_bits_retain(s.attributes) & ATTRS;
+            let set = mount_setattr(
+                &fd,
+                "",
+                MountSetattrFlags::AT_EMPTY_PATH,
+                &MountAttr {
+                    attr_set: attrs,
+                    attr_clr: ATTRS,
+                    ..MountAttr::default()
+                },
+            );
+            if set.is_err()
+                || move_mount(
+                    &fd,
+                    "",
+                    rustix::fs::CWD,
+                    s.mountpoint.as_path(),
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+                )
+                .is_err()
+            {
+                return 16;
+            }
         }
     }
     0

@@ -599,8 +599,8 @@ fn shared_slave_private_and_unbindable_mounts_propagate_as_dumped() {
 /// namespace (through a second mqueue mount it makes there) shows in it, and not in an
 /// instance of crcli's IPC namespace.
 #[test]
-fn an_mqueue_of_the_namespace_shows_the_trees_own_ipc_namespace() {
-    let test = "an_mqueue_of_the_namespace_shows_the_trees_own_ipc_namespace";
+fn an_mqueue_mount_of_the_namespace_shows_the_trees_own_ipc_namespace() {
+    let test = "an_mqueue_mount_of_the_namespace_shows_the_trees_own_ipc_namespace";
     let Some(crcli) = crcli(test) else {
         return;
     };
@@ -697,6 +697,147 @@ fn an_mqueue_of_the_namespace_shows_the_trees_own_ipc_namespace() {
             return Err(format!(
                 "crcli's IPC namespace: {listed:?} {}",
                 String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    };
+    let result = check();
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+    result.unwrap();
+}
+
+/// A container the way runc and podman make one: its own PID and mount namespaces, a proc at
+/// `/proc` with `/proc/sys` and `/proc/sysrq-trigger` bound read-only on themselves, `/dev/null`
+/// bound over `/proc/kcore` (a bind from outside: `--external`) and a read-only tmpfs over
+/// `/proc/fs` (masked paths). Dumped and restored by the crcli binary: the proc shows the tree's new PID namespace, and every mount on
+/// it is there again, on that new proc, with its attributes.
+#[test]
+fn mounts_on_the_proc_of_a_podman_like_container_are_made_again_on_its_new_proc() {
+    let test = "mounts_on_the_proc_of_a_podman_like_container_are_made_again_on_its_new_proc";
+    let Some(crcli) = crcli(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The paths runc masks or binds read-only where this kernel has them (not every kernel has
+    // /proc/kcore or /proc/sysrq-trigger), else files every proc has.
+    let pick = |paths: &[&'static str]| {
+        *paths
+            .iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or(&paths[paths.len() - 1])
+    };
+    let ro_file = pick(&["/proc/sysrq-trigger", "/proc/uptime"]);
+    let masked = pick(&["/proc/kcore", "/proc/timer_list", "/proc/version"]);
+    let script = format!(
+        "set -e; mount -t proc proc /proc; \
+         mount --bind /proc/sys /proc/sys; mount -o remount,bind,ro /proc/sys; \
+         mount --bind {ro_file} {ro_file}; mount -o remount,bind,ro {ro_file}; \
+         mount --bind /dev/null {masked}; mount -t tmpfs -o ro crcli-mask /proc/fs; \
+         echo ready; exec sleep 1000"
+    );
+    let mut child = Command::new("unshare")
+        .args([
+            "--mount",
+            "--pid",
+            "--propagation",
+            "private",
+            "--fork",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn unshare");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read ready");
+    let root: Option<i32> =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+    let img = dir.path().join("img");
+    let out = root.filter(|_| line.trim() == "ready").map(|root| {
+        Command::new(&crcli)
+            .args(["dump", "-t", &root.to_string(), "-D"])
+            .arg(&img)
+            .args(["--external", &format!("mnt[{masked}]:null")])
+            .output()
+            .expect("run crcli dump")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = out.unwrap_or_else(|| panic!("setup failed: {script}"));
+    assert!(
+        out.status.success(),
+        "crcli dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&crcli)
+        .args(["restore", "-d", "-D"])
+        .arg(&img)
+        .args(["--external", "mnt[null]:/dev/null"])
+        .output()
+        .expect("run crcli restore");
+    assert!(
+        out.status.success(),
+        "crcli restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("restored pid");
+    let check = || -> Result<(), String> {
+        let info =
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_err(|e| e.to_string())?;
+        // (id, parent, dev, root, options, fs type) of the top mount at `mp`.
+        let at = |mp: &str| -> Result<Vec<String>, String> {
+            let l = info
+                .lines()
+                .rfind(|l| l.split(' ').nth(4) == Some(mp))
+                .ok_or_else(|| format!("no mount at {mp}:\n{info}"))?;
+            let f: Vec<&str> = l.split(' ').collect();
+            let dash = f.iter().position(|x| *x == "-").ok_or("no -")?;
+            Ok([f[0], f[1], f[2], f[3], f[5], f[dash + 1]]
+                .iter()
+                .map(|s| s.to_string())
+                .collect())
+        };
+        let proc_ = at("/proc")?;
+        for (mp, root) in [("/proc/sys", "/sys"), (ro_file, &ro_file[5..])] {
+            let m = at(mp)?;
+            if m[1] != proc_[0] || m[2] != proc_[2] || m[3] != root || !m[4].starts_with("ro") {
+                return Err(format!(
+                    "{mp} is not a read-only bind of the new proc: {m:?} (proc {proc_:?})\n{info}"
+                ));
+            }
+        }
+        let kcore = at(masked)?;
+        if kcore[1] != proc_[0] || kcore[3] != "/null" || kcore[5] != "devtmpfs" {
+            return Err(format!("{masked} is not /dev/null: {kcore:?}\n{info}"));
+        }
+        let fs = at("/proc/fs")?;
+        if fs[1] != proc_[0] || fs[5] != "tmpfs" || !fs[4].starts_with("ro") {
+            return Err(format!("/proc/fs is not a read-only tmpfs: {fs:?}\n{info}"));
+        }
+        let kcore = std::fs::read(format!("/proc/{pid}/root{masked}"))
+            .map_err(|e| format!("read {masked}: {e}"))?;
+        if !kcore.is_empty() {
+            return Err(format!("{masked} is not masked"));
+        }
+        // The proc is the tree's: its pid 1 is the restored root.
+        let cmdline = std::fs::read(format!("/proc/{pid}/root/proc/1/cmdline"))
+            .map_err(|e| format!("its proc's pid 1: {e}"))?;
+        if cmdline != b"sleep\x001000\x00" {
+            return Err(format!(
+                "pid 1 of its proc is {:?}",
+                String::from_utf8_lossy(&cmdline)
             ));
         }
         Ok(())
