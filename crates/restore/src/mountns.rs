@@ -1,41 +1,58 @@
 //! Making the dumped tree's mount namespace again ([`crcli_image::MountNamespace`], issue #7)
 //! with the new mount API, without touching crcli's own namespace.
 //!
-//! [`build_namespace`] runs in a crcli thread of its own that moves into a new mount namespace
-//! (`unshare(CLONE_NEWNS)`, a copy of crcli's), makes every mount of it private (so nothing
-//! propagates back), then:
+//! [`build_namespace`] runs in a crcli thread of its own, by one of two methods
+//! ([`NsBuildMethod`], chosen by the kernel feature probe and named in a debug line):
+//!
+//! - **`OPEN_TREE_NAMESPACE`** (Linux 7.0): the mounts are made detached in crcli's namespace
+//!   (step 1 below); `open_tree(root mount fd, "", OPEN_TREE_NAMESPACE | AT_EMPTY_PATH)` copies
+//!   the dumped root mount alone (nothing attached to it yet) into a new namespace, on a copy of
+//!   the one mount under crcli's root (the kernel's `open_new_namespace`); the thread `setns`es
+//!   into it and attaches the rest there. None of crcli's other mounts is copied (on a container
+//!   host with hundreds of mounts, that is the saving) and there is no `pivot_root`. Propagation
+//!   is set only after that copy, inside the new namespace: the kernel's copy would keep peer
+//!   groups, but would drop unbindable mounts.
+//! - **`unshare`** (the fallback): the thread moves into a new mount namespace
+//!   (`unshare(CLONE_NEWNS)`, a copy of crcli's), makes every mount of it private (so nothing
+//!   propagates back), attaches the root mount on a scratch directory of that copy, and at the
+//!   end `pivot_root`s into it and detaches the copy.
+//!
+//! Either way:
 //!
 //! 1. makes every mount that needs crcli's own mounts or the user's paths, before anything is
 //!    attached: `HostCopy` -> `open_tree(live mount point/sub-root, OPEN_TREE_CLONE)`;
 //!    `External` -> a clone of the path the user mapped the key to (`--external mnt[KEY]:PATH`);
 //!    `Fresh` -> `fsopen`/`fsconfig`/`fsmount`; `Content` -> a fresh tmpfs/ramfs filled with the
 //!    dumped content through its mount fd (as for lost superblocks);
-//! 2. attaches the root mount on a directory of the (private, throwaway) copy, then each other
-//!    mount, parents first and stacked mounts in mount order, with `move_mount` onto its parent's
-//!    mount fd at the mount point relative to the parent's (so an overmount lands on the mount it
-//!    covers whatever hides that mount's path); `NsBind` mounts are clones of the earlier mount
-//!    they bind, made right before they are attached;
+//! 2. attaches each mount but the root, parents first and stacked mounts in mount order, with
+//!    `move_mount` onto its parent's mount fd at the mount point relative to the parent's (so an
+//!    overmount lands on the mount it covers whatever hides that mount's path); `NsBind` mounts
+//!    are clones of the earlier mount they bind, made right before they are attached;
 //! 3. sets each mount's attributes (`mount_setattr`: ro, nosuid, nodev, noexec, atime mode,
-//!    nodiratime, nosymfollow) once everything under it is attached, then propagation: one
-//!    member of each peer group is made shared and the others join it with
-//!    `MOVE_MOUNT_SET_GROUP`; a slave joins its master's group, then becomes a slave (and
-//!    shared again, in a group of its own, if it was both); unbindable last;
-//! 4. `pivot_root`s into the root mount and detaches the copy of crcli's tree under it.
+//!    nodiratime, nosymfollow) once everything under it is attached, then propagation, peer
+//!    groups before their slaves: one member of each group (the one with the widest root:
+//!    `MOVE_MOUNT_SET_GROUP` wants the joining mount's root at or below the root it joins
+//!    through) is made shared and the others join it; a group that is also a slave first joins
+//!    its master's group and turns slave, then shared, and its peers join it and so get both; a
+//!    plain slave joins its master's group, then turns slave; unbindable last.
 //!
-//! What is left is a namespace holding exactly the dumped mounts, reachable only through the
-//! returned nsfs fd (and whatever joins it): closing the fd with nobody in it destroys it and
-//! every mount in it. On any failure the thread's namespace is dropped the same way: nothing
-//! is left in crcli's namespace or in the filesystem.
+//! What is left is a namespace holding exactly the dumped mounts (and, under its root, the one
+//! mount every namespace has there), reachable only through the returned nsfs fd (and whatever
+//! joins it): closing the fd with nobody in it destroys it and every mount in it. On any
+//! failure the thread's namespace, or the detached mounts, are dropped the same way: nothing is
+//! left in crcli's namespace or in the filesystem.
 //!
 //! The tree restore ([`crate::tree`]) builds the namespace after the whole image was checked,
 //! moves crcli's main thread into it ([`Entered`]) to open the tree's files and make its root
 //! process (which is born in it), and moves the thread back right after.
 //!
-//! `proc` instances are first made by crcli (the restore's own steps read crcli's pids from
-//! `/proc` while the members are made; a namespace without `proc` at `/proc` is refused); once
-//! every member exists, [`own_procs`] replaces them with instances of the tree's new PID
-//! namespace. Limits: `mqueue` instances show crcli's IPC namespace; mounts on top of a proc
-//! (`/proc/sys` read-only binds, …) are refused.
+//! `proc` and `mqueue` instances are first made by crcli (the restore's own steps read crcli's
+//! pids from `/proc` while the members are made; a namespace without `proc` at `/proc` is
+//! refused); once every member exists, [`own_procs`] replaces them with instances of the tree's
+//! new PID and IPC namespaces, and makes the mounts on them again on the new instances (runc's
+//! and podman's read-only binds of `/proc/sys` and co., `/dev/null` or a read-only tmpfs over
+//! masked paths). Limits: two mounts stacked at one mount point on such an instance are refused;
+//! the propagation of mounts on them is not restored (they are private).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
