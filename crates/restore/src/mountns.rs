@@ -11,7 +11,8 @@
 //!   into it and attaches the rest there. None of crcli's other mounts is copied (on a container
 //!   host with hundreds of mounts, that is the saving) and there is no `pivot_root`. Propagation
 //!   is set only after that copy, inside the new namespace: the kernel's copy would keep peer
-//!   groups, but would drop unbindable mounts.
+//!   groups, but would drop unbindable mounts. Not used when the root mount of crcli's
+//!   namespace is shared: the new namespace's copy of it would be a peer of crcli's.
 //! - **`unshare`** (the fallback): the thread moves into a new mount namespace
 //!   (`unshare(CLONE_NEWNS)`, a copy of crcli's), makes every mount of it private (so nothing
 //!   propagates back), attaches the root mount on a scratch directory of that copy, and at the
@@ -195,16 +196,23 @@ pub enum NsBuildMethod {
 }
 
 impl NsBuildMethod {
-    /// The method [`build_namespace`] uses on the running kernel: [`Self::OpenTreeNamespace`]
-    /// when the kernel has it ([`crcli_sys::features::Feature::OpenTreeNamespace`]), else
-    /// [`Self::Unshare`].
+    /// The method [`build_namespace`] uses here: [`Self::OpenTreeNamespace`] when the kernel
+    /// has it ([`crcli_sys::features::Feature::OpenTreeNamespace`]) and the root mount of
+    /// crcli's namespace is not shared (the kernel copies that one mount under the new
+    /// namespace's root, and a shared copy would stay a peer of crcli's: the fallback makes its
+    /// copy private), else [`Self::Unshare`].
     pub fn current() -> NsBuildMethod {
         use crcli_sys::features::{Feature, Features};
-        if Features::current().has(Feature::OpenTreeNamespace) {
-            NsBuildMethod::OpenTreeNamespace
-        } else {
-            NsBuildMethod::Unshare
+        if !Features::current().has(Feature::OpenTreeNamespace) {
+            return NsBuildMethod::Unshare;
         }
+        if ns_root_shared() {
+            tracing::debug!(
+                "the root mount of crcli's namespace is shared: building mount namespaces with unshare"
+            );
+            return NsBuildMethod::Unshare;
+        }
+        NsBuildMethod::OpenTreeNamespace
     }
 
     /// A short name for logs and reports (`open_tree_namespace`, `unshare`).
@@ -213,6 +221,21 @@ impl NsBuildMethod {
             NsBuildMethod::OpenTreeNamespace => "open_tree_namespace",
             NsBuildMethod::Unshare => "unshare",
         }
+    }
+}
+
+/// Whether the root mount of crcli's mount namespace (the bottom one, which `listmount` lists
+/// first) is shared; an error counts as shared.
+fn ns_root_shared() -> bool {
+    use crcli_sys::listmount::{listmount, ListmountFlags, LSMT_ROOT};
+    use crcli_sys::statmount::{statmount, StatmountMask};
+    let mut first = [0u64; 1];
+    match listmount(LSMT_ROOT, None, 0, ListmountFlags::empty(), &mut first) {
+        Ok(1) => statmount(first[0], None, StatmountMask::MNT_BASIC)
+            .ok()
+            .and_then(|s| s.mnt)
+            .is_none_or(|m| m.propagation.contains(MountPropagation::SHARED)),
+        _ => true,
     }
 }
 
