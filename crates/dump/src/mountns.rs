@@ -206,6 +206,8 @@ pub(crate) fn capture(
     // Superblocks of content already recorded: (dev) -> (mount id, its root).
     let mut content_of: HashMap<(u32, u32), (u64, PathBuf)> = HashMap::new();
     let mut to_read: Vec<(u64, PathBuf, FsContentId)> = Vec::new();
+    // Fresh instances already recorded, the same way.
+    let mut fresh_of: HashMap<(u32, u32), (u64, PathBuf)> = HashMap::new();
     let order = ordered(&table);
     for (i, m) in order.iter().enumerate() {
         let Some(id) = m.id else {
@@ -255,8 +257,32 @@ pub(crate) fn capture(
                 subroot: image_path("a sub-root", sub)?,
             }
         } else if FRESH.contains(&m.fs_type.as_str()) {
-            NsMountSource::Fresh {
-                options: fs_options(m),
+            // A second mount of one instance (`/proc/sys` bound on itself read-only, as
+            // container runtimes do) is a bind of the first; a first mount must show the root.
+            let dev = (m.dev.major, m.dev.minor);
+            if let Some((of, of_root)) = fresh_of.get(&dev) {
+                let Some(sub) = below(root, of_root.as_os_str().as_bytes()) else {
+                    return Err(unsupported(
+                        pid,
+                        m,
+                        "a bind of a part of its filesystem that an earlier mount does not show",
+                    ));
+                };
+                NsMountSource::NsBind {
+                    of: *of,
+                    subroot: image_path("a sub-root", sub)?,
+                }
+            } else if root != b"/" {
+                return Err(unsupported(
+                    pid,
+                    m,
+                    "a bind of a part of a filesystem no earlier mount of the namespace shows whole",
+                ));
+            } else {
+                fresh_of.insert(dev, (id, m.root.clone()));
+                NsMountSource::Fresh {
+                    options: fs_options(m),
+                }
             }
         } else if let Some(live) = same_sb.first() {
             return Err(unsupported(
@@ -338,7 +364,8 @@ pub(crate) fn capture(
         });
     }
     if !to_read.is_empty() {
-        let clones = clone_mounts(pid, &to_read)?;
+        let parents: HashSet<u64> = out.iter().map(|m| m.parent).collect();
+        let clones = clone_mounts(pid, &to_read, &parents)?;
         for ((id, _, content), clone) in to_read.iter().zip(clones) {
             let mount = MountId(CONTENT_MOUNT_BASE + content.0);
             mounts.lost.push((mount, *content, PathBuf::from("/")));
@@ -356,8 +383,13 @@ pub(crate) fn capture(
 }
 
 /// Clones each mount `(id, mount point)` alone (no submounts) from a crcli thread that joined
-/// the mount namespace of `pid`; refuses a mount hidden under another.
-fn clone_mounts(pid: i32, list: &[(u64, PathBuf, FsContentId)]) -> Result<Vec<OwnedFd>, DumpError> {
+/// the mount namespace of `pid`; refuses a mount hidden under another. An unbindable mount
+/// cannot be cloned: with no mount on it (not in `parents`) it is read through itself.
+fn clone_mounts(
+    pid: i32,
+    list: &[(u64, PathBuf, FsContentId)],
+    parents: &HashSet<u64>,
+) -> Result<Vec<OwnedFd>, DumpError> {
     let path = format!("/proc/{pid}/ns/mnt");
     let ns = std::fs::File::open(&path).map_err(DumpError::io(format!("open {path}")))?;
     std::thread::scope(|s| {
@@ -367,7 +399,7 @@ fn clone_mounts(pid: i32, list: &[(u64, PathBuf, FsContentId)]) -> Result<Vec<Ow
                 .map_err(DumpError::sys(format!("setns into {path}")))?;
             let mut out = Vec::with_capacity(list.len());
             for (id, mp, _) in list {
-                out.push(clone_one(pid, *id, mp)?);
+                out.push(clone_one(pid, *id, mp, !parents.contains(id))?);
             }
             Ok(out)
         })
@@ -381,7 +413,7 @@ fn clone_mounts(pid: i32, list: &[(u64, PathBuf, FsContentId)]) -> Result<Vec<Ow
     })
 }
 
-fn clone_one(pid: i32, id: u64, mp: &Path) -> Result<OwnedFd, DumpError> {
+fn clone_one(pid: i32, id: u64, mp: &Path, alone: bool) -> Result<OwnedFd, DumpError> {
     let cwd = rustix::fs::CWD;
     let top = open_tree(
         cwd,
@@ -406,11 +438,25 @@ fn clone_one(pid: i32, id: u64, mp: &Path) -> Result<OwnedFd, DumpError> {
             ),
         });
     }
-    open_tree(
+    match open_tree(
         cwd,
         mp,
         OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
-    )
+    ) {
+        // Unbindable (EINVAL): nothing on it hides anything, so the mount itself will do.
+        Err(rustix::io::Errno::INVAL) if alone => return Ok(top),
+        Err(rustix::io::Errno::INVAL) => {
+            return Err(DumpError::Unsupported {
+                pid,
+                what: format!(
+                    "mount {id} at {} of its mount namespace: a tmpfs that cannot be cloned \
+                     (unbindable) with mounts on it (its content cannot be read alone)",
+                    mp.display()
+                ),
+            })
+        }
+        r => r,
+    }
     .map_err(DumpError::sys(format!(
         "clone mount {id} at {} in the mount namespace of pid {pid}",
         mp.display()

@@ -101,7 +101,7 @@ use crcli_sys::features::{Feature, Features};
 use crcli_sys::ptrace::{self, PtraceOptions, Tracee, WaitStatus};
 
 pub use error::RestoreError;
-pub use mountns::{build_namespace, ExternalPath};
+pub use mountns::{build_namespace, build_namespace_with, ExternalPath, NsBuildMethod};
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]

@@ -1,41 +1,59 @@
 //! Making the dumped tree's mount namespace again ([`crcli_image::MountNamespace`], issue #7)
 //! with the new mount API, without touching crcli's own namespace.
 //!
-//! [`build_namespace`] runs in a crcli thread of its own that moves into a new mount namespace
-//! (`unshare(CLONE_NEWNS)`, a copy of crcli's), makes every mount of it private (so nothing
-//! propagates back), then:
+//! [`build_namespace`] runs in a crcli thread of its own, by one of two methods
+//! ([`NsBuildMethod`], chosen by the kernel feature probe and named in a debug line):
+//!
+//! - **`OPEN_TREE_NAMESPACE`** (Linux 7.0): the mounts are made detached in crcli's namespace
+//!   (step 1 below); `open_tree(root mount fd, "", OPEN_TREE_NAMESPACE | AT_EMPTY_PATH)` copies
+//!   the dumped root mount alone (nothing attached to it yet) into a new namespace, on a copy of
+//!   the one mount under crcli's root (the kernel's `open_new_namespace`); the thread `setns`es
+//!   into it and attaches the rest there. None of crcli's other mounts is copied (on a container
+//!   host with hundreds of mounts, that is the saving) and there is no `pivot_root`. Propagation
+//!   is set only after that copy, inside the new namespace: the kernel's copy would keep peer
+//!   groups, but would drop unbindable mounts. Not used when the root mount of crcli's
+//!   namespace is shared: the new namespace's copy of it would be a peer of crcli's.
+//! - **`unshare`** (the fallback): the thread moves into a new mount namespace
+//!   (`unshare(CLONE_NEWNS)`, a copy of crcli's), makes every mount of it private (so nothing
+//!   propagates back), attaches the root mount on a scratch directory of that copy, and at the
+//!   end `pivot_root`s into it and detaches the copy.
+//!
+//! Either way:
 //!
 //! 1. makes every mount that needs crcli's own mounts or the user's paths, before anything is
 //!    attached: `HostCopy` -> `open_tree(live mount point/sub-root, OPEN_TREE_CLONE)`;
 //!    `External` -> a clone of the path the user mapped the key to (`--external mnt[KEY]:PATH`);
 //!    `Fresh` -> `fsopen`/`fsconfig`/`fsmount`; `Content` -> a fresh tmpfs/ramfs filled with the
 //!    dumped content through its mount fd (as for lost superblocks);
-//! 2. attaches the root mount on a directory of the (private, throwaway) copy, then each other
-//!    mount, parents first and stacked mounts in mount order, with `move_mount` onto its parent's
-//!    mount fd at the mount point relative to the parent's (so an overmount lands on the mount it
-//!    covers whatever hides that mount's path); `NsBind` mounts are clones of the earlier mount
-//!    they bind, made right before they are attached;
+//! 2. attaches each mount but the root, parents first and stacked mounts in mount order, with
+//!    `move_mount` onto its parent's mount fd at the mount point relative to the parent's (so an
+//!    overmount lands on the mount it covers whatever hides that mount's path); `NsBind` mounts
+//!    are clones of the earlier mount they bind, made right before they are attached;
 //! 3. sets each mount's attributes (`mount_setattr`: ro, nosuid, nodev, noexec, atime mode,
-//!    nodiratime, nosymfollow) once everything under it is attached, then propagation: one
-//!    member of each peer group is made shared and the others join it with
-//!    `MOVE_MOUNT_SET_GROUP`; a slave joins its master's group, then becomes a slave (and
-//!    shared again, in a group of its own, if it was both); unbindable last;
-//! 4. `pivot_root`s into the root mount and detaches the copy of crcli's tree under it.
+//!    nodiratime, nosymfollow) once everything under it is attached, then propagation, peer
+//!    groups before their slaves: one member of each group (the one with the widest root:
+//!    `MOVE_MOUNT_SET_GROUP` wants the joining mount's root at or below the root it joins
+//!    through) is made shared and the others join it; a group that is also a slave first joins
+//!    its master's group and turns slave, then shared, and its peers join it and so get both; a
+//!    plain slave joins its master's group, then turns slave; unbindable last.
 //!
-//! What is left is a namespace holding exactly the dumped mounts, reachable only through the
-//! returned nsfs fd (and whatever joins it): closing the fd with nobody in it destroys it and
-//! every mount in it. On any failure the thread's namespace is dropped the same way: nothing
-//! is left in crcli's namespace or in the filesystem.
+//! What is left is a namespace holding exactly the dumped mounts (and, under its root, the one
+//! mount every namespace has there), reachable only through the returned nsfs fd (and whatever
+//! joins it): closing the fd with nobody in it destroys it and every mount in it. On any
+//! failure the thread's namespace, or the detached mounts, are dropped the same way: nothing is
+//! left in crcli's namespace or in the filesystem.
 //!
 //! The tree restore ([`crate::tree`]) builds the namespace after the whole image was checked,
 //! moves crcli's main thread into it ([`Entered`]) to open the tree's files and make its root
 //! process (which is born in it), and moves the thread back right after.
 //!
-//! `proc` instances are first made by crcli (the restore's own steps read crcli's pids from
-//! `/proc` while the members are made; a namespace without `proc` at `/proc` is refused); once
-//! every member exists, [`own_procs`] replaces them with instances of the tree's new PID
-//! namespace. Limits: `mqueue` instances show crcli's IPC namespace; mounts on top of a proc
-//! (`/proc/sys` read-only binds, …) are refused.
+//! `proc` and `mqueue` instances are first made by crcli (the restore's own steps read crcli's
+//! pids from `/proc` while the members are made; a namespace without `proc` at `/proc` is
+//! refused); once every member exists, [`own_procs`] replaces them with instances of the tree's
+//! new PID and IPC namespaces, and makes the mounts on them again on the new instances (runc's
+//! and podman's read-only binds of `/proc/sys` and co., `/dev/null` or a read-only tmpfs over
+//! masked paths). Limits: two mounts stacked at one mount point on such an instance are refused;
+//! the propagation of mounts on them is not restored (they are private).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsFd, OwnedFd};
@@ -162,16 +180,86 @@ pub fn check(ns: &MountNamespace, externals: &[ExternalPath]) -> Result<(), Rest
     Ok(())
 }
 
+/// How [`build_namespace`] makes the new namespace (the mounts in it are the same either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NsBuildMethod {
+    /// Linux 7.0's `open_tree(OPEN_TREE_NAMESPACE)`: the dumped root mount, made detached,
+    /// becomes the root of a new namespace (on a copy of the one mount under crcli's root, as
+    /// for every namespace); the other mounts are attached in it. None of crcli's other mounts
+    /// is copied, and there is nothing to `pivot_root` away.
+    OpenTreeNamespace,
+    /// The fallback for kernels before 7.0: `unshare(CLONE_NEWNS)` copies every mount of
+    /// crcli's namespace; the tree is built on a scratch directory of the copy, `pivot_root`ed
+    /// into, and the copy is detached.
+    Unshare,
+}
+
+impl NsBuildMethod {
+    /// The method [`build_namespace`] uses here: [`Self::OpenTreeNamespace`] when the kernel
+    /// has it ([`crcli_sys::features::Feature::OpenTreeNamespace`]) and the root mount of
+    /// crcli's namespace is not shared (the kernel copies that one mount under the new
+    /// namespace's root, and a shared copy would stay a peer of crcli's: the fallback makes its
+    /// copy private), else [`Self::Unshare`].
+    pub fn current() -> NsBuildMethod {
+        use crcli_sys::features::{Feature, Features};
+        if !Features::current().has(Feature::OpenTreeNamespace) {
+            return NsBuildMethod::Unshare;
+        }
+        if ns_root_shared() {
+            tracing::debug!(
+                "the root mount of crcli's namespace is shared: building mount namespaces with unshare"
+            );
+            return NsBuildMethod::Unshare;
+        }
+        NsBuildMethod::OpenTreeNamespace
+    }
+
+    /// A short name for logs and reports (`open_tree_namespace`, `unshare`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NsBuildMethod::OpenTreeNamespace => "open_tree_namespace",
+            NsBuildMethod::Unshare => "unshare",
+        }
+    }
+}
+
+/// Whether the root mount of crcli's mount namespace (the bottom one, which `listmount` lists
+/// first) is shared; an error counts as shared.
+fn ns_root_shared() -> bool {
+    use crcli_sys::listmount::{listmount, ListmountFlags, LSMT_ROOT};
+    use crcli_sys::statmount::{statmount, StatmountMask};
+    let mut first = [0u64; 1];
+    match listmount(LSMT_ROOT, None, 0, ListmountFlags::empty(), &mut first) {
+        Ok(1) => statmount(first[0], None, StatmountMask::MNT_BASIC)
+            .ok()
+            .and_then(|s| s.mnt)
+            .is_none_or(|m| m.propagation.contains(MountPropagation::SHARED)),
+        _ => true,
+    }
+}
+
 /// Makes the mount namespace of the image in directory `dir` (see the module documentation)
-/// and returns its nsfs fd (`/proc/PID/ns/mnt` of a process in it), for `setns`.
+/// and returns its nsfs fd (`/proc/PID/ns/mnt` of a process in it), for `setns`; with
+/// [`NsBuildMethod::current`].
 pub fn build_namespace(dir: &Path, externals: &[ExternalPath]) -> Result<OwnedFd, RestoreError> {
+    build_namespace_with(dir, externals, NsBuildMethod::current())
+}
+
+/// [`build_namespace`] with the given method (benchmarks and tests compare them); asking for
+/// [`NsBuildMethod::OpenTreeNamespace`] on a kernel without it fails with the kernel's error.
+pub fn build_namespace_with(
+    dir: &Path,
+    externals: &[ExternalPath],
+    method: NsBuildMethod,
+) -> Result<OwnedFd, RestoreError> {
     let image = Image::open(dir)?;
     let ns =
         image.inventory().tree.mount_ns.as_ref().ok_or_else(|| {
             RestoreError::Invalid("the image holds no mount namespace".to_owned())
         })?;
     check(ns, externals)?;
-    build(&image, ns, externals)
+    build_with(&image, ns, externals, method)
 }
 
 /// [`build_namespace`] for an opened, validated image.
@@ -180,8 +268,17 @@ pub(crate) fn build(
     ns: &MountNamespace,
     externals: &[ExternalPath],
 ) -> Result<OwnedFd, RestoreError> {
+    build_with(image, ns, externals, NsBuildMethod::current())
+}
+
+fn build_with(
+    image: &Image,
+    ns: &MountNamespace,
+    externals: &[ExternalPath],
+    method: NsBuildMethod,
+) -> Result<OwnedFd, RestoreError> {
     std::thread::scope(|s| {
-        s.spawn(|| build_in_this_thread(image, ns, externals))
+        s.spawn(|| build_in_this_thread(image, ns, externals, method))
             .join()
             .unwrap_or_else(|_| {
                 Err(RestoreError::Unsupported(
@@ -191,11 +288,9 @@ pub(crate) fn build(
     })
 }
 
-fn build_in_this_thread(
-    image: &Image,
-    ns: &MountNamespace,
-    externals: &[ExternalPath],
-) -> Result<OwnedFd, RestoreError> {
+/// `unshare(CLONE_NEWNS)` for the calling thread, every mount of the copy made private; the
+/// new namespace's fd.
+fn unshare_private() -> Result<OwnedFd, RestoreError> {
     crcli_sys::mntns::unshare_mount_ns().map_err(RestoreError::errno(
         "unshare(CLONE_NEWNS) for the new mount namespace",
     ))?;
@@ -217,6 +312,21 @@ fn build_in_this_thread(
     .map_err(RestoreError::errno(
         "make the copy of crcli's mounts private",
     ))?;
+    Ok(ns_fd)
+}
+
+fn build_in_this_thread(
+    image: &Image,
+    ns: &MountNamespace,
+    externals: &[ExternalPath],
+    method: NsBuildMethod,
+) -> Result<OwnedFd, RestoreError> {
+    // With OPEN_TREE_NAMESPACE the mounts are made detached, in crcli's namespace, and the
+    // namespace once the root mount is ready.
+    let mut ns_fd = match method {
+        NsBuildMethod::Unshare => Some(unshare_private()?),
+        NsBuildMethod::OpenTreeNamespace => None,
+    };
 
     let clone = OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC;
     // 1. Everything that needs crcli's tree or is made fresh.
@@ -277,10 +387,10 @@ fn build_in_this_thread(
         .map(|(i, m)| (m.id, i))
         .collect();
     let root_m = &ns.mounts[0];
-    {
-        let root_fd = fds[0]
-            .as_ref()
-            .ok_or_else(|| unsupported(root_m, "the root mount cannot be a bind of another"))?;
+    let root_fd = fds[0]
+        .as_ref()
+        .ok_or_else(|| unsupported(root_m, "the root mount cannot be a bind of another"))?;
+    if ns_fd.is_some() {
         let scratch = SCRATCH
             .iter()
             .find(|p| Path::new(p).is_dir())
@@ -295,6 +405,27 @@ fn build_in_this_thread(
             MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
         )
         .map_err(errno(root_m, "attach the root mount while it is built"))?;
+    } else {
+        // The detached root mount (nothing attached to it yet: one mount is copied) becomes
+        // the root of a new namespace; this thread moves in, and its root is that copy.
+        let new_ns = open_tree(
+            root_fd,
+            "",
+            OpenTreeFlags::NAMESPACE | OpenTreeFlags::CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+        )
+        .map_err(errno(
+            root_m,
+            "open_tree(OPEN_TREE_NAMESPACE) of the root mount",
+        ))?;
+        crcli_sys::mntns::unshare_fs().map_err(RestoreError::errno("unshare(CLONE_FS)"))?;
+        crcli_sys::mntns::setns_mnt(&new_ns)
+            .map_err(RestoreError::errno("setns into the new mount namespace"))?;
+        rustix::process::chdir("/").map_err(RestoreError::errno("chdir to the new root"))?;
+        fds[0] = Some(
+            open_tree(rustix::fs::CWD, "/", OpenTreeFlags::CLOEXEC)
+                .map_err(errno(root_m, "open the root mount in the new namespace"))?,
+        );
+        ns_fd = Some(new_ns);
     }
     for (i, m) in ns.mounts.iter().enumerate().skip(1) {
         if let NsMountSource::NsBind { of, subroot } = &m.source_kind {
@@ -352,16 +483,22 @@ fn build_in_this_thread(
     }
     propagation(ns, &fds)?;
 
-    // 4. The new tree becomes the namespace's root; crcli's copy under it goes.
-    let root_fd = fds[0].as_ref().expect("the root mount was made");
-    rustix::process::fchdir(root_fd).map_err(RestoreError::errno("chdir into the new root"))?;
-    crcli_sys::mntns::pivot_root(".", ".")
-        .map_err(RestoreError::errno("pivot_root into the new root"))?;
-    umount2(".", UnmountFlags::DETACH)
-        .map_err(RestoreError::errno("detach crcli's copied tree"))?;
-    rustix::process::chdir("/").map_err(RestoreError::errno("chdir to the new root"))?;
-    tracing::debug!(mounts = ns.mounts.len(), "mount namespace built");
-    Ok(ns_fd)
+    // 4. With unshare: the new tree becomes the namespace's root; crcli's copy under it goes.
+    if method == NsBuildMethod::Unshare {
+        let root_fd = fds[0].as_ref().expect("the root mount was made");
+        rustix::process::fchdir(root_fd).map_err(RestoreError::errno("chdir into the new root"))?;
+        crcli_sys::mntns::pivot_root(".", ".")
+            .map_err(RestoreError::errno("pivot_root into the new root"))?;
+        umount2(".", UnmountFlags::DETACH)
+            .map_err(RestoreError::errno("detach crcli's copied tree"))?;
+        rustix::process::chdir("/").map_err(RestoreError::errno("chdir to the new root"))?;
+    }
+    tracing::debug!(
+        mounts = ns.mounts.len(),
+        method = method.name(),
+        "mount namespace built"
+    );
+    ns_fd.ok_or_else(|| RestoreError::Unsupported("no mount namespace was made".to_owned()))
 }
 
 fn propagation(ns: &MountNamespace, fds: &[Option<OwnedFd>]) -> Result<(), RestoreError> {
@@ -393,40 +530,83 @@ fn propagation(ns: &MountNamespace, fds: &[Option<OwnedFd>]) -> Result<(), Resto
             "join its peer group (MOVE_MOUNT_SET_GROUP)",
         ))
     };
-    // Peer groups, in the order their first member is listed.
+    // Peer groups (by dumped id), each widest root first:
+    // MOVE_MOUNT_SET_GROUP wants the new peer's root at or below the root of the mount it
+    // joins through.
     let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, m) in ns.mounts.iter().enumerate() {
         if m.propagation & MS_SHARED != 0 && m.peer_group != 0 {
             groups.entry(m.peer_group).or_default().push(i);
         }
     }
-    // Slaves first: a slave joins its master's group, then turns slave.
-    for (i, m) in ns.mounts.iter().enumerate() {
-        if m.propagation & MS_SLAVE == 0 {
-            continue;
-        }
-        let Some(&master) = groups.get(&m.master).and_then(|g| g.first()) else {
-            return Err(unsupported(
+    for members in groups.values_mut() {
+        members.sort_by_key(|&i| ns.mounts[i].root.as_bytes().len());
+    }
+    let root_of = |i: usize| ns.mounts[i].root.as_bytes();
+    // A member of `among` (already in its group) whose root is at or above `to`'s.
+    let through = |among: &[usize], to: usize| -> Result<usize, RestoreError> {
+        among
+            .iter()
+            .copied()
+            .find(|&f| under(root_of(to), root_of(f)))
+            .ok_or_else(|| {
+                unsupported(
+                    &ns.mounts[to],
+                    "no mount of the peer group it joins has a root at or above its own",
+                )
+            })
+    };
+    let master_of = |i: usize| -> Result<&Vec<usize>, RestoreError> {
+        let m = &ns.mounts[i];
+        groups.get(&m.master).ok_or_else(|| {
+            unsupported(
                 m,
                 &format!(
                     "a slave of peer group {}, which is not in the namespace",
                     m.master
                 ),
-            ));
-        };
-        set_prop(master, MountPropagation::SHARED)?;
-        join_group(master, i)?;
-        set_prop(i, MountPropagation::SLAVE)?;
-    }
-    for members in groups.values() {
-        let first = members[0];
-        set_prop(first, MountPropagation::SHARED)?;
-        for &other in &members[1..] {
-            if ns.mounts[other].propagation & MS_SLAVE != 0 {
-                // Shared and slave: a group of its own, joined by its peers below.
+            )
+        })
+    };
+    // A private mount becomes a slave of `master`'s group: it joins the group, then turns
+    // slave of it.
+    let make_slave = |i: usize, master: &[usize]| -> Result<(), RestoreError> {
+        join_group(through(master, i)?, i)?;
+        set_prop(i, MountPropagation::SLAVE)
+    };
+    // Groups whose master group is made first (a master is always a shared group).
+    let mut done: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    while done.len() < groups.len() {
+        let before = done.len();
+        for (&group, members) in &groups {
+            let lead = members[0];
+            let m = &ns.mounts[lead];
+            let slave = m.propagation & MS_SLAVE != 0;
+            if done.contains(&group) || (slave && !done.contains(&m.master)) {
                 continue;
             }
-            join_group(first, other)?;
+            if slave {
+                // Shared and slave: the lead becomes a slave, then shared in a group of its
+                // own; its peers join through it and so get both (the group and the master).
+                make_slave(lead, master_of(lead)?)?;
+            }
+            set_prop(lead, MountPropagation::SHARED)?;
+            for (k, &other) in members.iter().enumerate().skip(1) {
+                join_group(through(&members[..k], other)?, other)?;
+            }
+            done.insert(group);
+        }
+        if done.len() == before {
+            let stuck = groups.keys().find(|g| !done.contains(g)).copied();
+            return Err(RestoreError::Unsupported(format!(
+                "peer group {stuck:?} of the mount namespace is a slave of a group that is not in it, or of itself"
+            )));
+        }
+    }
+    // Slaves that are not shared.
+    for (i, m) in ns.mounts.iter().enumerate() {
+        if m.propagation & MS_SLAVE != 0 && m.propagation & MS_SHARED == 0 {
+            make_slave(i, master_of(i)?)?;
         }
     }
     for (i, m) in ns.mounts.iter().enumerate() {
@@ -474,6 +654,12 @@ fn fresh(m: &NsMount, fs_type: &str, options: &str) -> Result<OwnedFd, RestoreEr
         .map_err(|e| unsupported(m, &e.to_string()))?;
     fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(errno(m, "fsmount"))
+}
+
+/// Whether filesystem path `path` is `base` or below it (both absolute, as bytes).
+fn under(path: &[u8], base: &[u8]) -> bool {
+    let base = base.strip_suffix(b"/").unwrap_or(base);
+    path == base || (path.starts_with(base) && path.get(base.len()) == Some(&b'/'))
 }
 
 /// `path` relative to `base` (both absolute), `""` when equal.
@@ -538,14 +724,24 @@ pub(crate) fn check_for_tree<'a>(
     let fresh_procs: Vec<u64> = ns
         .mounts
         .iter()
-        .filter(|m| m.fs_type == "proc" && matches!(m.source_kind, NsMountSource::Fresh { .. }))
+        .filter(|m| {
+            matches!(m.fs_type.as_str(), "proc" | "mqueue")
+                && matches!(m.source_kind, NsMountSource::Fresh { .. })
+        })
         .map(|m| m.id)
         .collect();
-    if let Some(m) = ns.mounts.iter().find(|m| fresh_procs.contains(&m.parent)) {
-        return Err(unsupported(
-            m,
-            "a mount on a proc of the namespace's own cannot be made again yet",
-        ));
+    // Mounts on them are made again on the new instances by path ([`own_procs`]): two at one
+    // mount point cannot be told apart.
+    for &r in &fresh_procs {
+        let subs = descendants(ns, r);
+        for (k, m) in subs.iter().enumerate() {
+            if subs[..k].iter().any(|o| o.mountpoint == m.mountpoint) {
+                return Err(unsupported(
+                    m,
+                    "stacked on another mount on a proc or mqueue of the namespace's own",
+                ));
+            }
+        }
     }
     let proc_at_proc = ns.mounts.iter().any(|m| {
         m.fs_type == "proc"
@@ -561,24 +757,52 @@ pub(crate) fn check_for_tree<'a>(
     Ok(Some(ns))
 }
 
-/// Replaces each fresh `proc` of the built namespace (made by crcli, so showing crcli's PID
-/// namespace) with one of the tree's new PID namespace, once every member exists: a helper
-/// child born in that namespace (crcli `setns`es its children's PID namespace to the root's for
-/// the fork) joins the mount namespace, detaches crcli's proc at each mount point and mounts its
-/// own there. The helper takes a free pid of the namespace and is reaped before any member runs.
+/// Replaces each fresh `proc` (with `new_pid`) and `mqueue` (with `new_ipc`) of the built
+/// namespace — made by crcli, so showing crcli's PID and IPC namespaces — with one of the tree's
+/// new namespace, once every member exists: a helper child born in the tree's PID namespace
+/// (crcli `setns`es its children's PID namespace to the root's for the fork), which joins the
+/// root's IPC namespace, then the mount namespace, detaches crcli's instance at each mount
+/// point and mounts its own there. The helper takes a free pid of the namespace and is reaped
+/// before any member runs.
 pub(crate) fn own_procs(
     ns: &MountNamespace,
     ns_fd: &OwnedFd,
     root_host: i32,
+    new_pid: bool,
+    new_ipc: bool,
 ) -> Result<(), RestoreError> {
-    let procs: Vec<&NsMount> = ns
+    let remade: Vec<&NsMount> = ns
         .mounts
         .iter()
-        .filter(|m| m.fs_type == "proc" && matches!(m.source_kind, NsMountSource::Fresh { .. }))
+        .filter(|m| {
+            matches!(m.source_kind, NsMountSource::Fresh { .. })
+                && ((new_pid && m.fs_type == "proc") || (new_ipc && m.fs_type == "mqueue"))
+        })
         .collect();
-    if procs.is_empty() {
+    if remade.is_empty() {
         return Ok(());
     }
+    // The mounts on each (masked paths, read-only binds of /proc/sys, …), to be made again on
+    // the new instance: a bind of the instance itself from the new one, anything else a clone
+    // of what is mounted there now.
+    let remade: Vec<Remade> = remade
+        .into_iter()
+        .map(|m| {
+            let subs = descendants(ns, m.id)
+                .into_iter()
+                .map(|s| {
+                    let of_it = match &s.source_kind {
+                        NsMountSource::NsBind { of, subroot } if *of == m.id => {
+                            Some(join(m.mountpoint.as_path(), subroot.as_path()))
+                        }
+                        _ => None,
+                    };
+                    (s, of_it)
+                })
+                .collect();
+            (m, subs)
+        })
+        .collect();
     use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
     let open = |p: String| {
         rustix::fs::open(
@@ -588,22 +812,33 @@ pub(crate) fn own_procs(
         )
         .map_err(RestoreError::errno(format!("open {p}")))
     };
+    let ipc = if new_ipc {
+        Some(open(format!("/proc/{root_host}/ns/ipc"))?)
+    } else {
+        None
+    };
     let own = open("/proc/self/ns/pid".to_owned())?;
-    let theirs = open(format!("/proc/{root_host}/ns/pid"))?;
-    move_into_link_name_space(theirs.as_fd(), Some(LinkNameSpaceType::ProcessID)).map_err(
-        RestoreError::errno("setns into the tree's PID namespace for its proc"),
-    )?;
+    if new_pid {
+        let theirs = open(format!("/proc/{root_host}/ns/pid"))?;
+        move_into_link_name_space(theirs.as_fd(), Some(LinkNameSpaceType::ProcessID)).map_err(
+            RestoreError::errno("setns into the tree's PID namespace for its proc"),
+        )?;
+    }
     let spawned = crcli_sys::clone3::spawn(
         &crcli_sys::clone3::SpawnOptions {
             set_tid: None,
             hold: false,
         },
-        || proc_helper(&procs, ns_fd),
+        || proc_helper(&remade, ns_fd, ipc.as_ref()),
     );
-    let back = move_into_link_name_space(own.as_fd(), Some(LinkNameSpaceType::ProcessID));
+    let back = if new_pid {
+        move_into_link_name_space(own.as_fd(), Some(LinkNameSpaceType::ProcessID))
+    } else {
+        Ok(())
+    };
     let spawned = spawned.map_err(|e| {
         RestoreError::Unsupported(format!(
-            "making the helper that mounts the tree's proc: {e}"
+            "making the helper that mounts the tree's proc and mqueue: {e}"
         ))
     })?;
     back.map_err(RestoreError::errno("setns back into crcli's PID namespace"))?;
@@ -617,25 +852,66 @@ pub(crate) fn own_procs(
     match status.and_then(|s| s.exit_status()) {
         Some(0) => Ok(()),
         other => Err(RestoreError::Unsupported(format!(
-            "mounting the tree's own proc failed (helper status {other:?}: {})",
+            "mounting the tree's own proc and mqueue failed (helper status {other:?}: {})",
             match other {
                 Some(10) => "setns into the mount namespace",
-                Some(11) => "detaching crcli's proc",
-                Some(12) => "making the new proc",
-                Some(13) => "attaching the new proc",
+                Some(11) => "detaching crcli's instance",
+                Some(12) => "making the new instance",
+                Some(13) => "attaching the new instance",
+                Some(14) => "setns into the tree's IPC namespace",
+                Some(15) => "cloning a mount on the instance",
+                Some(16) => "attaching a mount on the new instance",
                 _ => "unknown",
             }
         ))),
     }
 }
 
+/// The mounts below mount `id` of `ns`, parents first.
+fn descendants(ns: &MountNamespace, id: u64) -> Vec<&NsMount> {
+    let mut ids = std::collections::HashSet::from([id]);
+    let mut out = Vec::new();
+    for m in &ns.mounts {
+        if ids.contains(&m.parent) && m.id != id {
+            ids.insert(m.id);
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// A mount [`own_procs`] makes again, and the mounts on it: for each, the path to clone on the
+/// new instance when it is a bind of the instance itself.
+type Remade<'a> = (&'a NsMount, Vec<(&'a NsMount, Option<PathBuf>)>);
+
 /// The body of [`own_procs`]'s helper (a forked child of crcli in the tree's PID namespace).
-fn proc_helper(procs: &[&NsMount], ns_fd: &OwnedFd) -> i32 {
+fn proc_helper(remade: &[Remade<'_>], ns_fd: &OwnedFd, ipc: Option<&OwnedFd>) -> i32 {
+    if let Some(ipc) = ipc {
+        let joined = rustix::thread::move_into_link_name_space(
+            ipc.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::InterProcessCommunication),
+        );
+        if joined.is_err() {
+            return 14;
+        }
+    }
     if crcli_sys::mntns::setns_mnt(ns_fd).is_err() {
         return 10;
     }
-    for m in procs {
+    let clone = OpenTreeFlags::CLONE | OpenTreeFlags::CLOEXEC;
+    for (m, subs) in remade {
         let at = m.mountpoint.as_path();
+        // Clones of the mounts on it, before it goes with them.
+        let mut clones = Vec::with_capacity(subs.len());
+        for (s, of_it) in subs {
+            clones.push(match of_it {
+                Some(_) => None,
+                None => match open_tree(rustix::fs::CWD, s.mountpoint.as_path(), clone) {
+                    Ok(fd) => Some(fd),
+                    Err(_) => return 15,
+                },
+            });
+        }
         if umount2(at, UnmountFlags::DETACH).is_err() {
             return 11;
         }
@@ -643,7 +919,7 @@ fn proc_helper(procs: &[&NsMount], ns_fd: &OwnedFd) -> i32 {
             NsMountSource::Fresh { options } => options.as_str(),
             _ => "",
         };
-        let Ok(fd) = fresh(m, "proc", options) else {
+        let Ok(fd) = fresh(m, &m.fs_type, options) else {
             return 12;
         };
         let attrs = MountAttrFlags::from_bits_retain(m.attributes) & ATTRS;
@@ -668,6 +944,39 @@ fn proc_helper(procs: &[&NsMount], ns_fd: &OwnedFd) -> i32 {
             .is_err()
         {
             return 13;
+        }
+        for ((s, of_it), cloned) in subs.iter().zip(clones) {
+            let fd = match (of_it, cloned) {
+                (_, Some(fd)) => fd,
+                (Some(path), None) => match open_tree(rustix::fs::CWD, path, clone) {
+                    Ok(fd) => fd,
+                    Err(_) => return 15,
+                },
+                (None, None) => return 15,
+            };
+            let attrs = MountAttrFlags::from_bits_retain(s.attributes) & ATTRS;
+            let set = mount_setattr(
+                &fd,
+                "",
+                MountSetattrFlags::AT_EMPTY_PATH,
+                &MountAttr {
+                    attr_set: attrs,
+                    attr_clr: ATTRS,
+                    ..MountAttr::default()
+                },
+            );
+            if set.is_err()
+                || move_mount(
+                    &fd,
+                    "",
+                    rustix::fs::CWD,
+                    s.mountpoint.as_path(),
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+                )
+                .is_err()
+            {
+                return 16;
+            }
         }
     }
     0
@@ -732,6 +1041,16 @@ mod tests {
         for bad in ["mnt[]:/x", "mnt[k]:x", "dev[k]:/x", "mnt[k]/x"] {
             assert!(bad.parse::<ExternalPath>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn roots_at_or_below_another() {
+        assert!(under(b"/a/b", b"/"));
+        assert!(under(b"/", b"/"));
+        assert!(under(b"/a", b"/a"));
+        assert!(under(b"/a/b", b"/a"));
+        assert!(!under(b"/ab", b"/a"));
+        assert!(!under(b"/", b"/a"));
     }
 
     #[test]

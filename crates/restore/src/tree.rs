@@ -1405,11 +1405,16 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
         progress.seen.insert(root_host);
         spawned.release()?;
         await_tree(&t, &report_rd, &mut progress)?;
-        // Every member exists: the namespace's proc instances become the new PID namespace's.
+        // Every member exists: the namespace's proc and mqueue instances become the new PID
+        // and IPC namespaces'.
         if let Some((ns, ns_fd)) = &own_mount_ns {
-            if t.ns.contains(NewNamespaces::PID) {
-                crate::mountns::own_procs(ns, ns_fd, root_host)?;
-            }
+            crate::mountns::own_procs(
+                ns,
+                ns_fd,
+                root_host,
+                t.ns.contains(NewNamespaces::PID),
+                t.ns.contains(NewNamespaces::IPC),
+            )?;
         }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
