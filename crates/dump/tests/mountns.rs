@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use crcli_dump::{dump, dump_with_externals, DumpOptions, ExternalMount};
 use crcli_image::{FsEntryKind, Image, NsMount, NsMountSource};
 
-/// `unshare --mount --fork` running `setup` in sh, then `sleep`; killed when dropped.
+/// `unshare --mount --fork --kill-child` running `setup` in sh, then `sleep`; both killed when
+/// dropped (`--kill-child`: the `sleep` dies with `unshare`).
 struct Ns {
     child: Child,
     root: i32,
@@ -28,7 +29,15 @@ impl Ns {
             setup(&d)
         );
         let mut child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--fork", "sh", "-c"])
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--fork",
+                "--kill-child",
+                "sh",
+                "-c",
+            ])
             .arg(&script)
             .stdout(Stdio::piped())
             .spawn()

@@ -52,7 +52,15 @@ fn dump_namespace(
         setup.replace("{d}", &d)
     );
     let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--fork", "sh", "-c"])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+            "--kill-child",
+            "sh",
+            "-c",
+        ])
         .arg(&script)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -263,6 +271,7 @@ fn a_tree_in_its_own_mount_namespace_is_restored_into_a_new_one() {
             "--propagation",
             "private",
             "--fork",
+            "--kill-child",
             "sh",
             "-c",
         ])
@@ -622,6 +631,7 @@ fn an_mqueue_mount_of_the_namespace_shows_the_trees_own_ipc_namespace() {
             "--propagation",
             "private",
             "--fork",
+            "--kill-child",
             "sh",
             "-c",
         ])
@@ -748,6 +758,7 @@ fn mounts_on_the_proc_of_a_podman_like_container_are_made_again_on_its_new_proc(
             "--propagation",
             "private",
             "--fork",
+            "--kill-child",
             "sh",
             "-c",
             &script,
