@@ -91,6 +91,28 @@ fn image_path(what: &str, b: &[u8]) -> Result<ImagePath, DumpError> {
     })
 }
 
+/// Mount `m` (whose root is `root`) as a bind of the `earlier` mount of its filesystem (its
+/// id and root): at the sub-root that `m` shows of it.
+fn bind_of(
+    pid: i32,
+    m: &Mount,
+    root: &[u8],
+    earlier: &(u64, PathBuf),
+) -> Result<NsMountSource, DumpError> {
+    let (of, of_root) = earlier;
+    let Some(sub) = below(root, of_root.as_os_str().as_bytes()) else {
+        return Err(unsupported(
+            pid,
+            m,
+            "a bind of a part of its filesystem that an earlier mount does not show",
+        ));
+    };
+    Ok(NsMountSource::NsBind {
+        of: *of,
+        subroot: image_path("a sub-root", sub)?,
+    })
+}
+
 /// `path` relative to `base` (both absolute; `""` when equal), if it lies at or below it.
 fn below<'a>(path: &'a [u8], base: &[u8]) -> Option<&'a [u8]> {
     if base == b"/" {
@@ -260,18 +282,8 @@ pub(crate) fn capture(
             // A second mount of one instance (`/proc/sys` bound on itself read-only, as
             // container runtimes do) is a bind of the first; a first mount must show the root.
             let dev = (m.dev.major, m.dev.minor);
-            if let Some((of, of_root)) = fresh_of.get(&dev) {
-                let Some(sub) = below(root, of_root.as_os_str().as_bytes()) else {
-                    return Err(unsupported(
-                        pid,
-                        m,
-                        "a bind of a part of its filesystem that an earlier mount does not show",
-                    ));
-                };
-                NsMountSource::NsBind {
-                    of: *of,
-                    subroot: image_path("a sub-root", sub)?,
-                }
+            if let Some(earlier) = fresh_of.get(&dev) {
+                bind_of(pid, m, root, earlier)?
             } else if root != b"/" {
                 return Err(unsupported(
                     pid,
@@ -297,18 +309,8 @@ pub(crate) fn capture(
             ));
         } else if CONTENT.contains(&m.fs_type.as_str()) {
             let dev = (m.dev.major, m.dev.minor);
-            if let Some((of, of_root)) = content_of.get(&dev) {
-                let Some(sub) = below(root, of_root.as_os_str().as_bytes()) else {
-                    return Err(unsupported(
-                        pid,
-                        m,
-                        "a bind of a part of its filesystem that an earlier mount does not show",
-                    ));
-                };
-                NsMountSource::NsBind {
-                    of: *of,
-                    subroot: image_path("a sub-root", sub)?,
-                }
+            if let Some(earlier) = content_of.get(&dev) {
+                bind_of(pid, m, root, earlier)?
             } else {
                 let content = FsContentId(mounts.lost.len() as u32 + to_read.len() as u32 + 1);
                 content_of.insert(dev, (id, m.root.clone()));

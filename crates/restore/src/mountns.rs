@@ -468,18 +468,7 @@ fn build_in_this_thread(
     //    propagation.
     for (i, m) in ns.mounts.iter().enumerate().rev() {
         let fd = fds[i].as_ref().expect("every mount was made");
-        let set = MountAttrFlags::from_bits_retain(m.attributes) & ATTRS;
-        mount_setattr(
-            fd,
-            "",
-            MountSetattrFlags::AT_EMPTY_PATH,
-            &MountAttr {
-                attr_set: set,
-                attr_clr: ATTRS,
-                ..MountAttr::default()
-            },
-        )
-        .map_err(errno(m, "set the mount attributes"))?;
+        set_attributes(fd, m.attributes).map_err(errno(m, "set the mount attributes"))?;
     }
     propagation(ns, &fds)?;
 
@@ -922,27 +911,7 @@ fn proc_helper(remade: &[Remade<'_>], ns_fd: &OwnedFd, ipc: Option<&OwnedFd>) ->
         let Ok(fd) = fresh(m, &m.fs_type, options) else {
             return 12;
         };
-        let attrs = MountAttrFlags::from_bits_retain(m.attributes) & ATTRS;
-        let set = mount_setattr(
-            &fd,
-            "",
-            MountSetattrFlags::AT_EMPTY_PATH,
-            &MountAttr {
-                attr_set: attrs,
-                attr_clr: ATTRS,
-                ..MountAttr::default()
-            },
-        );
-        if set.is_err()
-            || move_mount(
-                &fd,
-                "",
-                rustix::fs::CWD,
-                at,
-                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-            )
-            .is_err()
-        {
+        if !set_and_attach(&fd, m.attributes, at) {
             return 13;
         }
         for ((s, of_it), cloned) in subs.iter().zip(clones) {
@@ -954,32 +923,36 @@ fn proc_helper(remade: &[Remade<'_>], ns_fd: &OwnedFd, ipc: Option<&OwnedFd>) ->
                 },
                 (None, None) => return 15,
             };
-            let attrs = MountAttrFlags::from_bits_retain(s.attributes) & ATTRS;
-            let set = mount_setattr(
-                &fd,
-                "",
-                MountSetattrFlags::AT_EMPTY_PATH,
-                &MountAttr {
-                    attr_set: attrs,
-                    attr_clr: ATTRS,
-                    ..MountAttr::default()
-                },
-            );
-            if set.is_err()
-                || move_mount(
-                    &fd,
-                    "",
-                    rustix::fs::CWD,
-                    s.mountpoint.as_path(),
-                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-                )
-                .is_err()
-            {
+            if !set_and_attach(&fd, s.attributes, s.mountpoint.as_path()) {
                 return 16;
             }
         }
     }
     0
+}
+
+/// Sets exactly the dumped `attributes` of [`ATTRS`] on mount `fd` (clearing the others).
+fn set_attributes(fd: &OwnedFd, attributes: u64) -> rustix::io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MountAttrFlags::from_bits_retain(attributes) & ATTRS,
+        attr_clr: ATTRS,
+        ..MountAttr::default()
+    };
+    mount_setattr(fd, "", MountSetattrFlags::AT_EMPTY_PATH, &attr)
+}
+
+/// Sets the dumped `attributes` (those of [`ATTRS`]) on the detached mount `fd` and attaches it
+/// at `at`; false on any failure (raw calls only: [`proc_helper`] runs in a forked child).
+fn set_and_attach(fd: &OwnedFd, attributes: u64, at: &Path) -> bool {
+    set_attributes(fd, attributes).is_ok()
+        && move_mount(
+            fd,
+            "",
+            rustix::fs::CWD,
+            at,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .is_ok()
 }
 
 /// crcli's calling thread moved into a built mount namespace, so that the files it opens and

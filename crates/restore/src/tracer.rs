@@ -867,16 +867,7 @@ impl Rebuild<'_> {
                 )));
             }
             self.write_pages_checked(content, temp, Some(size))?;
-            for vma in &self.p.vmas {
-                let VmaBacking::SharedAnonymous {
-                    content: c, offset, ..
-                } = &vma.backing
-                else {
-                    continue;
-                };
-                if *c != content {
-                    continue;
-                }
+            for (vma, offset) in self.views(content) {
                 let len = vma.end - vma.start;
                 self.sc(
                     libc::SYS_mremap,
@@ -908,21 +899,25 @@ impl Rebuild<'_> {
         Ok(())
     }
 
+    /// The process's views of shared anonymous object `content`, with their offsets into it.
+    fn views(&self, content: PagesId) -> impl Iterator<Item = (&Vma, u64)> + '_ {
+        self.p
+            .vmas
+            .iter()
+            .filter_map(move |vma| match &vma.backing {
+                VmaBacking::SharedAnonymous {
+                    content: c, offset, ..
+                } if *c == content => Some((vma, *offset)),
+                _ => None,
+            })
+    }
+
     /// Maps every view of shared object `content` that the process had from `fd`, the object
     /// crcli made (and filled) for several processes of a tree: `mmap(MAP_SHARED, fd, offset)`
     /// gives the same object, and the same `/dev/zero (deleted)` name and offset in
     /// `/proc/PID/maps`, as the processes had.
     fn map_shared_from_fd(&self, content: PagesId, fd: i32) -> Result<(), RestoreError> {
-        for vma in &self.p.vmas {
-            let VmaBacking::SharedAnonymous {
-                content: c, offset, ..
-            } = &vma.backing
-            else {
-                continue;
-            };
-            if *c != content {
-                continue;
-            }
+        for (vma, offset) in self.views(content) {
             let got = self.sc(
                 libc::SYS_mmap,
                 [
@@ -931,7 +926,7 @@ impl Rebuild<'_> {
                     u64::from(vma.prot),
                     MAP_SHARED | MAP_FIXED_NOREPLACE,
                     fd as u64,
-                    *offset,
+                    offset,
                 ],
                 || {
                     format!(

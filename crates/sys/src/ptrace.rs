@@ -938,10 +938,7 @@ impl Tracee {
     /// raw result (`rax`: a negative errno on failure). Registers and signal mask are saved
     /// before and put back after, on success and on failure; see the module docs.
     pub fn inject_syscall(&self, nr: i64, args: [u64; 6]) -> Result<i64, PtraceError> {
-        let site = self
-            .site
-            .get()
-            .ok_or(PtraceError::NoSyscallSite { pid: self.pid, nr })?;
+        let site = self.site_for(nr)?;
         let saved_regs = self.get_regs()?;
         let saved_mask = self.get_sigmask()?;
         let result = self.run_syscall(site, nr, args, &saved_regs);
@@ -958,6 +955,19 @@ impl Tracee {
     /// [`PtraceError::Injected`].
     pub fn inject_syscall_checked(&self, nr: i64, args: [u64; 6]) -> Result<u64, PtraceError> {
         let ret = self.inject_syscall(nr, args)?;
+        self.checked(nr, ret)
+    }
+
+    /// The syscall site, or [`PtraceError::NoSyscallSite`] for injecting syscall `nr`.
+    fn site_for(&self, nr: i64) -> Result<u64, PtraceError> {
+        self.site
+            .get()
+            .ok_or(PtraceError::NoSyscallSite { pid: self.pid, nr })
+    }
+
+    /// An injected syscall's raw result, a negative one (-4095..=-1) turned into
+    /// [`PtraceError::Injected`].
+    fn checked(&self, nr: i64, ret: i64) -> Result<u64, PtraceError> {
         if (-4095..0).contains(&ret) {
             return Err(PtraceError::Injected {
                 pid: self.pid,
@@ -1027,23 +1037,13 @@ impl Tracee {
     /// the mask is neither read nor changed, three ptrace requests fewer per call. Registers
     /// are saved and put back as there.
     pub fn inject_syscall_blocked(&self, nr: i64, args: [u64; 6]) -> Result<u64, PtraceError> {
-        let site = self
-            .site
-            .get()
-            .ok_or(PtraceError::NoSyscallSite { pid: self.pid, nr })?;
+        let site = self.site_for(nr)?;
         let saved_regs = self.get_regs()?;
         let result = self.run_syscall_blocked(site, nr, args, &saved_regs);
         let restore_regs = self.set_regs(&saved_regs);
         let ret = result?.rax as i64;
         restore_regs?;
-        if (-4095..0).contains(&ret) {
-            return Err(PtraceError::Injected {
-                pid: self.pid,
-                nr,
-                source: Errno::from_raw_os_error(-ret as i32),
-            });
-        }
-        Ok(ret as u64)
+        self.checked(nr, ret)
     }
 
     fn run_syscall(
@@ -1063,10 +1063,7 @@ impl Tracee {
     /// as the syscall returned; the next call starts from them. Four ptrace requests per call
     /// instead of nine.
     pub fn inject_syscall_unsaved(&self, nr: i64, args: [u64; 6]) -> Result<u64, PtraceError> {
-        let site = self
-            .site
-            .get()
-            .ok_or(PtraceError::NoSyscallSite { pid: self.pid, nr })?;
+        let site = self.site_for(nr)?;
         let base = match self.template.get() {
             Some(regs) => regs,
             None => self.get_regs()?,
@@ -1074,14 +1071,7 @@ impl Tracee {
         let now = self.run_syscall_blocked(site, nr, args, &base)?;
         self.template.set(Some(now));
         let ret = now.rax as i64;
-        if (-4095..0).contains(&ret) {
-            return Err(PtraceError::Injected {
-                pid: self.pid,
-                nr,
-                source: Errno::from_raw_os_error(-ret as i32),
-            });
-        }
-        Ok(ret as u64)
+        self.checked(nr, ret)
     }
 
     /// [`Tracee::run_syscall`] once every signal is blocked; returns the registers after the
