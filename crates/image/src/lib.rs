@@ -66,6 +66,7 @@ pub mod pages;
 pub mod process;
 pub mod tree;
 pub mod v1;
+pub mod v2;
 mod validate;
 
 #[cfg(test)]
@@ -93,7 +94,7 @@ pub use process::{
 pub use tree::{NamespaceId, NamespaceKind, Namespaces, Tree, UtsNames, Zombie};
 
 /// The format version this crate writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this crate reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The page size of images (x86_64).
