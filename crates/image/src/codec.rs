@@ -356,7 +356,8 @@ impl<R: Read> RecordReader<R> {
 }
 
 /// A type stored as records in image files, decodable from every format version this crate
-/// reads: a type whose encoding changed keeps its old form in a `v1` module and converts it.
+/// reads: a type whose encoding changed keeps its old form in a `v1` or `v2` module and converts
+/// it.
 pub trait Record: DeserializeOwned {
     /// Decodes `raw`, a payload of format `version` (one this crate reads), charging the decoded
     /// lists to `total`. The default decodes the current type, for types whose encoding never
@@ -382,7 +383,6 @@ same_in_every_version!(
     crate::mount::MountEntry,
     crate::fs::FsEntry,
     crate::common::Extent,
-    crate::process::Thread,
     crate::process::Vma,
     crate::tree::Tree,
     crate::tree::Zombie,
@@ -408,8 +408,24 @@ impl Record for crate::process::Process {
         raw: &[u8],
         total: &mut usize,
     ) -> std::result::Result<Self, String> {
-        if version == 1 {
-            decode_as::<crate::v1::Process>(raw, total).map(Into::into)
+        match version {
+            1 => decode_as::<crate::v1::Process>(raw, total).map(Into::into),
+            2 => decode_as::<crate::v2::Process>(raw, total).map(Into::into),
+            _ => decode_as::<Self>(raw, total),
+        }
+    }
+}
+
+/// Never a record of an image file on its own (only inside a [`crate::process::Process`]); on
+/// its own an old thread converts to `ns_tid = tid`.
+impl Record for crate::process::Thread {
+    fn decode_version(
+        version: u32,
+        raw: &[u8],
+        total: &mut usize,
+    ) -> std::result::Result<Self, String> {
+        if version <= 2 {
+            decode_as::<crate::v1::Thread>(raw, total).map(Into::into)
         } else {
             decode_as::<Self>(raw, total)
         }
@@ -420,7 +436,8 @@ impl Record for crate::process::Process {
 /// version this crate reads; the error is a description of what is wrong.
 ///
 /// Types whose encoding changed since version 1 ([`crate::Inventory`], [`crate::Process`]) are
-/// decoded from their `v1` form for version 1 and converted to the current type.
+/// decoded from their `v1` form for version 1 (and [`crate::Process`] from its `v2` form for
+/// version 2) and converted to the current type.
 pub fn decode_payload<T: Record>(version: u32, raw: &[u8]) -> std::result::Result<T, String> {
     let mut unlimited = usize::MAX;
     decode_payload_budgeted(version, raw, &mut unlimited)

@@ -8,7 +8,8 @@
 //! ones) and the content of lost superblocks ([`FsContent`]), plus page data in separate streams
 //! ([`pages`]). Since format version 2 an image holds a whole process tree: the inventory's
 //! [`Tree`] has the zombies and the namespaces of the tree (a PID namespace of which the root is
-//! PID 1, UTS names), and each [`Process`] its pid in the tree's PID namespace.
+//! PID 1, UTS names), and each [`Process`] its pid in the tree's PID namespace; since version 3
+//! each [`Thread`] its id there too (older versions are converted on load: [`v1`], [`v2`]).
 //!
 //! - **Encoding** ([`codec`]): serde + postcard. Every file starts with a magic naming its kind
 //!   and the format version; every record is length-prefixed and crc32c-checksummed; record
@@ -66,6 +67,7 @@ pub mod pages;
 pub mod process;
 pub mod tree;
 pub mod v1;
+pub mod v2;
 mod validate;
 
 #[cfg(test)]
@@ -93,7 +95,7 @@ pub use process::{
 pub use tree::{NamespaceId, NamespaceKind, Namespaces, Tree, UtsNames, Zombie};
 
 /// The format version this crate writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this crate reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The page size of images (x86_64).

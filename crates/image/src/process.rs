@@ -113,7 +113,7 @@ pub struct Thread {
     /// The thread id in the tree's own PID namespace (the last `NSpid` of
     /// `/proc/PID/task/TID/status`) when [`crate::tree::Namespaces::own_pid_ns`] is set (the
     /// main thread's is then its process's [`Process::ns_pid`]); else equal to `tid`. Format
-    /// version 2; `tid` when converted from version 1.
+    /// version 3; when converted from version 2 or 1, see [`crate::v2`].
     pub ns_tid: u32,
     /// The thread name (`/proc/PID/task/TID/comm`).
     pub comm: OsBytes,

@@ -103,6 +103,8 @@ proptest! {
         // Format 1 decodes through the v1 types.
         let _ = crate::codec::decode_payload::<Process>(1, &bytes);
         let _ = crate::codec::decode_payload::<Inventory>(1, &bytes);
+        // Format 2 decodes processes through the v2 types.
+        let _ = crate::codec::decode_payload::<Process>(2, &bytes);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The types of format version 1 that version 2 changed, kept to decode version-1 images and
-//! converted to the current types on load ([`crate::codec::decode_payload`]).
+//! converted to the current types on load ([`crate::codec::decode_payload`]), through the
+//! version-2 types of [`crate::v2`].
 //!
 //! Version 2 added [`crate::Inventory::tree`] (namespaces and zombies) and
-//! [`crate::Process::ns_pid`] and [`crate::Thread::ns_tid`]. A version-1 image converts to: no zombies, no namespace facts
-//! (`own_pid_ns` false, no UTS names, no ids), `ns_pid == pid` for every process and `ns_tid == tid` for every thread. Never
-//! change these types: version-1 images on disk are decoded with them.
+//! [`crate::Process::ns_pid`]; version 3 added [`crate::Thread::ns_tid`]. A version-1 image
+//! converts to: no zombies, no namespace facts (`own_pid_ns` false, no UTS names, no ids),
+//! `ns_pid == pid` for every process and `ns_tid == tid` for every thread. Never change these
+//! types: version-1 images on disk are decoded with them.
 
 use serde::Deserialize;
 
@@ -58,7 +60,7 @@ impl From<Inventory> for crate::Inventory {
     }
 }
 
-/// The version-1 thread: the current one without `ns_tid`.
+/// The thread of format versions 1 and 2: the current one without `ns_tid`.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Thread {
@@ -76,26 +78,36 @@ pub struct Thread {
     pub tls: Vec<TlsDesc>,
 }
 
-impl From<Thread> for crate::Thread {
-    fn from(v: Thread) -> Self {
-        Self {
-            tid: v.tid,
-            ns_tid: v.tid,
-            comm: v.comm,
-            regs: v.regs,
-            xstate: v.xstate,
-            sigmask: v.sigmask,
-            pending: v.pending,
-            sigaltstack: v.sigaltstack,
-            rseq: v.rseq,
-            robust_list: v.robust_list,
-            clear_child_tid: v.clear_child_tid,
-            tls: v.tls,
+impl Thread {
+    /// The current thread, with `ns_tid` given (it depends on the thread's process, see
+    /// [`crate::v2::Process`]).
+    pub fn with_ns_tid(self, ns_tid: u32) -> crate::Thread {
+        crate::Thread {
+            tid: self.tid,
+            ns_tid,
+            comm: self.comm,
+            regs: self.regs,
+            xstate: self.xstate,
+            sigmask: self.sigmask,
+            pending: self.pending,
+            sigaltstack: self.sigaltstack,
+            rseq: self.rseq,
+            robust_list: self.robust_list,
+            clear_child_tid: self.clear_child_tid,
+            tls: self.tls,
         }
     }
 }
 
-/// The version-1 process: the current one without `ns_pid` (and threads without `ns_tid`).
+/// A thread decoded on its own (never a record of an image file): `ns_tid = tid`.
+impl From<Thread> for crate::Thread {
+    fn from(v: Thread) -> Self {
+        let tid = v.tid;
+        v.with_ns_tid(tid)
+    }
+}
+
+/// The version-1 process: the version-2 one without `ns_pid`.
 #[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Process {
@@ -128,7 +140,7 @@ pub struct Process {
     pub fds: Vec<Fd>,
 }
 
-impl From<Process> for crate::Process {
+impl From<Process> for crate::v2::Process {
     fn from(v: Process) -> Self {
         Self {
             pid: v.pid,
@@ -137,7 +149,7 @@ impl From<Process> for crate::Process {
             sid: v.sid,
             ns_pid: v.pid,
             comm: v.comm,
-            threads: v.threads.into_iter().map(Into::into).collect(),
+            threads: v.threads,
             shared_pending: v.shared_pending,
             sigactions: v.sigactions,
             creds: v.creds,
@@ -155,5 +167,11 @@ impl From<Process> for crate::Process {
             pages: v.pages,
             fds: v.fds,
         }
+    }
+}
+
+impl From<Process> for crate::Process {
+    fn from(v: Process) -> Self {
+        crate::v2::Process::from(v).into()
     }
 }

@@ -153,7 +153,8 @@ fn check_mount_ns(
     Ok(())
 }
 
-/// The tree rules (format version 2): zombies and links between members, `ns_pid`s and `ns_tid`s, UTS names.
+/// The tree rules (format versions 2 and 3): zombies and links between members, `ns_pid`s and
+/// `ns_tid`s, UTS names.
 /// Errors about a process name `processes.img`, the others the inventory.
 fn check_tree(img: &Image, ictx: &mut Ctx, pctx: &mut Ctx) -> Result<()> {
     let inv = img.inventory();

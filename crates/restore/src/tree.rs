@@ -571,6 +571,24 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
     })
 }
 
+/// Format 2 did not record the ids of a member's other threads inside the tree's own PID
+/// namespace (they load as their `tid`, see `crcli_image::v2`): such a tree is refused, as the
+/// format-2 restore did.
+fn check_old_thread_ids(image: &Image) -> Result<(), RestoreError> {
+    if !image.inventory().tree.namespaces.own_pid_ns || image.format_version() >= 3 {
+        return Ok(());
+    }
+    match image.processes().iter().find(|p| p.threads.len() > 1) {
+        Some(p) => Err(unsupported(format!(
+            "process {} has {} threads; a format-{} image of a tree in a PID namespace of its own does not record their ids inside it (dump again with this crcli)",
+            p.pid,
+            p.threads.len(),
+            image.format_version()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The members in creation order (a parent before its children, children by pid).
 fn preorder(members: &[Member<'_>], root: usize) -> Vec<usize> {
     let mut out = Vec::with_capacity(members.len());
@@ -1288,6 +1306,7 @@ fn take_over_and_rebuild(
 /// Restores the tree of `image`: see the module docs.
 pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, RestoreError> {
     crate::check_machine(image)?;
+    check_old_thread_ids(image)?;
     // A mount namespace of its own is built first and crcli's main thread joins it until the
     // root is made: the tree's files are checked and opened there, and the root is born there.
     // It is reachable only through crcli's fd until then and dies with the tree, so a failure

@@ -35,6 +35,10 @@ fn main() {
             refuses_a_newer_format_and_creates_nothing,
         ),
         (
+            "refuses_a_format_2_tree_with_threads_in_its_own_pid_namespace",
+            refuses_a_format_2_tree_with_threads_in_its_own_pid_namespace,
+        ),
+        (
             "refuses_a_corrupt_image_and_creates_nothing",
             refuses_a_corrupt_image_and_creates_nothing,
         ),
@@ -255,6 +259,19 @@ fn refuses_a_newer_format_and_creates_nothing() -> Result<(), String> {
     bump_format_version(&img)?;
     let err = expect_refusal(&img, tmp.path(), "format version")?;
     ensure(matches!(err, RestoreError::Image(_)), "an image error")
+}
+
+/// The format-2 golden image (crates/image/tests/fixtures) is a tree in a PID namespace of its
+/// own with a two-threaded member: format 2 has no thread ids inside the namespace.
+fn refuses_a_format_2_tree_with_threads_in_its_own_pid_namespace() -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("../image/tests/fixtures/format-2");
+    let err = expect_refusal(
+        &img,
+        tmp.path(),
+        "process 100 has 2 threads; a format-2 image of a tree in a PID namespace of its own does not record their ids inside it",
+    )?;
+    ensure(matches!(err, RestoreError::Unsupported(_)), "unsupported")
 }
 
 fn refuses_a_corrupt_image_and_creates_nothing() -> Result<(), String> {

@@ -79,3 +79,39 @@ fn golden_images_of_every_format_version_decode() {
         check(version);
     }
 }
+
+/// Format 2 recorded no thread ids in the tree's PID namespace: a format-2 thread converts to its
+/// process's `ns_pid` for the main thread and to its `tid` for the others (the format-2 restore
+/// refused multi-threaded members of a tree in its own PID namespace); the rest decodes exactly
+/// as the same sample written in format 3.
+#[test]
+fn format_2_threads_get_their_ids_in_the_tree_pid_namespace() {
+    let v2 = Image::open(fixtures().join("format-2")).unwrap();
+    assert!(v2.inventory().tree.namespaces.own_pid_ns);
+    let ids: Vec<(u32, u32, u32)> = v2
+        .processes()
+        .iter()
+        .flat_map(|p| p.threads.iter().map(move |t| (p.pid, t.tid, t.ns_tid)))
+        .collect();
+    assert_eq!(ids, [(100, 100, 1), (100, 101, 101), (102, 102, 2)]);
+
+    let v3 = Image::open(fixtures().join("format-3")).unwrap();
+    let mut p3 = v3.processes().to_vec();
+    assert_eq!(p3[0].threads[1].ns_tid, 4);
+    p3[0].threads[1].ns_tid = 101;
+    assert_eq!(v2.processes(), &p3[..]);
+}
+
+/// Format 1 had no PID namespaces: every thread's id in the tree's namespace is its `tid`.
+#[test]
+fn format_1_threads_keep_their_ids() {
+    let v1 = Image::open(fixtures().join("format-1")).unwrap();
+    assert!(!v1.inventory().tree.namespaces.own_pid_ns);
+    for p in v1.processes() {
+        assert_eq!(p.ns_pid, p.pid);
+        for t in &p.threads {
+            assert_eq!(t.ns_tid, t.tid);
+        }
+    }
+    assert_eq!(v1.processes()[0].threads.len(), 2);
+}
