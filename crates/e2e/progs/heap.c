@@ -4,7 +4,8 @@
  *  - 2000 small malloc'ed chunks (brk heap), each filled with its own pattern;
  *  - a 32 MiB anonymous mmap region, per 4 KiB page p: p%4==0 or 3 patterned, p%4==1 never touched
  *    (must read back as zero), p%4==2 written then MADV_DONTNEED (zero again); every page with
- *    p%64==63 is unmapped (holes: must stay unmapped);
+ *    p%64==HOLE is unmapped (holes: must stay unmapped; never the last page: a hole at the region's
+ *    end joins the free space above it, where a later mmap (the read-only region) may land);
  *  - a 1 MiB patterned region made read-only with mprotect (must stay read-only).
  * Then idles (10 ms polls) until go and verifies every byte of all of it.
  * Corrupt switches: "heap" (a flipped byte in the big block), "small" (a small chunk), "region"
@@ -18,6 +19,7 @@
 #define REGION_PAGES 8192UL /* 32 MiB */
 #define RO_BYTES (1UL << 20)
 #define SMALL_CHUNKS 2000
+#define HOLE 62UL /* p % 64 of the pages unmapped inside the region */
 
 static uint64_t seed;
 
@@ -103,7 +105,7 @@ int main(int argc, char **argv)
 		if (p % 4 == 2 && madvise(region + p * PAGE, PAGE, MADV_DONTNEED) != 0)
 			E2E_DIE("madvise: %s", strerror(errno));
 	}
-	for (unsigned long p = 63; p < REGION_PAGES; p += 64)
+	for (unsigned long p = HOLE; p < REGION_PAGES; p += 64)
 		if (munmap(region + p * PAGE, PAGE) != 0)
 			E2E_DIE("munmap hole: %s", strerror(errno));
 
@@ -126,7 +128,7 @@ int main(int argc, char **argv)
 	if (e2e_corrupt("region"))
 		region[5 * PAGE + 100] = 1;
 	if (e2e_corrupt("hole") &&
-	    mmap(region + 127 * PAGE, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+	    mmap(region + (64 + HOLE) * PAGE, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
 		    MAP_FAILED)
 		E2E_DIE("mmap into a hole: %s", strerror(errno));
 	if (e2e_corrupt("readonly") && mprotect(ro, RO_BYTES, PROT_READ | PROT_WRITE) != 0)
@@ -146,7 +148,7 @@ int main(int argc, char **argv)
 	for (unsigned long p = 0; p < REGION_PAGES; p++) {
 		unsigned char *pg = region + p * PAGE;
 		int ok;
-		if (p % 64 == 63) {
+		if (p % 64 == HOLE) {
 			unsigned char vec;
 			ok = mincore(pg, PAGE, &vec) != 0 && errno == ENOMEM;
 		} else if (p % 4 == 1 || p % 4 == 2) {
@@ -162,8 +164,8 @@ int main(int argc, char **argv)
 	maps_line(region + first_wrong * PAGE, mapped, sizeof(mapped));
 	E2E_CHECK(wrong_pages == 0,
 		  "region: %lu wrong pages, first page %lu (kind %lu: 0/3 pattern, 1 untouched, "
-		  "2 dontneed, 63 hole) at %p, mapped as '%s'",
-		  wrong_pages, first_wrong, first_wrong % 64 == 63 ? 63 : first_wrong % 4,
+		  "2 dontneed, %lu hole) at %p, mapped as '%s'",
+		  wrong_pages, first_wrong, first_wrong % 64 == HOLE ? HOLE : first_wrong % 4, HOLE,
 		  (void *)(region + first_wrong * PAGE), mapped);
 	bad = check(ro, RO_BYTES, 7);
 	E2E_CHECK(bad == (size_t)-1, "read-only region: word %zu wrong", bad);

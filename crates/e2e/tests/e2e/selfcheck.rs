@@ -77,7 +77,7 @@ selfcheck_tests! {
         ("heap", "big block"),
         ("small", "small chunk"),
         ("region", "first page 5 (kind 1"),
-        ("hole", "first page 127 (kind 63"),
+        ("hole", "first page 126 (kind 62"),
         ("readonly", "want r--p"),
     ];
     signals, signals_static, "signals", [], &[
