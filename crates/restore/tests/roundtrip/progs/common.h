@@ -42,6 +42,14 @@ static inline void await_file(const char *name, int (*give_up)(void)) {
     }
 }
 
+/* Says it is ready (DIR/ready holding PID) and waits for DIR/go (await_file with give_up). */
+static inline void ready_then_await_go(pid_t pid, int (*give_up)(void)) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%d\n", pid);
+    put("ready", buf);
+    await_file("go", give_up);
+}
+
 /* For await_file in a tree: this process is neither the root nor a child of it (its parent is
  * gone: a failed test). */
 static inline int left_tree(void) { return getpid() != root && getppid() != root; }

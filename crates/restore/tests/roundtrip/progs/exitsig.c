@@ -87,10 +87,7 @@ int main(int argc, char **argv) {
     ri.si_pid = 0;
     if (waitid(P_PID, r, &ri, WEXITED | WNOWAIT) != 0 || ri.si_pid != r) return 6;
 
-    char buf[64];
-    snprintf(buf, sizeof buf, "%d\n", root);
-    put("ready", buf);
-    await_file("go", left_tree);
+    ready_then_await_go(root, left_tree);
 
     char res[512] = "";
     int st = -1;

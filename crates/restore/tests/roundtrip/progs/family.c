@@ -107,10 +107,7 @@ int main(int argc, char **argv) {
         if (exited(z) && getpgid(b) == a && atomic_load(&started) == 2) break;
         nanosleep(&ms, NULL);
     }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%d\n", root);
-    put("ready", buf);
-    await_file("go", left_tree);
+    ready_then_await_go(root, left_tree);
 
     char res[512] = "";
     int st = -1;

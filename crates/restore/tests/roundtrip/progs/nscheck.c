@@ -18,10 +18,8 @@
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     dir = argv[1];
-    char buf[256], path[4200];
-    snprintf(buf, sizeof buf, "%d\n", getpid());
-    put("ready", buf);
-    await_file("go", NULL);
+    char path[4200];
+    ready_then_await_go(getpid(), NULL);
 
     snprintf(path, sizeof path, "%s/expect", dir);
     FILE *f = fopen(path, "r");

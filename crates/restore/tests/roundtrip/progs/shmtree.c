@@ -145,10 +145,7 @@ int main(int argc, char **argv) {
         if (n <= 0) return 2;
         got += n;
     }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%d\n", root);
-    put("ready", buf);
-    await_file("go", left_tree);
+    ready_then_await_go(root, left_tree);
 
     char res[1024] = "";
     int bad = 0;

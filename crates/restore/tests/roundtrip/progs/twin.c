@@ -29,9 +29,7 @@ int main(int argc, char **argv) {
     if (pipe(p) < 0 || dup2(p[0], 8) != 8 || dup2(p[1], 9) != 9 || write(9, "xyz", 3) != 3) return 2;
     close(p[0]);
     close(p[1]);
-    snprintf(buf, sizeof buf, "%d\n", getpid());
-    put("ready", buf);
-    await_file("go", orphaned);
+    ready_then_await_go(getpid(), orphaned);
     char c = '?';
     if (read(7, &c, 1) != 1) c = '!';
     char d = '?';
