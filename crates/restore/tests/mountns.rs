@@ -38,6 +38,55 @@ fn crcli(test: &str) -> Option<PathBuf> {
     bin
 }
 
+/// Runs `script` in sh under `unshare --mount <namespaces> --propagation private --fork
+/// --kill-child` (the script says `ready` and execs `sleep 1000`), dumps that sh with
+/// `crcli dump -t PID -D img <extra>` once it is ready, then kills unshare (and so the
+/// namespace's tree). Panics naming the script if the setup fails, with crcli's stderr if the
+/// dump fails.
+fn dump_unshared(crcli: &Path, namespaces: &[&str], script: &str, img: &Path, extra: &[String]) {
+    let mut child = Command::new("unshare")
+        .arg("--mount")
+        .args(namespaces)
+        .args([
+            "--propagation",
+            "private",
+            "--fork",
+            "--kill-child",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn unshare");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read ready");
+    let root: Option<i32> =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+    let out = root.filter(|_| line.trim() == "ready").map(|root| {
+        Command::new(crcli)
+            .args(["dump", "-t", &root.to_string(), "-D"])
+            .arg(img)
+            .args(extra)
+            .output()
+            .expect("run crcli dump")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = out.unwrap_or_else(|| panic!("setup failed: {script}"));
+    assert!(
+        out.status.success(),
+        "crcli dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `setup` in sh in a new private mount namespace, dumps the namespace's `sleep` with
 /// `crcli dump` (which kills it) into `img`; returns the scratch directory.
 fn dump_namespace(
@@ -51,47 +100,47 @@ fn dump_namespace(
         "set -e; mkdir -p {d}/a {d}/b {d}/c {d}/s1 {d}/s2 {d}/host; {}; echo ready; exec sleep 1000",
         setup.replace("{d}", &d)
     );
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--fork",
-            "--kill-child",
-            "sh",
-            "-c",
-        ])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn unshare");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read ready");
-    assert_eq!(line.trim(), "ready", "setup failed: {script}");
-    let root: i32 =
-        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
-            .expect("children of unshare")
-            .trim()
-            .parse()
-            .expect("one child");
+    dump_unshared(crcli, &[], &script, &dir.path().join("img"), &extra(&d));
+    dir
+}
+
+/// `crcli restore -d -D img <extra>`: the pid of the restored root it prints.
+fn restore_detached(crcli: &Path, img: &Path, extra: &[&str]) -> i32 {
     let out = Command::new(crcli)
-        .args(["dump", "-t", &root.to_string(), "-D"])
-        .arg(dir.path().join("img"))
-        .args(extra(&d))
+        .args(["restore", "-d", "-D"])
+        .arg(img)
+        .args(extra)
         .output()
-        .expect("run crcli dump");
-    let _ = child.kill();
-    let _ = child.wait();
+        .expect("run crcli restore");
     assert!(
         out.status.success(),
-        "crcli dump: {}",
+        "crcli restore: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    dir
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("restored pid")
+}
+
+/// Runs `check` on the restored tree whose root is `pid`, kills the root whatever the outcome,
+/// then fails with the check's error.
+fn check_then_kill(pid: i32, check: impl FnOnce() -> Result<(), String>) {
+    let result = check();
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+    result.unwrap();
+}
+
+/// The namespace build methods to check: the one this kernel uses, and the fallback too where
+/// it is not the fallback (both must make the same namespace).
+fn build_methods() -> Vec<NsBuildMethod> {
+    let mut methods = vec![NsBuildMethod::current()];
+    if methods[0] != NsBuildMethod::Unshare {
+        methods.push(NsBuildMethod::Unshare);
+    }
+    methods
 }
 
 /// Runs `f` in a thread that joined mount namespace `ns`.
@@ -130,11 +179,7 @@ fn a_dumped_mount_namespace_is_made_again_mount_by_mount() {
     let d = dir.path().to_path_buf();
     // The method this kernel uses, and the fallback too where it is not the fallback: both
     // must make the same namespace.
-    let mut methods = vec![NsBuildMethod::current()];
-    if methods[0] != NsBuildMethod::Unshare {
-        methods.push(NsBuildMethod::Unshare);
-    }
-    for method in methods {
+    for method in build_methods() {
         eprintln!("building with {}", method.name());
         check_built_namespace(&d, method);
     }
@@ -264,63 +309,11 @@ fn a_tree_in_its_own_mount_namespace_is_restored_into_a_new_one() {
         "set -e; mkdir -p {d}/a; mount -t proc proc /proc; mount -t tmpfs crcli-tree {d}/a; \
          echo hello > {d}/a/f; exec 3<{d}/a/f; echo ready; exec sleep 1000"
     );
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--pid",
-            "--propagation",
-            "private",
-            "--fork",
-            "--kill-child",
-            "sh",
-            "-c",
-        ])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn unshare");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read ready");
-    assert_eq!(line.trim(), "ready", "setup failed: {script}");
-    let root: i32 =
-        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
-            .expect("children of unshare")
-            .trim()
-            .parse()
-            .expect("one child");
     let before = own_mountinfo();
     let img = dir.path().join("img");
-    let out = Command::new(&crcli)
-        .args(["dump", "-t", &root.to_string(), "-D"])
-        .arg(&img)
-        .output()
-        .expect("run crcli dump");
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        out.status.success(),
-        "crcli dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&crcli)
-        .args(["restore", "-d", "-D"])
-        .arg(&img)
-        .output()
-        .expect("run crcli restore");
-    assert!(
-        out.status.success(),
-        "crcli restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pid: i32 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("restored pid");
-    let check = || -> Result<(), String> {
+    dump_unshared(&crcli, &["--pid"], &script, &img, &[]);
+    let pid = restore_detached(&crcli, &img, &[]);
+    check_then_kill(pid, || {
         let ns = |p: &str| std::fs::read_link(p).map_err(|e| format!("{p}: {e}"));
         if ns(&format!("/proc/{pid}/ns/mnt"))? == ns("/proc/self/ns/mnt")? {
             return Err("the restored process is in crcli's mount namespace".into());
@@ -347,12 +340,7 @@ fn a_tree_in_its_own_mount_namespace_is_restored_into_a_new_one() {
             return Err("crcli's mount table changed".into());
         }
         Ok(())
-    };
-    let result = check();
-    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-    }
-    result.unwrap();
+    });
 }
 
 /// How many mounts the image's mount namespace holds.
@@ -553,11 +541,7 @@ fn shared_slave_private_and_unbindable_mounts_propagate_as_dumped() {
         ],
         "{dumped}"
     );
-    let mut methods = vec![NsBuildMethod::current()];
-    if methods[0] != NsBuildMethod::Unshare {
-        methods.push(NsBuildMethod::Unshare);
-    }
-    for method in methods {
+    for method in build_methods() {
         eprintln!("{test}: building with {}", method.name());
         let ns = build_namespace_with(&d.join("img"), &[], method)
             .unwrap_or_else(|e| panic!("build with {}: {e}", method.name()));
@@ -623,63 +607,10 @@ fn an_mqueue_mount_of_the_namespace_shows_the_trees_own_ipc_namespace() {
         "set -e; mkdir -p {d}/mq {d}/mq2 {d}/host; mount -t proc proc /proc; \
          mount -t mqueue crcli-mq {d}/mq; echo ready; exec sleep 1000"
     );
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--pid",
-            "--ipc",
-            "--propagation",
-            "private",
-            "--fork",
-            "--kill-child",
-            "sh",
-            "-c",
-        ])
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn unshare");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read ready");
-    let root: Option<i32> =
-        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
     let img = dir.path().join("img");
-    let out = root.filter(|_| line.trim() == "ready").map(|root| {
-        Command::new(&crcli)
-            .args(["dump", "-t", &root.to_string(), "-D"])
-            .arg(&img)
-            .output()
-            .expect("run crcli dump")
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    let out = out.unwrap_or_else(|| panic!("setup failed: {script}"));
-    assert!(
-        out.status.success(),
-        "crcli dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&crcli)
-        .args(["restore", "-d", "-D"])
-        .arg(&img)
-        .output()
-        .expect("run crcli restore");
-    assert!(
-        out.status.success(),
-        "crcli restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pid: i32 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("restored pid");
-    let check = || -> Result<(), String> {
+    dump_unshared(&crcli, &["--pid", "--ipc"], &script, &img, &[]);
+    let pid = restore_detached(&crcli, &img, &[]);
+    check_then_kill(pid, || {
         let ns = |p: &str| std::fs::read_link(p).map_err(|e| format!("{p}: {e}"));
         if ns(&format!("/proc/{pid}/ns/ipc"))? == ns("/proc/self/ns/ipc")? {
             return Err("the restored process is in crcli's IPC namespace".into());
@@ -714,12 +645,7 @@ fn an_mqueue_mount_of_the_namespace_shows_the_trees_own_ipc_namespace() {
             ));
         }
         Ok(())
-    };
-    let result = check();
-    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-    }
-    result.unwrap();
+    });
 }
 
 /// A container the way runc and podman make one: its own PID and mount namespaces, a proc at
@@ -751,64 +677,11 @@ fn mounts_on_the_proc_of_a_podman_like_container_are_made_again_on_its_new_proc(
          mount --bind /dev/null {masked}; mount -t tmpfs -o ro crcli-mask /proc/fs; \
          echo ready; exec sleep 1000"
     );
-    let mut child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--pid",
-            "--propagation",
-            "private",
-            "--fork",
-            "--kill-child",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn unshare");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read ready");
-    let root: Option<i32> =
-        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
     let img = dir.path().join("img");
-    let out = root.filter(|_| line.trim() == "ready").map(|root| {
-        Command::new(&crcli)
-            .args(["dump", "-t", &root.to_string(), "-D"])
-            .arg(&img)
-            .args(["--external", &format!("mnt[{masked}]:null")])
-            .output()
-            .expect("run crcli dump")
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    let out = out.unwrap_or_else(|| panic!("setup failed: {script}"));
-    assert!(
-        out.status.success(),
-        "crcli dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&crcli)
-        .args(["restore", "-d", "-D"])
-        .arg(&img)
-        .args(["--external", "mnt[null]:/dev/null"])
-        .output()
-        .expect("run crcli restore");
-    assert!(
-        out.status.success(),
-        "crcli restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pid: i32 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("restored pid");
-    let check = || -> Result<(), String> {
+    let external = ["--external".to_owned(), format!("mnt[{masked}]:null")];
+    dump_unshared(&crcli, &["--pid"], &script, &img, &external);
+    let pid = restore_detached(&crcli, &img, &["--external", "mnt[null]:/dev/null"]);
+    check_then_kill(pid, || {
         let info =
             std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_err(|e| e.to_string())?;
         // (id, parent, dev, root, options, fs type) of the top mount at `mp`.
@@ -856,10 +729,5 @@ fn mounts_on_the_proc_of_a_podman_like_container_are_made_again_on_its_new_proc(
             ));
         }
         Ok(())
-    };
-    let result = check();
-    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-    }
-    result.unwrap();
+    });
 }

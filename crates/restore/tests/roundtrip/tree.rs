@@ -4,13 +4,13 @@
 //! that: the program checks its pid and parent pid as it sees them, its host and domain name,
 //! and reaps the zombie with the recorded status from the recorded process group.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crcli_image::{NamespaceId, NamespaceKind, Namespaces, UtsNames, Zombie};
 
-use super::{dump, finish, restore_bg, start, with_tools, KillOnDrop, PATIENCE};
+use super::{dump, finish, restore_bg, start, with_tools, KillOnDrop, Tools, PATIENCE};
 use crate::common::{
     ensure, ensure_eq, free_pid, list_dir, no_children_left, process_table, rewrite_image_with,
 };
@@ -51,18 +51,102 @@ fn zombie(pid: u32, ns_pid: u32, parent: &crcli_image::Process, status: u32) -> 
     }
 }
 
+/// A program of `progs/` started in `<work>/w` and dumped by `crcli dump` into `<work>/img`
+/// (the dump killed it; it is reaped).
+struct Dumped {
+    /// The program's directory, `<work>/w`.
+    dir: PathBuf,
+    /// The image, `<work>/img`.
+    img: PathBuf,
+    /// The dumped program's pid.
+    pid: i32,
+}
+
+/// Starts `prog` in scratch directory `work` and dumps it (see [`Dumped`]); the program is
+/// killed and reaped if the dump fails.
+fn start_and_dump(t: &Tools, prog: &str, work: &Path) -> Result<Dumped, String> {
+    let dir = work.join("w");
+    std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+    let (child, pid) = start(t, prog, &dir, &[])?;
+    let mut child = KillOnDrop(Some(child));
+    let img = work.join("img");
+    dump(t, pid, &img)?;
+    child.wait()?;
+    Ok(Dumped { dir, img, pid })
+}
+
+/// Restores `img` (the program in `dir` checks itself) and checks that the root kept its
+/// dumped pid `pid`.
+fn restore_keeping_root_pid(t: &Tools, img: &Path, dir: &Path, pid: i32) -> Result<(), String> {
+    let restorer = restore_bg(t, img, dir)?;
+    let result = finish(restorer, dir)?;
+    ensure(
+        result.contains(&format!("root {pid} ")),
+        &format!("the root kept its pid: {result}"),
+    )
+}
+
+/// `crcli restore -D img`, which must fail: its stderr.
+fn restore_must_fail(t: &Tools, img: &Path) -> Result<String, String> {
+    let out = Command::new(&t.crcli)
+        .args(["restore", "-D"])
+        .arg(img)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure(!out.status.success(), "crcli restore must fail")?;
+    Ok(stderr)
+}
+
+/// Two pids free now (for copies of a dumped process).
+fn two_free_pids() -> Result<(i32, i32), String> {
+    let b = free_pid()?;
+    let c = (b + 1..b + 1000)
+        .find(|n| !Path::new(&format!("/proc/{n}")).exists())
+        .ok_or("no second free pid")?;
+    Ok((b, c))
+}
+
+/// Gives process `p` the extended CPU state of "another CPU" (a layout this one refuses).
+fn foreign_xstate(p: &mut crcli_image::Process) {
+    p.threads[0].xstate.size = 512;
+    p.threads[0].xstate.features = 0x3;
+    p.threads[0].xstate.data = vec![0; 512];
+}
+
+/// After a failed restore: no process has any of the tree's `pids`, and no member wrote a
+/// result into `dir` (`who`: what must not have run on).
+fn nothing_of_the_tree_left(pids: &[i32], dir: &Path, who: &str) -> Result<(), String> {
+    std::thread::sleep(Duration::from_millis(100));
+    for pid in pids {
+        ensure(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            &format!(
+                "no process has pid {pid} of the tree (processes: {})",
+                process_table()
+            ),
+        )?;
+    }
+    // (list_dir gives whole paths: the file names are compared.)
+    let ran_on = list_dir(dir)?.into_iter().filter(|n| {
+        Path::new(n)
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with("result"))
+    });
+    ensure_eq(
+        ran_on.collect::<Vec<_>>(),
+        Vec::<String>::new(),
+        &format!("results written: no {who} ran on"),
+    )?;
+    no_children_left()
+}
+
 /// The program as PID 1 of a new PID namespace, with its own host and domain name and a
 /// zombie child (pid 2 there) that exited with status 7 in a process group of its own.
 pub fn pid_namespace() -> Result<(), String> {
     with_tools("round_trip_tree_pid_namespace", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, pid) = start(t, "nscheck", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, pid, &img)?;
-        child.wait()?;
+        let Dumped { dir, img, pid: _ } = start_and_dump(t, "nscheck", work.path())?;
         let tree_img = work.path().join("tree");
         let zpid = free_pid()? as u32;
         let p = the_process(&img)?;
@@ -124,13 +208,7 @@ pub fn pid_namespace() -> Result<(), String> {
 pub fn zombie_child() -> Result<(), String> {
     with_tools("round_trip_tree_zombie", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, pid) = start(t, "nscheck", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, pid, &img)?;
-        child.wait()?;
+        let Dumped { dir, img, pid } = start_and_dump(t, "nscheck", work.path())?;
         let tree_img = work.path().join("tree");
         let zpid = free_pid()? as u32;
         let p = the_process(&img)?;
@@ -163,13 +241,7 @@ pub fn zombie_child() -> Result<(), String> {
 pub fn failure_leaves_nothing() -> Result<(), String> {
     with_tools("round_trip_tree_failure_leaves_nothing", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, pid) = start(t, "nscheck", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, pid, &img)?;
-        child.wait()?;
+        let Dumped { dir, img, pid } = start_and_dump(t, "nscheck", work.path())?;
         let tree_img = work.path().join("tree");
         let ours = std::process::id();
         let p = the_process(&img)?;
@@ -182,13 +254,7 @@ pub fn failure_leaves_nothing() -> Result<(), String> {
             },
         )?;
         let before = list_dir(&dir)?;
-        let out = Command::new(&t.crcli)
-            .args(["restore", "-D"])
-            .arg(&tree_img)
-            .output()
-            .map_err(|e| e.to_string())?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure(!out.status.success(), "crcli restore must fail")?;
+        let stderr = restore_must_fail(t, &tree_img)?;
         ensure(
             stderr.contains(&format!("process {ours}"))
                 || stderr.contains(&format!("child {ours}")),
@@ -227,17 +293,8 @@ fn copy_of(p: &crcli_image::Process, pid: u32, ppid: u32, pgid: u32) -> crcli_im
 pub fn three_copies() -> Result<(), String> {
     with_tools("round_trip_tree_three_copies", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, r) = start(t, "twin", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, r, &img)?;
-        child.wait()?;
-        let b = free_pid()?;
-        let c = (b + 1..b + 1000)
-            .find(|n| !Path::new(&format!("/proc/{n}")).exists())
-            .ok_or("no second free pid")?;
+        let Dumped { dir, img, pid: r } = start_and_dump(t, "twin", work.path())?;
+        let (b, c) = two_free_pids()?;
         let tree_img = work.path().join("tree");
         crate::common::rewrite_image_tree(
             &img,
@@ -302,19 +359,8 @@ pub fn three_copies() -> Result<(), String> {
 pub fn family() -> Result<(), String> {
     with_tools("round_trip_tree_family", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, pid) = start(t, "family", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, pid, &img)?;
-        child.wait()?;
-        let restorer = restore_bg(t, &img, &dir)?;
-        let result = finish(restorer, &dir)?;
-        ensure(
-            result.contains(&format!("root {pid} ")),
-            &format!("the root kept its pid: {result}"),
-        )
+        let Dumped { dir, img, pid } = start_and_dump(t, "family", work.path())?;
+        restore_keeping_root_pid(t, &img, &dir, pid)
     })
 }
 
@@ -385,17 +431,8 @@ pub fn family_in_pid_namespace() -> Result<(), String> {
 pub fn rebuild_failure_leaves_nothing() -> Result<(), String> {
     with_tools("round_trip_tree_rebuild_failure_leaves_nothing", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, r) = start(t, "twin", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, r, &img)?;
-        child.wait()?;
-        let b = free_pid()?;
-        let c = (b + 1..b + 1000)
-            .find(|n| !Path::new(&format!("/proc/{n}")).exists())
-            .ok_or("no second free pid")?;
+        let Dumped { dir, img, pid: r } = start_and_dump(t, "twin", work.path())?;
+        let (b, c) = two_free_pids()?;
         let tree_img = work.path().join("tree");
         crate::common::rewrite_image_tree(
             &img,
@@ -404,20 +441,12 @@ pub fn rebuild_failure_leaves_nothing() -> Result<(), String> {
                 let root = ps[0].clone();
                 ps.push(copy_of(&root, b as u32, root.pid, root.pgid));
                 let mut bad = copy_of(&root, c as u32, root.pid, root.pgid);
-                bad.threads[0].xstate.size = 512;
-                bad.threads[0].xstate.features = 0x3;
-                bad.threads[0].xstate.data = vec![0; 512];
+                foreign_xstate(&mut bad);
                 ps.push(bad);
             },
             |_| {},
         )?;
-        let out = Command::new(&t.crcli)
-            .args(["restore", "-D"])
-            .arg(&tree_img)
-            .output()
-            .map_err(|e| e.to_string())?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure(!out.status.success(), "crcli restore must fail")?;
+        let stderr = restore_must_fail(t, &tree_img)?;
         ensure(
             stderr.contains("extended-state layout"),
             &format!("the error names the cause: {stderr}"),
@@ -426,21 +455,7 @@ pub fn rebuild_failure_leaves_nothing() -> Result<(), String> {
             stderr.contains(&format!("restoring process {c} of the tree")),
             &format!("the error names the process: {stderr}"),
         )?;
-        std::thread::sleep(Duration::from_millis(100));
-        for pid in [r, b, c] {
-            ensure(
-                !Path::new(&format!("/proc/{pid}")).exists(),
-                &format!(
-                    "no process has pid {pid} of the tree (processes: {})",
-                    process_table()
-                ),
-            )?;
-        }
-        ensure(
-            list_dir(&dir)?.iter().all(|n| !n.starts_with("result")),
-            "no copy ran on",
-        )?;
-        no_children_left()
+        nothing_of_the_tree_left(&[r, b, c], &dir, "copy")
     })
 }
 
@@ -452,13 +467,7 @@ pub fn rebuild_failure_leaves_nothing() -> Result<(), String> {
 pub fn rebuild_failure_with_threads_leaves_nothing() -> Result<(), String> {
     with_tools("round_trip_tree_rebuild_failure_with_threads", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, root) = start(t, "family", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, root, &img)?;
-        child.wait()?;
+        let Dumped { dir, img, pid: _ } = start_and_dump(t, "family", work.path())?;
         let bad_img = work.path().join("bad");
         let mut pids = Vec::new();
         let mut b = 0;
@@ -469,9 +478,7 @@ pub fn rebuild_failure_with_threads_leaves_nothing() -> Result<(), String> {
                 pids = ps.iter().map(|p| p.pid as i32).collect();
                 let bad = ps.last_mut().expect("members");
                 b = bad.pid as i32;
-                bad.threads[0].xstate.size = 512;
-                bad.threads[0].xstate.features = 0x3;
-                bad.threads[0].xstate.data = vec![0; 512];
+                foreign_xstate(bad);
             },
             |_| {},
         )?;
@@ -495,21 +502,7 @@ pub fn rebuild_failure_with_threads_leaves_nothing() -> Result<(), String> {
                 && stderr.contains(&format!("restoring process {b} of the tree")),
             &format!("the error names the cause and the process: {stderr}"),
         )?;
-        std::thread::sleep(Duration::from_millis(100));
-        for pid in pids {
-            ensure(
-                !Path::new(&format!("/proc/{pid}")).exists(),
-                &format!(
-                    "no process has pid {pid} of the tree (processes: {})",
-                    process_table()
-                ),
-            )?;
-        }
-        ensure(
-            list_dir(&dir)?.iter().all(|n| !n.starts_with("result")),
-            "no member ran on",
-        )?;
-        no_children_left()
+        nothing_of_the_tree_left(&pids, &dir, "member")
     })
 }
 
@@ -522,13 +515,7 @@ pub fn rebuild_failure_with_threads_leaves_nothing() -> Result<(), String> {
 pub fn shared_memory() -> Result<(), String> {
     with_tools("round_trip_tree_shared_memory", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, pid) = start(t, "shmtree", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, pid, &img)?;
-        child.wait()?;
+        let Dumped { dir, img, pid } = start_and_dump(t, "shmtree", work.path())?;
         // The object four processes map is saved once, and all of them refer to it.
         let image = crcli_image::Image::open(&img).map_err(|e| crate::common::error_chain(&e))?;
         let mut objects: Vec<std::collections::BTreeSet<crcli_image::PagesId>> = Vec::new();
@@ -549,12 +536,7 @@ pub fn shared_memory() -> Result<(), String> {
             .filter(|c| objects.iter().all(|o| o.contains(c)))
             .collect();
         ensure_eq(common.len(), 1, "objects every process maps")?;
-        let restorer = restore_bg(t, &img, &dir)?;
-        let result = finish(restorer, &dir)?;
-        ensure(
-            result.contains(&format!("root {pid} ")),
-            &format!("the root kept its pid: {result}"),
-        )
+        restore_keeping_root_pid(t, &img, &dir, pid)
     })
 }
 
@@ -565,13 +547,7 @@ pub fn shared_memory() -> Result<(), String> {
 pub fn exit_signals() -> Result<(), String> {
     with_tools("round_trip_tree_exit_signals", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, pid) = start(t, "exitsig", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, pid, &img)?;
-        child.wait()?;
+        let Dumped { dir, img, pid } = start_and_dump(t, "exitsig", work.path())?;
         let image = crcli_image::Image::open(&img).map_err(|e| crate::common::error_chain(&e))?;
         let live: Vec<u32> = image
             .processes()
@@ -600,12 +576,7 @@ pub fn exit_signals() -> Result<(), String> {
             ],
             "the zombies' exit signals and statuses",
         )?;
-        let restorer = restore_bg(t, &img, &dir)?;
-        let result = finish(restorer, &dir)?;
-        ensure(
-            result.contains(&format!("root {pid} ")),
-            &format!("the root kept its pid: {result}"),
-        )
+        restore_keeping_root_pid(t, &img, &dir, pid)
     })
 }
 
@@ -615,13 +586,7 @@ pub fn exit_signals() -> Result<(), String> {
 pub fn impossible_zombies_are_refused() -> Result<(), String> {
     with_tools("round_trip_tree_impossible_zombies_are_refused", |t| {
         let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = work.path().join("w");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let (child, pid) = start(t, "nscheck", &dir, &[])?;
-        let mut child = KillOnDrop(Some(child));
-        let img = work.path().join("img");
-        dump(t, pid, &img)?;
-        child.wait()?;
+        let Dumped { dir, img, pid } = start_and_dump(t, "nscheck", work.path())?;
         let p = the_process(&img)?;
         let zpid = free_pid()? as u32;
         let cases = [
@@ -650,13 +615,7 @@ pub fn impossible_zombies_are_refused() -> Result<(), String> {
                 },
             )?;
             let before = list_dir(&dir)?;
-            let out = Command::new(&t.crcli)
-                .args(["restore", "-D"])
-                .arg(&tree_img)
-                .output()
-                .map_err(|e| e.to_string())?;
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            ensure(!out.status.success(), "crcli restore must fail")?;
+            let stderr = restore_must_fail(t, &tree_img)?;
             ensure(
                 stderr.contains(&format!("zombie {zpid}")) && stderr.contains(says),
                 &format!("case {i}: the error names the zombie and why: {stderr}"),

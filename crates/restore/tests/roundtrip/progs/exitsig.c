@@ -20,34 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *dir;
-static pid_t root;
-
-static void put(const char *name, const char *text) {
-    char tmp[4200], path[4200];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
-
-static void await_file(const char *name) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    struct timespec ten_ms = {0, 10 * 1000 * 1000};
-    while (access(path, F_OK) != 0) {
-        if (getpid() != root && getppid() != root) _exit(99);
-        nanosleep(&ten_ms, NULL);
-    }
-}
+#include "common.h"
 
 static int live_child(void *arg) {
     (void)arg;
-    await_file("go");
-    await_file("end-L");
+    await_file("go", left_tree);
+    await_file("end-L", left_tree);
     _exit(5);
 }
 
@@ -109,10 +87,7 @@ int main(int argc, char **argv) {
     ri.si_pid = 0;
     if (waitid(P_PID, r, &ri, WEXITED | WNOWAIT) != 0 || ri.si_pid != r) return 6;
 
-    char buf[64];
-    snprintf(buf, sizeof buf, "%d\n", root);
-    put("ready", buf);
-    await_file("go");
+    ready_then_await_go(root, left_tree);
 
     char res[512] = "";
     int st = -1;

@@ -27,30 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *dir;
-static pid_t root;
-
-static void put(const char *name, const char *text) {
-    char tmp[4200], path[4200];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
-
-static void await_go(void) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/go", dir);
-    struct timespec ten_ms = {0, 10 * 1000 * 1000};
-    while (access(path, F_OK) != 0) {
-        /* A child whose parent is gone (a failed test) must not outlive it. */
-        if (getpid() != root && getppid() != root) _exit(99);
-        nanosleep(&ten_ms, NULL);
-    }
-}
+#include "common.h"
 
 static atomic_int started;
 static pid_t tids[2];
@@ -63,7 +40,7 @@ static void *worker(void *arg) {
     tids[i] = tid;
     if (syscall(SYS_tgkill, getpid(), tid, SIGUSR2) != 0) return (void *)30L;
     atomic_fetch_add(&started, 1);
-    await_go();
+    await_file("go", left_tree);
     if ((pid_t)syscall(SYS_gettid) != tids[i]) return (void *)31L;
     sigset_t set;
     sigemptyset(&set);
@@ -97,7 +74,7 @@ int main(int argc, char **argv) {
     pid_t a = fork();
     if (a == 0) {
         setpgid(0, 0);
-        await_go();
+        await_file("go", left_tree);
         char c = 0, buf[16] = "";
         if (read(fd, &c, 1) != 1 || c != '2') _exit(10);
         if (read(p[0], buf, 9) != 9 || memcmp(buf, "in-flight", 9) != 0) _exit(11);
@@ -108,7 +85,7 @@ int main(int argc, char **argv) {
     pid_t b = fork();
     if (b == 0) {
         if (setpgid(0, a) < 0) _exit(20);
-        await_go();
+        await_file("go", left_tree);
         if (getppid() != root) _exit(21);
         if (getpgrp() != a) _exit(22);
         if (getsid(0) != root) _exit(23);
@@ -130,10 +107,7 @@ int main(int argc, char **argv) {
         if (exited(z) && getpgid(b) == a && atomic_load(&started) == 2) break;
         nanosleep(&ms, NULL);
     }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%d\n", root);
-    put("ready", buf);
-    await_go();
+    ready_then_await_go(root, left_tree);
 
     char res[512] = "";
     int st = -1;

@@ -13,26 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static void put(const char *dir, const char *name, const char *text) {
-    char tmp[4200], path[4200];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
+#include "common.h"
 
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
-    const char *dir = argv[1];
-    char buf[256], path[4200];
-    snprintf(buf, sizeof buf, "%d\n", getpid());
-    put(dir, "ready", buf);
-    snprintf(path, sizeof path, "%s/go", dir);
-    struct timespec ten_ms = {0, 10 * 1000 * 1000};
-    while (access(path, F_OK) != 0) nanosleep(&ten_ms, NULL);
+    dir = argv[1];
+    char path[4200];
+    ready_then_await_go(getpid(), NULL);
 
     snprintf(path, sizeof path, "%s/expect", dir);
     FILE *f = fopen(path, "r");
@@ -40,7 +27,7 @@ int main(int argc, char **argv) {
     char host[128], domain[128], notipc[128];
     if (!f || fscanf(f, "%d %d %127s %127s %d %d %d %127s", &pid, &ppid, host, domain, &zpid,
                      &zstatus, &zpgid, notipc) != 8) {
-        put(dir, "result", "FAIL: cannot read DIR/expect\n");
+        put("result", "FAIL: cannot read DIR/expect\n");
         return 1;
     }
     fclose(f);
@@ -76,6 +63,6 @@ int main(int argc, char **argv) {
     if (!res[0])
         snprintf(res, sizeof res, "PASS pid %d ppid %d host %s domain %s zombie %d\n", getpid(),
                  getppid(), u.nodename, dn, zpid);
-    put(dir, "result", res);
+    put("result", res);
     return strncmp(res, "PASS", 4) == 0 ? 0 : 1;
 }

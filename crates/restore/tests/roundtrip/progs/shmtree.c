@@ -21,31 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define PAGE 4096
-static const char *dir;
-static pid_t root;
-
-static void put(const char *name, const char *text) {
-    char tmp[4200], path[4200];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
-
-static void await_go(void) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/go", dir);
-    struct timespec ten_ms = {0, 10 * 1000 * 1000};
-    while (access(path, F_OK) != 0) {
-        /* A child whose parent is gone (a failed test) must not outlive it. */
-        if (getpid() != root && getppid() != root) _exit(99);
-        nanosleep(&ten_ms, NULL);
-    }
-}
 
 /* The offset and name of the mapping holding addr, from /proc/self/maps; 0 if none. */
 static int maps_of(const void *addr, unsigned long *off, char name[256]) {
@@ -131,7 +109,7 @@ int main(int argc, char **argv) {
             if (solo == MAP_FAILED) _exit(3);
             strcpy(solo, "solo");
             if (write(ready[1], "x", 1) != 1) _exit(3);
-            await_go();
+            await_file("go", left_tree);
             bad |= strcmp(solo, "solo") != 0;
             if (bad) snprintf(failure, sizeof failure, "C0: its own object holds %.20s", solo);
             for (int i = 0; i < 4 && !bad; i++) bad |= check_page(a + i * PAGE, i, NULL);
@@ -140,7 +118,7 @@ int main(int argc, char **argv) {
             char *v = mremap(a + PAGE, 2 * PAGE, 2 * PAGE, MREMAP_MAYMOVE);
             if (v == MAP_FAILED || munmap(a, PAGE) || munmap(a + 3 * PAGE, PAGE)) _exit(3);
             if (write(ready[1], "x", 1) != 1) _exit(3);
-            await_go();
+            await_file("go", left_tree);
             bad = check_page(v, 1, NULL) || check_page(v + PAGE, 2, NULL);
             bad = bad || markers(v, 2);
             /* Every process has checked the content: now change it. */
@@ -148,7 +126,7 @@ int main(int argc, char **argv) {
         } else {
             if (munmap(a + 2 * PAGE, 2 * PAGE)) _exit(3);
             if (write(ready[1], "x", 1) != 1) _exit(3);
-            await_go();
+            await_file("go", left_tree);
             bad = check_page(a, 0, NULL) || check_page(a + PAGE, 1, NULL);
             bad = bad || markers(a + PAGE, 3);
             if (!bad) strcpy(a, "from-C2");
@@ -167,10 +145,7 @@ int main(int argc, char **argv) {
         if (n <= 0) return 2;
         got += n;
     }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%d\n", root);
-    put("ready", buf);
-    await_go();
+    ready_then_await_go(root, left_tree);
 
     char res[1024] = "";
     int bad = 0;

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define N 3
 
 static pid_t tids[N];
@@ -28,20 +30,9 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static void write_file(const char *dir, const char *name, const char *text) {
-    char path[4200], tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
-    const char *dir = argv[1];
+    dir = argv[1];
     pthread_t th[N];
     for (long i = 0; i < N; i++)
         if (pthread_create(&th[i], NULL, worker, (void *)i)) return 2;
@@ -50,9 +41,9 @@ int main(int argc, char **argv) {
     char text[256];
     int len = snprintf(text, sizeof text, "%d\n", getpid());
     for (int i = 0; i < N; i++) len += snprintf(text + len, sizeof text - len, "%d\n", tids[i]);
-    write_file(dir, "tids", text);
+    put("tids", text);
     snprintf(text, sizeof text, "%d\n", getpid());
-    write_file(dir, "ready", text);
+    put("ready", text);
     char go[4200];
     snprintf(go, sizeof go, "%s/go", dir);
     while (access(go, F_OK) != 0) nanosleep(&ms, NULL);
@@ -62,6 +53,6 @@ int main(int argc, char **argv) {
         pthread_join(th[i], NULL);
         fails += bad[i];
     }
-    write_file(dir, "result", fails ? "FAIL: a thread id changed\n" : "PASS\n");
+    put("result", fails ? "FAIL: a thread id changed\n" : "PASS\n");
     return fails ? 1 : 0;
 }

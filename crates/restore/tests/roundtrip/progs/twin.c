@@ -11,20 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static void put(const char *dir, const char *name, const char *text) {
-    char tmp[4200], path[4200];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(tmp, "w");
-    if (!f) exit(2);
-    fputs(text, f);
-    fclose(f);
-    rename(tmp, path);
-}
+#include "common.h"
+
+/* For await_file: the copy's parent is gone (a failed test). */
+static int orphaned(void) { return getppid() == 1; }
 
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
-    const char *dir = argv[1];
+    dir = argv[1];
     char path[4200], buf[256];
     snprintf(path, sizeof path, "%s/data", dir);
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -35,14 +29,7 @@ int main(int argc, char **argv) {
     if (pipe(p) < 0 || dup2(p[0], 8) != 8 || dup2(p[1], 9) != 9 || write(9, "xyz", 3) != 3) return 2;
     close(p[0]);
     close(p[1]);
-    snprintf(buf, sizeof buf, "%d\n", getpid());
-    put(dir, "ready", buf);
-    snprintf(path, sizeof path, "%s/go", dir);
-    struct timespec ten_ms = {0, 10 * 1000 * 1000};
-    while (access(path, F_OK) != 0) {
-        if (getppid() == 1) _exit(99);
-        nanosleep(&ten_ms, NULL);
-    }
+    ready_then_await_go(getpid(), orphaned);
     char c = '?';
     if (read(7, &c, 1) != 1) c = '!';
     char d = '?';
@@ -50,7 +37,7 @@ int main(int argc, char **argv) {
     snprintf(buf, sizeof buf, "%d %d %d %d %c %c\n", getpid(), getppid(), getpgrp(), getsid(0), c, d);
     char name[64];
     snprintf(name, sizeof name, "result-%d", getpid());
-    put(dir, name, buf);
+    put(name, buf);
     while (wait(NULL) > 0) {
     }
     return 0;
