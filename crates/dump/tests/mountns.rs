@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use crcli_dump::{dump, dump_with_externals, DumpOptions, ExternalMount};
 use crcli_image::{FsEntryKind, Image, NsMount, NsMountSource};
 
-/// `unshare --mount --fork --kill-child` running `setup` in sh, then `sleep`; both killed when
-/// dropped (`--kill-child`: the `sleep` dies with `unshare`).
+/// `unshare --mount --fork` running `setup` in sh, then `sleep`; both killed when dropped (the
+/// `sleep` explicitly: busybox's unshare, the VM's, has no `--kill-child`).
 struct Ns {
     child: Child,
     root: i32,
@@ -29,15 +29,7 @@ impl Ns {
             setup(&d)
         );
         let mut child = Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--fork",
-                "--kill-child",
-                "sh",
-                "-c",
-            ])
+            .args(["--mount", "--propagation", "private", "--fork", "sh", "-c"])
             .arg(&script)
             .stdout(Stdio::piped())
             .spawn()
@@ -63,6 +55,10 @@ impl Ns {
 
 impl Drop for Ns {
     fn drop(&mut self) {
+        // The namespace's `sleep` (left running by dumps that leave it running) first.
+        if let Some(root) = rustix::process::Pid::from_raw(self.root) {
+            let _ = rustix::process::kill_process(root, rustix::process::Signal::KILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

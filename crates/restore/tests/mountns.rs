@@ -38,24 +38,16 @@ fn crcli(test: &str) -> Option<PathBuf> {
     bin
 }
 
-/// Runs `script` in sh under `unshare --mount <namespaces> --propagation private --fork
-/// --kill-child` (the script says `ready` and execs `sleep 1000`), dumps that sh with
-/// `crcli dump -t PID -D img <extra>` once it is ready, then kills unshare (and so the
-/// namespace's tree). Panics naming the script if the setup fails, with crcli's stderr if the
-/// dump fails.
+/// Runs `script` in sh under `unshare --mount <namespaces> --propagation private --fork` (the
+/// script says `ready` and execs `sleep 1000`), dumps that sh with `crcli dump -t PID -D img
+/// <extra>` once it is ready, then kills unshare and that sh (left running if the dump failed;
+/// busybox's unshare, the VM's, has no `--kill-child`). Panics naming the script if the setup
+/// fails, with crcli's stderr if the dump fails.
 fn dump_unshared(crcli: &Path, namespaces: &[&str], script: &str, img: &Path, extra: &[String]) {
     let mut child = Command::new("unshare")
         .arg("--mount")
         .args(namespaces)
-        .args([
-            "--propagation",
-            "private",
-            "--fork",
-            "--kill-child",
-            "sh",
-            "-c",
-            script,
-        ])
+        .args(["--propagation", "private", "--fork", "sh", "-c", script])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -77,6 +69,13 @@ fn dump_unshared(crcli: &Path, namespaces: &[&str], script: &str, img: &Path, ex
             .output()
             .expect("run crcli dump")
     });
+    if let Some(root) = root {
+        // A pid we started; it may be gone already (the dump killed it).
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(root).expect("a positive pid"),
+            rustix::process::Signal::KILL,
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
     let out = out.unwrap_or_else(|| panic!("setup failed: {script}"));
