@@ -161,6 +161,7 @@ fn own_mountinfo() -> String {
 
 #[test]
 fn a_dumped_mount_namespace_is_made_again_mount_by_mount() {
+    let _one_at_a_time = one_at_a_time();
     let Some(crcli) = crcli("a_dumped_mount_namespace_is_made_again_mount_by_mount") else {
         return;
     };
@@ -261,6 +262,7 @@ fn check_built_namespace(d: &Path, method: NsBuildMethod) {
 
 #[test]
 fn an_external_bind_needs_its_path_and_is_bound_from_it() {
+    let _one_at_a_time = one_at_a_time();
     let Some(crcli) = crcli("an_external_bind_needs_its_path_and_is_bound_from_it") else {
         return;
     };
@@ -298,6 +300,7 @@ fn an_external_bind_needs_its_path_and_is_bound_from_it() {
 /// table is unchanged.
 #[test]
 fn a_tree_in_its_own_mount_namespace_is_restored_into_a_new_one() {
+    let _one_at_a_time = one_at_a_time();
     let test = "a_tree_in_its_own_mount_namespace_is_restored_into_a_new_one";
     let Some(crcli) = crcli(test) else {
         return;
@@ -342,6 +345,15 @@ fn a_tree_in_its_own_mount_namespace_is_restored_into_a_new_one() {
     });
 }
 
+/// The tests of this file make mounts, and one of them counts the mounts the kernel makes while
+/// it builds a namespace (`open_tree_namespace_builds_without_copying_crclis_mounts`): they run
+/// one at a time, so that no other test's mounts are counted.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed holding it poisons it; the others still run.
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// How many mounts the image's mount namespace holds.
 fn dumped_mounts(img: &Path) -> usize {
     crcli_image::Image::open(img)
@@ -376,6 +388,7 @@ fn next_mount_id() -> u64 {
 /// shows the count tells the two apart) and the test says SKIPPED.
 #[test]
 fn open_tree_namespace_builds_without_copying_crclis_mounts() {
+    let _one_at_a_time = one_at_a_time();
     let test = "open_tree_namespace_builds_without_copying_crclis_mounts";
     let Some(crcli) = crcli(test) else {
         return;
@@ -404,7 +417,8 @@ fn open_tree_namespace_builds_without_copying_crclis_mounts() {
     match method {
         NsBuildMethod::OpenTreeNamespace => {
             // The dumped mounts, the namespace's copy of the root mount and of the one mount
-            // under crcli's root; a little slack for mounts made elsewhere meanwhile.
+            // under crcli's root; a little slack for mounts made elsewhere meanwhile (not by
+            // the other tests of this file: `one_at_a_time`).
             assert!(
                 made <= dumped + 2 + 3,
                 "{made} mounts made for {dumped} dumped ones"
@@ -503,6 +517,7 @@ fn mount_marker(at: &Path, name: &str) {
 /// does not go back to its master.
 #[test]
 fn shared_slave_private_and_unbindable_mounts_propagate_as_dumped() {
+    let _one_at_a_time = one_at_a_time();
     let test = "shared_slave_private_and_unbindable_mounts_propagate_as_dumped";
     let Some(crcli) = crcli(test) else {
         return;
@@ -596,6 +611,7 @@ fn shared_slave_private_and_unbindable_mounts_propagate_as_dumped() {
 /// instance of crcli's IPC namespace.
 #[test]
 fn an_mqueue_mount_of_the_namespace_shows_the_trees_own_ipc_namespace() {
+    let _one_at_a_time = one_at_a_time();
     let test = "an_mqueue_mount_of_the_namespace_shows_the_trees_own_ipc_namespace";
     let Some(crcli) = crcli(test) else {
         return;
@@ -654,6 +670,7 @@ fn an_mqueue_mount_of_the_namespace_shows_the_trees_own_ipc_namespace() {
 /// it is there again, on that new proc, with its attributes.
 #[test]
 fn mounts_on_the_proc_of_a_podman_like_container_are_made_again_on_its_new_proc() {
+    let _one_at_a_time = one_at_a_time();
     let test = "mounts_on_the_proc_of_a_podman_like_container_are_made_again_on_its_new_proc";
     let Some(crcli) = crcli(test) else {
         return;
