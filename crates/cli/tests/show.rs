@@ -217,6 +217,7 @@ fn write_image(target: &Path) {
                 cloexec: i > 2,
             })
             .collect(),
+        itimers: Default::default(),
     })
     .unwrap();
     let mut inv = Inventory::new(

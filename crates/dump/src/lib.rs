@@ -795,6 +795,7 @@ fn collect_process(
                 cloexec: f.cloexec,
             })
             .collect(),
+        itimers: injected.itimers,
     };
     debug_assert_eq!(process.sigactions.len(), NSIG);
     Ok(process)

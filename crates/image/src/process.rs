@@ -102,6 +102,33 @@ pub struct Process {
     /// The fd table, sorted by fd number, no duplicates.
     #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_FDS, _, _>")]
     pub fds: Vec<Fd>,
+    /// The three interval timers (`getitimer`), process-wide. Format version 3; none armed when
+    /// converted from version 2 or 1.
+    pub itimers: ITimers,
+}
+
+/// The interval timers of a process (`setitimer(2)`), as `getitimer` showed them at dump time.
+/// The remaining values are restored as dumped: the time the process spent frozen between dump
+/// and restore is not counted.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ITimers {
+    /// `ITIMER_REAL`: wall-clock time, `SIGALRM` (also what `alarm()` arms).
+    pub real: ITimer,
+    /// `ITIMER_VIRTUAL`: user CPU time of the process, `SIGVTALRM`.
+    pub virt: ITimer,
+    /// `ITIMER_PROF`: user and system CPU time of the process, `SIGPROF`.
+    pub prof: ITimer,
+}
+
+/// One interval timer (`struct itimerval`), in microseconds; `value_us == 0` is disarmed.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ITimer {
+    /// The period it is re-armed with after each expiry (0: one-shot).
+    pub interval_us: u64,
+    /// The time left until the next expiry (0: disarmed).
+    pub value_us: u64,
 }
 
 /// One thread of a process.

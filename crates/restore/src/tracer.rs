@@ -10,8 +10,10 @@
 //! create the other threads at their thread ids (an injected `clone3` with `set_tid`, traced
 //! from birth with `PTRACE_O_TRACECLONE`) and inject each one's own sigaltstack, robust list,
 //! tid address and rseq into it; re-queue pending signals with everything blocked (a thread's
-//! own signals by that thread); credentials in every thread; unmap the scratch page (the last
-//! injected call); then, per thread, the xstate, the normalised registers and the signal mask
+//! own signals by that thread); credentials in every thread; the interval timers (`setitimer`,
+//! as late as possible, so that they start counting right before the process runs: their
+//! remaining values are the dumped ones, the time the process spent frozen is not counted);
+//! unmap the scratch page (the last injected call); then, per thread, the xstate, the normalised registers and the signal mask
 //! with ptrace.
 
 use std::io::IoSlice;
@@ -475,6 +477,10 @@ pub(crate) fn rebuild(
         rb.for_thread(nt).set_flags_and_creds()?;
     }
     rb.set_flags_and_creds()?;
+
+    // 13b. The interval timers, as late as possible: they run from here on (an expiry before the
+    //      process runs leaves its signal pending, blocked until step 15 sets the mask).
+    rb.set_itimers()?;
 
     // 14. The last injected call unmaps the scratch area (the trap comes before any fetch).
     rb.sc(libc::SYS_munmap, [scratch, SCRATCH_LEN, 0, 0, 0, 0], || {
@@ -1169,6 +1175,30 @@ impl Rebuild<'_> {
             return Err(RestoreError::Unsupported(
                 "32-bit TLS descriptors (set_thread_area) are not supported".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// The three interval timers of the process (process-wide: set from the main thread), with
+    /// their dumped remaining values and intervals; a disarmed one is set disarmed too.
+    fn set_itimers(&self) -> Result<(), RestoreError> {
+        let t = &self.p.itimers;
+        for (which, name, it) in [
+            (libc::ITIMER_REAL, "ITIMER_REAL", t.real),
+            (libc::ITIMER_VIRTUAL, "ITIMER_VIRTUAL", t.virt),
+            (libc::ITIMER_PROF, "ITIMER_PROF", t.prof),
+        ] {
+            let mut raw = Vec::with_capacity(32);
+            for us in [it.interval_us, it.value_us] {
+                raw.extend_from_slice(&(us / 1_000_000).to_le_bytes());
+                raw.extend_from_slice(&(us % 1_000_000).to_le_bytes());
+            }
+            let addr = self.poke(ARGS, &raw)?;
+            self.sc(
+                libc::SYS_setitimer,
+                [which as u64, addr, 0, 0, 0, 0],
+                || format!("setting the interval timer {name} of process {}", self.pid),
+            )?;
         }
         Ok(())
     }

@@ -594,6 +594,17 @@ pub fn try_write_sample(
                 cloexec: i % 2 == 0,
             })
             .collect(),
+        itimers: ITimers {
+            real: ITimer {
+                interval_us: 1_000_000,
+                value_us: 1_500_000,
+            },
+            virt: ITimer {
+                interval_us: 0,
+                value_us: 250_000,
+            },
+            prof: ITimer::default(),
+        },
     };
     let mut child = leader.clone();
     child.pid = 102;

@@ -276,6 +276,7 @@ pub fn minimal_process(pid: u32) -> Process {
         vmas: Vec::new(),
         pages: None,
         fds: Vec::new(),
+        itimers: Default::default(),
     }
 }
 

@@ -666,3 +666,73 @@ pub fn threads_taken_tid() -> Result<(), String> {
 }
 
 pub mod tree;
+
+/// A process with armed interval timers (`itimer.c`): the dump records them (REAL 1 s interval,
+/// at most 2 s left; VIRTUAL 50 s interval, at most 100 s and a tick left; PROF disarmed) and the restored process finds them
+/// armed again and keeps receiving SIGALRM. The same image with its timers cleared (as an older
+/// crcli would have restored it) makes the program report the loss: its check can fail.
+pub fn interval_timers() -> Result<(), String> {
+    with_tools("round_trip_interval_timers", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "itimer", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+
+        let image = crcli_image::Image::open(&img).map_err(|e| e.to_string())?;
+        let timers = image.processes()[0].itimers;
+        ensure_eq(
+            timers.real.interval_us,
+            1_000_000,
+            "dumped ITIMER_REAL interval",
+        )?;
+        ensure(
+            timers.real.value_us > 0 && timers.real.value_us <= 2_000_000,
+            &format!("dumped ITIMER_REAL value {} us", timers.real.value_us),
+        )?;
+        ensure_eq(
+            timers.virt.interval_us,
+            50_000_000,
+            "dumped ITIMER_VIRTUAL interval",
+        )?;
+        ensure(
+            // CPU-time timers are rounded up to the scheduler tick (at most 10 ms with HZ=100).
+            timers.virt.value_us > 0 && timers.virt.value_us <= 100_010_000,
+            &format!("dumped ITIMER_VIRTUAL value {} us", timers.virt.value_us),
+        )?;
+        ensure_eq(
+            timers.prof,
+            crcli_image::ITimer::default(),
+            "dumped ITIMER_PROF",
+        )?;
+
+        // Negative: without its timers the restored program notices.
+        let cleared = work.path().join("cleared");
+        rewrite_image(&img, &cleared, |p| p.itimers = Default::default())?;
+        let mut restorer = restore_bg(t, &cleared, &dir)?;
+        wait_restored(&mut restorer, &dir, pid)?;
+        std::fs::write(dir.join("go"), b"").map_err(|e| e.to_string())?;
+        let result = wait_for_file(&dir.join("result"), PATIENCE)?;
+        let status = restorer.wait_status()?;
+        ensure_eq(
+            result.trim(),
+            "FAIL: ITIMER_REAL is not armed",
+            "the program restored without its timers",
+        )?;
+        ensure_eq(
+            status.code(),
+            Some(1),
+            "its exit code, as crcli restore reports it",
+        )?;
+        for f in ["go", "result"] {
+            std::fs::remove_file(dir.join(f)).map_err(|e| e.to_string())?;
+        }
+
+        let mut restorer = restore_bg(t, &img, &dir)?;
+        wait_restored(&mut restorer, &dir, pid)?;
+        finish(restorer, &dir).map(|_| ())
+    })
+}
