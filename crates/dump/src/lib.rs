@@ -90,7 +90,7 @@ use std::time::{Duration, Instant};
 use crcli_image::process::{NSIG, RLIM_NLIMITS};
 use crcli_image::{
     Creds, Fd, ImagePath, Inventory, KernelFeature, MmInfo, OsBytes, PagesId, PendingSignals,
-    Process, Rlimit, RobustList, Rseq, SigAction, SigAltStack, Thread, UserRegs, XState,
+    Process, Rlimit, RobustList, Rseq, Sched, SigAction, SigAltStack, Thread, UserRegs, XState,
 };
 use crcli_sys::ptrace::{SigQueue, Tracee};
 use rustix::fs::OFlags;
@@ -938,5 +938,34 @@ fn collect_thread(
         robust_list: RobustList { head, len },
         clear_child_tid: answers.clear_child_tid,
         tls: Vec::new(),
+        sched: Some(read_sched(tid, &who)?),
+    })
+}
+
+/// The scheduling settings of thread `tid`, asked from crcli (`who` names it in errors).
+fn read_sched(tid: i32, who: &str) -> Result<Sched, DumpError> {
+    let attr = crcli_sys::sched::sched_getattr(tid)
+        .map_err(DumpError::sys(format!("sched_getattr of {who}")))?;
+    let id = rustix::process::Pid::from_raw(tid);
+    let nice = rustix::process::getpriority_process(id)
+        .map_err(DumpError::sys(format!("getpriority of {who}")))?;
+    let set = rustix::thread::sched_getaffinity(id)
+        .map_err(DumpError::sys(format!("sched_getaffinity of {who}")))?;
+    let mut affinity = vec![0u64; rustix::thread::CpuSet::MAX_CPU.div_ceil(64)];
+    for cpu in 0..rustix::thread::CpuSet::MAX_CPU {
+        if set.is_set(cpu) {
+            affinity[cpu / 64] |= 1 << (cpu % 64);
+        }
+    }
+    while affinity.last() == Some(&0) {
+        affinity.pop();
+    }
+    Ok(Sched {
+        policy: attr.policy,
+        flags: attr.flags,
+        priority: attr.priority,
+        nice,
+        deadline: [attr.runtime, attr.deadline, attr.period],
+        affinity,
     })
 }

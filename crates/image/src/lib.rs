@@ -89,7 +89,7 @@ pub use inventory::{Contents, Inventory, KernelFeature};
 pub use mount::{MountEntry, MountKind, ProcessFd, RebuildPlan};
 pub use mountns::{MountNamespace, NsMount, NsMountSource};
 pub use process::{
-    Creds, Fd, ITimer, ITimers, MmInfo, PendingSignals, Process, Rlimit, RobustList, Rseq,
+    Creds, Fd, ITimer, ITimers, MmInfo, PendingSignals, Process, Rlimit, RobustList, Rseq, Sched,
     SigAction, SigAltStack, Thread, TlsDesc, UserRegs, Vma, VmaBacking, XState,
 };
 pub use tree::{NamespaceId, NamespaceKind, Namespaces, Tree, UtsNames, Zombie};

@@ -81,6 +81,14 @@ fn thread(tid: u32, ns_tid: u32) -> Thread {
             limit: 0xfffff,
             flags: 0x51,
         }],
+        sched: Some(Sched {
+            policy: 3,
+            flags: 1,
+            priority: 0,
+            nice: 5,
+            deadline: [0; 3],
+            affinity: vec![0b101],
+        }),
     }
 }
 
