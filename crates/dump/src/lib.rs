@@ -557,6 +557,7 @@ fn collect_traced<'p>(
         let Ok(traced) = traced_rx.recv() else {
             return Ok(None);
         };
+        refuse_posix_timers(proc.pid)?;
         if i > 0 {
             files.switch_to(proc)?;
         }
@@ -940,6 +941,21 @@ fn collect_thread(
         tls: Vec::new(),
         sched: Some(read_sched(tid, &who)?),
     })
+}
+
+/// Refuses a process that has POSIX timers (`/proc/PID/timers` lists one `ID:` line per
+/// timer): the image cannot hold them yet, and dropping them would be a silent loss.
+fn refuse_posix_timers(pid: i32) -> Result<(), DumpError> {
+    let path = format!("/proc/{pid}/timers");
+    let text = std::fs::read(&path).map_err(DumpError::io(format!("read {path}")))?;
+    let count = text
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"ID:"))
+        .count();
+    if count > 0 {
+        return Err(DumpError::PosixTimers { pid, count });
+    }
+    Ok(())
 }
 
 /// The scheduling settings of thread `tid`, asked from crcli (`who` names it in errors).
