@@ -967,14 +967,20 @@ fn read_sched(tid: i32, who: &str) -> Result<Sched, DumpError> {
         .map_err(DumpError::sys(format!("getpriority of {who}")))?;
     let set = rustix::thread::sched_getaffinity(id)
         .map_err(DumpError::sys(format!("sched_getaffinity of {who}")))?;
-    let mut affinity = vec![0u64; rustix::thread::CpuSet::MAX_CPU.div_ceil(64)];
-    for cpu in 0..rustix::thread::CpuSet::MAX_CPU {
-        if set.is_set(cpu) {
+    let ours = rustix::thread::sched_getaffinity(None)
+        .map_err(DumpError::sys("sched_getaffinity of crcli itself"))?;
+    let max = rustix::thread::CpuSet::MAX_CPU;
+    let mut affinity = Vec::new();
+    // Restricted only if some CPU crcli may use is not one of the thread's: an unpinned thread
+    // is recorded as such (empty), so that it is not refused on a machine with fewer CPUs.
+    if (0..max).any(|cpu| ours.is_set(cpu) && !set.is_set(cpu)) {
+        affinity = vec![0u64; max.div_ceil(64)];
+        for cpu in (0..max).filter(|&cpu| set.is_set(cpu)) {
             affinity[cpu / 64] |= 1 << (cpu % 64);
         }
-    }
-    while affinity.last() == Some(&0) {
-        affinity.pop();
+        while affinity.last() == Some(&0) {
+            affinity.pop();
+        }
     }
     Ok(Sched {
         policy: attr.policy,

@@ -193,7 +193,9 @@ pub struct Sched {
     pub nice: i32,
     /// `SCHED_DEADLINE` runtime, deadline and period, in nanoseconds (0 for other policies).
     pub deadline: [u64; 3],
-    /// The CPUs the thread may run on: bit `n % 64` of word `n / 64` for CPU `n`.
+    /// The CPUs the thread may run on: bit `n % 64` of word `n / 64` for CPU `n`. Empty when
+    /// the thread was not restricted (it could run on every CPU the dumper could use): the
+    /// restore then leaves it on every CPU of the restoring machine.
     #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_AFFINITY_WORDS, _, _>")]
     #[cfg_attr(
         test,

@@ -513,7 +513,8 @@ pub(crate) fn rebuild(
 /// dumped thread `th` of process `pid`: affinity, then policy and priority, then the nice value
 /// (after the policy: a real-time policy keeps the nice value apart). A CPU of the dumped
 /// affinity that crcli itself may not use on this machine is an error naming the thread and
-/// the CPU, not silently dropped. Nothing is done for an image that did not record them.
+/// the CPU, not silently dropped; an empty affinity (the thread was not restricted) is left as
+/// the restorer's (every CPU here). Nothing is done for an image that did not record them.
 fn set_sched(real_tid: i32, th: &Thread, pid: u32) -> Result<(), RestoreError> {
     let Some(s) = &th.sched else {
         return Ok(());

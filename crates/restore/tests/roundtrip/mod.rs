@@ -767,6 +767,15 @@ pub fn scheduling() -> Result<(), String> {
         )?;
         ensure_eq(worker.nice, 5, "dumped worker nice value")?;
         ensure_eq(worker.affinity.clone(), vec![1], "dumped worker affinity")?;
+        let main = p.threads[0]
+            .sched
+            .clone()
+            .ok_or("no scheduling settings dumped")?;
+        ensure_eq(
+            main.affinity,
+            vec![],
+            "dumped main thread affinity (not restricted)",
+        )?;
         let worker_tid = p.threads[1].tid;
 
         // Negative: without the worker's settings the restored program notices.
