@@ -12,11 +12,10 @@
 //! tid address and rseq into it; re-queue pending signals with everything blocked (a thread's
 //! own signals by that thread); credentials in every thread; scheduling policy, priority, nice
 //! value and CPU affinity of every thread (by crcli on the thread ids, not injected); the
-//! interval timers (`setitimer`,
-//! as late as possible, so that they start counting right before the process runs: their
-//! remaining values are the dumped ones, the time the process spent frozen is not counted);
-//! unmap the scratch page (the last injected call); then, per thread, the xstate, the normalised registers and the signal mask
-//! with ptrace.
+//! interval timers (`setitimer`, as late as possible, so that they start counting right before
+//! the process runs: their remaining values are the dumped ones, the time the process spent
+//! frozen is not counted); unmap the scratch page (the last injected call); then, per thread,
+//! the xstate, the normalised registers and the signal mask with ptrace.
 
 use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
