@@ -173,6 +173,7 @@ fn write_image(target: &Path) {
         robust_list: RobustList::default(),
         clear_child_tid: 0,
         tls: vec![],
+        sched: None,
     };
     w.add_process(&Process {
         pid: 42,
@@ -217,6 +218,7 @@ fn write_image(target: &Path) {
                 cloexec: i > 2,
             })
             .collect(),
+        itimers: Default::default(),
     })
     .unwrap();
     let mut inv = Inventory::new(

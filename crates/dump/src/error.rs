@@ -24,6 +24,15 @@ pub enum DumpError {
         /// What, e.g. "a multi-threaded process (3 threads)".
         what: String,
     },
+    /// The target has POSIX timers (`timer_create`, listed in `/proc/PID/timers`), which the
+    /// image cannot hold yet: refused rather than dropped.
+    #[error("pid {pid}: POSIX timers (timer_create) are not supported ({count} found)")]
+    PosixTimers {
+        /// The target.
+        pid: i32,
+        /// How many timers `/proc/PID/timers` lists.
+        count: usize,
+    },
     /// An fd of a type crcli does not support yet.
     #[error("pid {pid} fd {fd}: {kind} is not supported")]
     UnsupportedFd {

@@ -1,5 +1,6 @@
 //! What only the process itself can tell: signal dispositions, `clear_child_tid`, the
-//! alternate signal stack, a few prctl flags and the current program break, asked by syscalls
+//! alternate signal stack, a few prctl flags, the current program break and the three interval
+//! timers (`getitimer`), asked by syscalls
 //! injected into the stopped target. The per-thread answers (`clear_child_tid`, the alternate
 //! signal stack) are asked of every thread, by injecting into that thread; the process-wide
 //! ones once, in the main thread.
@@ -24,6 +25,8 @@ const DATA_OFFSET: u64 = 64;
 /// Where the results of the main thread's injected queries go in the scratch page (after the
 /// sigactions and the answers written through pointers).
 const SLOTS_OFFSET: u64 = 2304;
+/// Where the three `struct itimerval` answers of `getitimer` go (after the slots).
+const ITIMERS_OFFSET: u64 = 2432;
 /// Where injected code goes in the scratch page (after every answer).
 const CODE_OFFSET: u64 = 3584;
 const PAGE: u64 = 4096;
@@ -64,6 +67,8 @@ pub(crate) struct Injected {
     pub child_subreaper: bool,
     /// `brk(0)`: the current program break.
     pub brk: u64,
+    /// `getitimer(ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF)`.
+    pub itimers: crcli_image::ITimers,
 }
 
 fn err(pid: i32, what: &str) -> impl FnOnce(crcli_sys::ptrace::PtraceError) -> DumpError {
@@ -183,13 +188,25 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
     let tid_at = answers + 8;
     let ss_at = tid_at + 8;
     let slots = scratch + SLOTS_OFFSET;
-    let calls: [(i64, u64, u64); 6] = [
+    let itimers_at = scratch + ITIMERS_OFFSET;
+    let calls: [(i64, u64, u64); 9] = [
         (libc::SYS_prctl, PR_GET_CHILD_SUBREAPER, reaper_at),
         (libc::SYS_prctl, PR_GET_DUMPABLE, 0),
         (libc::SYS_prctl, PR_GET_SECUREBITS, 0),
         (libc::SYS_brk, 0, 0),
         (libc::SYS_prctl, PR_GET_TID_ADDRESS, tid_at),
         (libc::SYS_sigaltstack, 0, ss_at),
+        (libc::SYS_getitimer, libc::ITIMER_REAL as u64, itimers_at),
+        (
+            libc::SYS_getitimer,
+            libc::ITIMER_VIRTUAL as u64,
+            itimers_at + 32,
+        ),
+        (
+            libc::SYS_getitimer,
+            libc::ITIMER_PROF as u64,
+            itimers_at + 64,
+        ),
     ];
     let mut code = sigaction_code(data);
     code.pop(); // the int3 comes after the queries
@@ -226,7 +243,7 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
         })
         .collect();
 
-    let mut raw = [0u8; 6 * 8];
+    let mut raw = [0u8; 9 * 8];
     process_vm::read_exact(pid, slots as usize, &mut raw).map_err(DumpError::sys(format!(
         "read the injected answers of pid {pid}"
     )))?;
@@ -241,6 +258,9 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
         "brk(0)",
         "prctl(PR_GET_TID_ADDRESS)",
         "sigaltstack",
+        "getitimer(ITIMER_REAL)",
+        "getitimer(ITIMER_VIRTUAL)",
+        "getitimer(ITIMER_PROF)",
     ];
     for ((&r, name), (nr, _, _)) in rax.iter().zip(names).zip(calls) {
         if (-4095..0).contains(&r) {
@@ -270,7 +290,33 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
             u64::from_ne_bytes(buf[32..40].try_into().expect("8 bytes")),
         ),
     };
+    let mut raw = [0u8; 3 * 32];
+    process_vm::read_exact(pid, itimers_at as usize, &mut raw).map_err(DumpError::sys(format!(
+        "read the interval timers of pid {pid}"
+    )))?;
+    let timers: Vec<crcli_image::ITimer> = raw
+        .chunks_exact(32)
+        .map(|v| {
+            let w = |i: usize| i64::from_ne_bytes(v[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            crcli_image::ITimer {
+                interval_us: timeval_us(w(0), w(1)),
+                value_us: timeval_us(w(2), w(3)),
+            }
+        })
+        .collect();
+    out.itimers = crcli_image::ITimers {
+        real: timers[0],
+        virt: timers[1],
+        prof: timers[2],
+    };
     Ok(out)
+}
+
+/// A `struct timeval` the kernel filled (never negative) in microseconds.
+fn timeval_us(sec: i64, usec: i64) -> u64 {
+    (sec.max(0) as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(usec.clamp(0, 999_999) as u64)
 }
 
 /// x86-64 code making the syscalls `calls` (number, first and second argument; the others 0)

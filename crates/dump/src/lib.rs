@@ -90,7 +90,7 @@ use std::time::{Duration, Instant};
 use crcli_image::process::{NSIG, RLIM_NLIMITS};
 use crcli_image::{
     Creds, Fd, ImagePath, Inventory, KernelFeature, MmInfo, OsBytes, PagesId, PendingSignals,
-    Process, Rlimit, RobustList, Rseq, SigAction, SigAltStack, Thread, UserRegs, XState,
+    Process, Rlimit, RobustList, Rseq, Sched, SigAction, SigAltStack, Thread, UserRegs, XState,
 };
 use crcli_sys::ptrace::{SigQueue, Tracee};
 use rustix::fs::OFlags;
@@ -557,6 +557,7 @@ fn collect_traced<'p>(
         let Ok(traced) = traced_rx.recv() else {
             return Ok(None);
         };
+        refuse_posix_timers(proc.pid)?;
         if i > 0 {
             files.switch_to(proc)?;
         }
@@ -795,6 +796,7 @@ fn collect_process(
                 cloexec: f.cloexec,
             })
             .collect(),
+        itimers: injected.itimers,
     };
     debug_assert_eq!(process.sigactions.len(), NSIG);
     Ok(process)
@@ -937,5 +939,55 @@ fn collect_thread(
         robust_list: RobustList { head, len },
         clear_child_tid: answers.clear_child_tid,
         tls: Vec::new(),
+        sched: Some(read_sched(tid, &who)?),
+    })
+}
+
+/// Refuses a process that has POSIX timers (`/proc/PID/timers` lists one `ID:` line per
+/// timer): the image cannot hold them yet, and dropping them would be a silent loss.
+fn refuse_posix_timers(pid: i32) -> Result<(), DumpError> {
+    let path = format!("/proc/{pid}/timers");
+    let text = std::fs::read(&path).map_err(DumpError::io(format!("read {path}")))?;
+    let count = text
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"ID:"))
+        .count();
+    if count > 0 {
+        return Err(DumpError::PosixTimers { pid, count });
+    }
+    Ok(())
+}
+
+/// The scheduling settings of thread `tid`, asked from crcli (`who` names it in errors).
+fn read_sched(tid: i32, who: &str) -> Result<Sched, DumpError> {
+    let attr = crcli_sys::sched::sched_getattr(tid)
+        .map_err(DumpError::sys(format!("sched_getattr of {who}")))?;
+    let id = rustix::process::Pid::from_raw(tid);
+    let nice = rustix::process::getpriority_process(id)
+        .map_err(DumpError::sys(format!("getpriority of {who}")))?;
+    let set = rustix::thread::sched_getaffinity(id)
+        .map_err(DumpError::sys(format!("sched_getaffinity of {who}")))?;
+    let ours = rustix::thread::sched_getaffinity(None)
+        .map_err(DumpError::sys("sched_getaffinity of crcli itself"))?;
+    let max = rustix::thread::CpuSet::MAX_CPU;
+    let mut affinity = Vec::new();
+    // Restricted only if some CPU crcli may use is not one of the thread's: an unpinned thread
+    // is recorded as such (empty), so that it is not refused on a machine with fewer CPUs.
+    if (0..max).any(|cpu| ours.is_set(cpu) && !set.is_set(cpu)) {
+        affinity = vec![0u64; max.div_ceil(64)];
+        for cpu in (0..max).filter(|&cpu| set.is_set(cpu)) {
+            affinity[cpu / 64] |= 1 << (cpu % 64);
+        }
+        while affinity.last() == Some(&0) {
+            affinity.pop();
+        }
+    }
+    Ok(Sched {
+        policy: attr.policy,
+        flags: attr.flags,
+        priority: attr.priority,
+        nice,
+        deadline: [attr.runtime, attr.deadline, attr.period],
+        affinity,
     })
 }

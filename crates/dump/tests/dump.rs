@@ -412,6 +412,23 @@ fn eventfd_is_refused() {
     assert_refused_untouched(&t, err, "eventfd");
 }
 
+/// A process with a POSIX timer is refused by name (not dumped without it) and runs on.
+#[test]
+fn posix_timers_are_refused() {
+    let t = Target::spawn("posixtimer");
+    let timers = std::fs::read_to_string(format!("/proc/{}/timers", t.pid)).unwrap();
+    assert_eq!(timers.lines().filter(|l| l.starts_with("ID:")).count(), 1);
+    let err = dump(t.pid, &image_dir(&t), &DumpOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pid {}: POSIX timers (timer_create) are not supported (1 found)",
+            t.pid
+        )
+    );
+    assert_refused_untouched(&t, err, "POSIX timers");
+}
+
 /// The thread ids of `pid` (`/proc/PID/task`), sorted.
 fn tasks(pid: i32) -> Vec<u32> {
     let mut out: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))

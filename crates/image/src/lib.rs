@@ -89,8 +89,8 @@ pub use inventory::{Contents, Inventory, KernelFeature};
 pub use mount::{MountEntry, MountKind, ProcessFd, RebuildPlan};
 pub use mountns::{MountNamespace, NsMount, NsMountSource};
 pub use process::{
-    Creds, Fd, MmInfo, PendingSignals, Process, Rlimit, RobustList, Rseq, SigAction, SigAltStack,
-    Thread, TlsDesc, UserRegs, Vma, VmaBacking, XState,
+    Creds, Fd, ITimer, ITimers, MmInfo, PendingSignals, Process, Rlimit, RobustList, Rseq, Sched,
+    SigAction, SigAltStack, Thread, TlsDesc, UserRegs, Vma, VmaBacking, XState,
 };
 pub use tree::{NamespaceId, NamespaceKind, Namespaces, Tree, UtsNames, Zombie};
 

@@ -102,6 +102,33 @@ pub struct Process {
     /// The fd table, sorted by fd number, no duplicates.
     #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_FDS, _, _>")]
     pub fds: Vec<Fd>,
+    /// The three interval timers (`getitimer`), process-wide. Format version 3; none armed when
+    /// converted from version 2 or 1.
+    pub itimers: ITimers,
+}
+
+/// The interval timers of a process (`setitimer(2)`), as `getitimer` showed them at dump time.
+/// The remaining values are restored as dumped: the time the process spent frozen between dump
+/// and restore is not counted.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ITimers {
+    /// `ITIMER_REAL`: wall-clock time, `SIGALRM` (also what `alarm()` arms).
+    pub real: ITimer,
+    /// `ITIMER_VIRTUAL`: user CPU time of the process, `SIGVTALRM`.
+    pub virt: ITimer,
+    /// `ITIMER_PROF`: user and system CPU time of the process, `SIGPROF`.
+    pub prof: ITimer,
+}
+
+/// One interval timer (`struct itimerval`), in microseconds; `value_us == 0` is disarmed.
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ITimer {
+    /// The period it is re-armed with after each expiry (0: one-shot).
+    pub interval_us: u64,
+    /// The time left until the next expiry (0: disarmed).
+    pub value_us: u64,
 }
 
 /// One thread of a process.
@@ -143,6 +170,38 @@ pub struct Thread {
         )
     )]
     pub tls: Vec<TlsDesc>,
+    /// Scheduling policy, priority, nice value and CPU affinity. Format version 3; `None` when
+    /// converted from version 2 or 1 (not recorded: the restore leaves the thread's defaults).
+    pub sched: Option<Sched>,
+}
+
+/// The most 64-bit words of a CPU affinity mask (8192 CPUs).
+pub const MAX_AFFINITY_WORDS: usize = 128;
+
+/// A thread's scheduling settings (`sched_getattr`, `getpriority`, `sched_getaffinity`).
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Sched {
+    /// `SCHED_OTHER` (0), `SCHED_FIFO` (1), `SCHED_RR` (2), `SCHED_BATCH` (3), `SCHED_IDLE` (5),
+    /// `SCHED_DEADLINE` (6).
+    pub policy: u32,
+    /// `SCHED_FLAG_RESET_ON_FORK` (1) or 0.
+    pub flags: u64,
+    /// The static priority (1 to 99 for `SCHED_FIFO` and `SCHED_RR`, else 0).
+    pub priority: u32,
+    /// The nice value, -20 to 19 (`getpriority(PRIO_PROCESS, tid)`).
+    pub nice: i32,
+    /// `SCHED_DEADLINE` runtime, deadline and period, in nanoseconds (0 for other policies).
+    pub deadline: [u64; 3],
+    /// The CPUs the thread may run on: bit `n % 64` of word `n / 64` for CPU `n`. Empty when
+    /// the thread was not restricted (it could run on every CPU the dumper could use): the
+    /// restore then leaves it on every CPU of the restoring machine.
+    #[serde(deserialize_with = "crate::bytes::bounded_vec::<MAX_AFFINITY_WORDS, _, _>")]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::collection::vec(proptest::arbitrary::any::<u64>(), 0..=4)")
+    )]
+    pub affinity: Vec<u64>,
 }
 
 /// The x86_64 `struct user_regs_struct`, field for field, in the kernel's order.

@@ -95,6 +95,7 @@ impl Thread {
             robust_list: self.robust_list,
             clear_child_tid: self.clear_child_tid,
             tls: self.tls,
+            sched: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The types of format version 2 that version 3 changed, kept to decode version-2 images and
 //! converted to the current types on load ([`crate::codec::decode_payload`]).
 //!
-//! Version 3 added [`crate::Thread::ns_tid`], so the version-2 process holds threads without it
+//! Version 3 added [`crate::Thread::ns_tid`] and [`crate::Process::itimers`] (converted to no
+//! timer armed), so the version-2 process holds threads without it
 //! (the thread of versions 1 and 2, [`crate::v1::Thread`]). A version-2 process converts to
 //! `ns_tid = ns_pid` for its main thread (`tid == pid`) and `ns_tid = tid` for the others. That
 //! is exact when the tree shares the dumper's PID namespace (then `ns_pid == pid`); in a PID
@@ -87,6 +88,7 @@ impl From<Process> for crate::Process {
             vmas: v.vmas,
             pages: v.pages,
             fds: v.fds,
+            itimers: crate::process::ITimers::default(),
         }
     }
 }

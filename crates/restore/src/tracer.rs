@@ -10,9 +10,12 @@
 //! create the other threads at their thread ids (an injected `clone3` with `set_tid`, traced
 //! from birth with `PTRACE_O_TRACECLONE`) and inject each one's own sigaltstack, robust list,
 //! tid address and rseq into it; re-queue pending signals with everything blocked (a thread's
-//! own signals by that thread); credentials in every thread; unmap the scratch page (the last
-//! injected call); then, per thread, the xstate, the normalised registers and the signal mask
-//! with ptrace.
+//! own signals by that thread); credentials in every thread; scheduling policy, priority, nice
+//! value and CPU affinity of every thread (by crcli on the thread ids, not injected); the
+//! interval timers (`setitimer`, as late as possible, so that they start counting right before
+//! the process runs: their remaining values are the dumped ones, the time the process spent
+//! frozen is not counted); unmap the scratch page (the last injected call); then, per thread,
+//! the xstate, the normalised registers and the signal mask with ptrace.
 
 use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
@@ -476,6 +479,17 @@ pub(crate) fn rebuild(
     }
     rb.set_flags_and_creds()?;
 
+    // 13a. Scheduling policy, priority, nice value and CPU affinity of every thread, set by
+    //      crcli itself on the restored thread ids (no injection).
+    set_sched(t.pid(), &p.threads[0], p.pid)?;
+    for (nt, th) in threads.iter().zip(&p.threads[1..]) {
+        set_sched(nt.pid(), th, p.pid)?;
+    }
+
+    // 13b. The interval timers, as late as possible: they run from here on (an expiry before the
+    //      process runs leaves its signal pending, blocked until step 15 sets the mask).
+    rb.set_itimers()?;
+
     // 14. The last injected call unmaps the scratch area (the trap comes before any fetch).
     rb.sc(libc::SYS_munmap, [scratch, SCRATCH_LEN, 0, 0, 0, 0], || {
         "unmapping the scratch area".into()
@@ -491,6 +505,60 @@ pub(crate) fn rebuild(
     for (nt, th) in threads.iter().zip(&p.threads[1..]) {
         set_cpu_state(nt, th, &format!(" of thread {}", th.tid))?;
     }
+    Ok(())
+}
+
+/// Sets the scheduling settings of the thread with id `real_tid` (as crcli sees it) from the
+/// dumped thread `th` of process `pid`: affinity, then policy and priority, then the nice value
+/// (after the policy: a real-time policy keeps the nice value apart). A CPU of the dumped
+/// affinity that crcli itself may not use on this machine is an error naming the thread and
+/// the CPU, not silently dropped; an empty affinity (the thread was not restricted) is left as
+/// the restorer's (every CPU here). Nothing is done for an image that did not record them.
+fn set_sched(real_tid: i32, th: &Thread, pid: u32) -> Result<(), RestoreError> {
+    let Some(s) = &th.sched else {
+        return Ok(());
+    };
+    let who = format!("thread {} of process {pid}", th.tid);
+    let id = rustix::process::Pid::from_raw(real_tid);
+    let ours = rustix::thread::sched_getaffinity(None)
+        .map_err(RestoreError::errno("reading crcli's own CPU affinity"))?;
+    let mut set = rustix::thread::CpuSet::new();
+    for (w, word) in s.affinity.iter().enumerate() {
+        for bit in 0..64 {
+            if word & (1 << bit) == 0 {
+                continue;
+            }
+            let cpu = w * 64 + bit;
+            if cpu >= rustix::thread::CpuSet::MAX_CPU || !ours.is_set(cpu) {
+                return Err(RestoreError::Unsupported(format!(
+                    "{who} was bound to CPU {cpu}, which is not available here"
+                )));
+            }
+            set.set(cpu);
+        }
+    }
+    if s.affinity.iter().any(|&w| w != 0) {
+        rustix::thread::sched_setaffinity(id, &set).map_err(RestoreError::errno(format!(
+            "setting the CPU affinity of {who}"
+        )))?;
+    }
+    let attr = crcli_sys::sched::SchedAttr {
+        policy: s.policy,
+        flags: s.flags,
+        nice: s.nice,
+        priority: s.priority,
+        runtime: s.deadline[0],
+        deadline: s.deadline[1],
+        period: s.deadline[2],
+    };
+    crcli_sys::sched::sched_setattr(real_tid, &attr).map_err(RestoreError::errno(format!(
+        "setting the scheduling policy {} (priority {}) of {who}",
+        s.policy, s.priority
+    )))?;
+    rustix::process::setpriority_process(id, s.nice).map_err(RestoreError::errno(format!(
+        "setting the nice value {} of {who}",
+        s.nice
+    )))?;
     Ok(())
 }
 
@@ -1169,6 +1237,30 @@ impl Rebuild<'_> {
             return Err(RestoreError::Unsupported(
                 "32-bit TLS descriptors (set_thread_area) are not supported".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// The three interval timers of the process (process-wide: set from the main thread), with
+    /// their dumped remaining values and intervals; a disarmed one is set disarmed too.
+    fn set_itimers(&self) -> Result<(), RestoreError> {
+        let t = &self.p.itimers;
+        for (which, name, it) in [
+            (libc::ITIMER_REAL, "ITIMER_REAL", t.real),
+            (libc::ITIMER_VIRTUAL, "ITIMER_VIRTUAL", t.virt),
+            (libc::ITIMER_PROF, "ITIMER_PROF", t.prof),
+        ] {
+            let mut raw = Vec::with_capacity(32);
+            for us in [it.interval_us, it.value_us] {
+                raw.extend_from_slice(&(us / 1_000_000).to_le_bytes());
+                raw.extend_from_slice(&(us % 1_000_000).to_le_bytes());
+            }
+            let addr = self.poke(ARGS, &raw)?;
+            self.sc(
+                libc::SYS_setitimer,
+                [which as u64, addr, 0, 0, 0, 0],
+                || format!("setting the interval timer {name} of process {}", self.pid),
+            )?;
         }
         Ok(())
     }

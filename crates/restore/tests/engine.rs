@@ -116,6 +116,8 @@ fn main() {
             roundtrip::tree::impossible_zombies_are_refused,
         ),
         ("round_trip_threads_taken_tid", roundtrip::threads_taken_tid),
+        ("round_trip_interval_timers", roundtrip::interval_timers),
+        ("round_trip_scheduling", roundtrip::scheduling),
     ];
     if !rustix::process::geteuid().is_root() {
         for (name, _) in tests {

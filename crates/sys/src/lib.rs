@@ -33,6 +33,7 @@ pub mod clone3;
 pub mod fdtable;
 pub mod process_vm;
 pub mod ptrace;
+pub mod sched;
 pub mod shmem;
 pub mod signal;
 pub mod task;

@@ -5,6 +5,7 @@
  *   MODE plain   - the state below only
  *        socket  - also holds a socket (fd refused by the dump)
  *        eventfd - also holds an eventfd
+ *        posixtimer - also has a POSIX timer (timer_create, armed for an hour)
  *        thread  - also runs a second thread
  *        churn   - also runs a thread that creates and joins short-lived threads without end
  *        (modes combine: "thread+socket")
@@ -103,6 +104,12 @@ int main(int argc, char **argv)
 		at(11, socket(AF_UNIX, SOCK_STREAM, 0), "socket");
 	if (!strcmp(mode, "eventfd"))
 		at(11, eventfd(0, 0), "eventfd");
+	if (!strcmp(mode, "posixtimer")) {
+		timer_t timer;
+		struct itimerspec hour = {{0, 0}, {3600, 0}};
+		if (timer_create(CLOCK_MONOTONIC, NULL, &timer) || timer_settime(timer, 0, &hour, NULL))
+			die("timer_create");
+	}
 	if (strstr(mode, "thread")) {
 		pthread_t t;
 		if (pthread_create(&t, NULL, spin, NULL)) die("pthread_create");

@@ -374,6 +374,7 @@ fn many_tiny_list_elements_hit_a_limit_not_the_allocator() {
         varint(65536, &mut v);
         v.resize(v.len() + 65536, 0); // 65 536 empty blobs
         v.extend([0u8; 3 + 1 + 2 + 1 + 1]); // sigaltstack, rseq None, robust, cctid, tls []
+        v.push(0); // sched None
     }
     assert!(v.len() < MAX_RECORD_LEN as usize);
     let err = codec::decode_payload::<Process>(FORMAT_VERSION, &v).unwrap_err();

@@ -83,7 +83,8 @@ fn golden_images_of_every_format_version_decode() {
 /// Format 2 recorded no thread ids in the tree's PID namespace: a format-2 thread converts to its
 /// process's `ns_pid` for the main thread and to its `tid` for the others (the format-2 restore
 /// refused multi-threaded members of a tree in its own PID namespace); the rest decodes exactly
-/// as the same sample written in format 3.
+/// as the same sample written in format 3 (but for its interval timers and scheduling settings,
+/// which format 2 did not record: none armed, none recorded).
 #[test]
 fn format_2_threads_get_their_ids_in_the_tree_pid_namespace() {
     let v2 = Image::open(fixtures().join("format-2")).unwrap();
@@ -99,6 +100,16 @@ fn format_2_threads_get_their_ids_in_the_tree_pid_namespace() {
     let mut p3 = v3.processes().to_vec();
     assert_eq!(p3[0].threads[1].ns_tid, 4);
     p3[0].threads[1].ns_tid = 101;
+    // Format 3 added the interval timers and the threads' scheduling settings: format 2
+    // converts to no timer armed and no settings recorded.
+    assert_ne!(p3[0].itimers, ITimers::default());
+    assert!(p3[0].threads[0].sched.is_some());
+    for p in &mut p3 {
+        p.itimers = ITimers::default();
+        for t in &mut p.threads {
+            t.sched = None;
+        }
+    }
     assert_eq!(v2.processes(), &p3[..]);
 }
 
@@ -109,6 +120,8 @@ fn format_1_threads_keep_their_ids() {
     assert!(!v1.inventory().tree.namespaces.own_pid_ns);
     for p in v1.processes() {
         assert_eq!(p.ns_pid, p.pid);
+        assert_eq!(p.itimers, ITimers::default());
+        assert!(p.threads.iter().all(|t| t.sched.is_none()));
         for t in &p.threads {
             assert_eq!(t.ns_tid, t.tid);
         }

@@ -81,6 +81,14 @@ fn thread(tid: u32, ns_tid: u32) -> Thread {
             limit: 0xfffff,
             flags: 0x51,
         }],
+        sched: Some(Sched {
+            policy: 3,
+            flags: 1,
+            priority: 0,
+            nice: 5,
+            deadline: [0; 3],
+            affinity: vec![0b101],
+        }),
     }
 }
 
@@ -594,6 +602,17 @@ pub fn try_write_sample(
                 cloexec: i % 2 == 0,
             })
             .collect(),
+        itimers: ITimers {
+            real: ITimer {
+                interval_us: 1_000_000,
+                value_us: 1_500_000,
+            },
+            virt: ITimer {
+                interval_us: 0,
+                value_us: 250_000,
+            },
+            prof: ITimer::default(),
+        },
     };
     let mut child = leader.clone();
     child.pid = 102;

@@ -259,6 +259,7 @@ pub fn minimal_process(pid: u32) -> Process {
             robust_list: RobustList::default(),
             clear_child_tid: 0,
             tls: Vec::new(),
+            sched: None,
         }],
         shared_pending: PendingSignals::default(),
         sigactions: vec![SigAction::default(); NSIG],
@@ -276,6 +277,7 @@ pub fn minimal_process(pid: u32) -> Process {
         vmas: Vec::new(),
         pages: None,
         fds: Vec::new(),
+        itimers: Default::default(),
     }
 }
 

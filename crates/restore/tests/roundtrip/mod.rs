@@ -666,3 +666,170 @@ pub fn threads_taken_tid() -> Result<(), String> {
 }
 
 pub mod tree;
+
+/// A process with armed interval timers (`itimer.c`): the dump records them (REAL 1 s interval,
+/// at most 2 s left; VIRTUAL 50 s interval, at most 100 s and a tick left; PROF disarmed) and the restored process finds them
+/// armed again and keeps receiving SIGALRM. The same image with its timers cleared (as an older
+/// crcli would have restored it) makes the program report the loss: its check can fail.
+pub fn interval_timers() -> Result<(), String> {
+    with_tools("round_trip_interval_timers", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "itimer", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+
+        let image = crcli_image::Image::open(&img).map_err(|e| e.to_string())?;
+        let timers = image.processes()[0].itimers;
+        ensure_eq(
+            timers.real.interval_us,
+            1_000_000,
+            "dumped ITIMER_REAL interval",
+        )?;
+        ensure(
+            timers.real.value_us > 0 && timers.real.value_us <= 2_000_000,
+            &format!("dumped ITIMER_REAL value {} us", timers.real.value_us),
+        )?;
+        ensure_eq(
+            timers.virt.interval_us,
+            50_000_000,
+            "dumped ITIMER_VIRTUAL interval",
+        )?;
+        ensure(
+            // CPU-time timers are rounded up to the scheduler tick (at most 10 ms with HZ=100).
+            timers.virt.value_us > 0 && timers.virt.value_us <= 100_010_000,
+            &format!("dumped ITIMER_VIRTUAL value {} us", timers.virt.value_us),
+        )?;
+        ensure_eq(
+            timers.prof,
+            crcli_image::ITimer::default(),
+            "dumped ITIMER_PROF",
+        )?;
+
+        // Negative: without its timers the restored program notices.
+        let cleared = work.path().join("cleared");
+        rewrite_image(&img, &cleared, |p| p.itimers = Default::default())?;
+        let mut restorer = restore_bg(t, &cleared, &dir)?;
+        wait_restored(&mut restorer, &dir, pid)?;
+        std::fs::write(dir.join("go"), b"").map_err(|e| e.to_string())?;
+        let result = wait_for_file(&dir.join("result"), PATIENCE)?;
+        let status = restorer.wait_status()?;
+        ensure_eq(
+            result.trim(),
+            "FAIL: ITIMER_REAL is not armed",
+            "the program restored without its timers",
+        )?;
+        ensure_eq(
+            status.code(),
+            Some(1),
+            "its exit code, as crcli restore reports it",
+        )?;
+        for f in ["go", "result"] {
+            std::fs::remove_file(dir.join(f)).map_err(|e| e.to_string())?;
+        }
+
+        let mut restorer = restore_bg(t, &img, &dir)?;
+        wait_restored(&mut restorer, &dir, pid)?;
+        finish(restorer, &dir).map(|_| ())
+    })
+}
+
+/// A thread running `SCHED_BATCH` with nice 5, pinned to CPU 0 (`sched.c`), next to a main
+/// thread with its defaults: the dump records both threads' settings and the restored threads
+/// check their own. The same image without the settings makes the program report it (its check
+/// can fail), and one whose thread was bound to a CPU this machine does not offer is refused,
+/// naming the thread and the CPU.
+pub fn scheduling() -> Result<(), String> {
+    with_tools("round_trip_scheduling", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (child, pid) = start(t, "sched", &dir, &[])?;
+        let mut child = KillOnDrop(Some(child));
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait()?;
+
+        let image = crcli_image::Image::open(&img).map_err(|e| e.to_string())?;
+        let p = &image.processes()[0];
+        ensure_eq(p.threads.len(), 2, "dumped threads")?;
+        let worker = p.threads[1]
+            .sched
+            .clone()
+            .ok_or("no scheduling settings dumped")?;
+        ensure_eq(
+            worker.policy,
+            libc::SCHED_BATCH as u32,
+            "dumped worker policy",
+        )?;
+        ensure_eq(worker.nice, 5, "dumped worker nice value")?;
+        ensure_eq(worker.affinity.clone(), vec![1], "dumped worker affinity")?;
+        let main = p.threads[0]
+            .sched
+            .clone()
+            .ok_or("no scheduling settings dumped")?;
+        ensure_eq(
+            main.affinity,
+            vec![],
+            "dumped main thread affinity (not restricted)",
+        )?;
+        let worker_tid = p.threads[1].tid;
+
+        // Negative: without the worker's settings the restored program notices.
+        let cleared = work.path().join("cleared");
+        rewrite_image(&img, &cleared, |p| p.threads[1].sched = None)?;
+        let mut restorer = restore_bg(t, &cleared, &dir)?;
+        wait_restored(&mut restorer, &dir, pid)?;
+        std::fs::write(dir.join("go"), b"").map_err(|e| e.to_string())?;
+        let result = wait_for_file(&dir.join("result"), PATIENCE)?;
+        let status = restorer.wait_status()?;
+        ensure(
+            result.starts_with(&format!("FAIL: thread {worker_tid}: policy 0 nice 0")),
+            &format!("the program restored without its settings says {result:?}"),
+        )?;
+        ensure_eq(
+            status.code(),
+            Some(1),
+            "its exit code, as crcli restore reports it",
+        )?;
+        for f in ["go", "result"] {
+            std::fs::remove_file(dir.join(f)).map_err(|e| e.to_string())?;
+        }
+
+        // A CPU this machine does not have: refused by name.
+        let far = work.path().join("far");
+        rewrite_image(&img, &far, |p| {
+            if let Some(s) = &mut p.threads[1].sched {
+                s.affinity = vec![0; 16];
+                s.affinity[15] = 1 << 40;
+            }
+        })?;
+        let out = Command::new(&t.crcli)
+            .args(["restore", "-D"])
+            .arg(&far)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure(
+            !out.status.success(),
+            "restoring onto a missing CPU succeeded",
+        )?;
+        ensure(
+            err.contains(&format!(
+                "thread {worker_tid} of process {pid} was bound to CPU 1000, which is not available here"
+            )),
+            &format!("crcli restore's error: {err}"),
+        )?;
+        ensure(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the refused restore left its process behind",
+        )?;
+
+        let mut restorer = restore_bg(t, &img, &dir)?;
+        wait_restored(&mut restorer, &dir, pid)?;
+        finish(restorer, &dir).map(|_| ())
+    })
+}
