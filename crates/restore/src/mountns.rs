@@ -43,13 +43,13 @@
 //! failure the thread's namespace, or the detached mounts, are dropped the same way: nothing is
 //! left in crcli's namespace or in the filesystem.
 //!
-//! The tree restore ([`crate::tree`]) builds the namespace after the whole image was checked,
-//! moves crcli's main thread into it ([`Entered`]) to open the tree's files and make its root
+//! The tree restore (`crate::tree`) builds the namespace after the whole image was checked,
+//! moves crcli's main thread into it (`Entered`) to open the tree's files and make its root
 //! process (which is born in it), and moves the thread back right after.
 //!
 //! `proc` and `mqueue` instances are first made by crcli (the restore's own steps read crcli's
 //! pids from `/proc` while the members are made; a namespace without `proc` at `/proc` is
-//! refused); once every member exists, [`own_procs`] replaces them with instances of the tree's
+//! refused); once every member exists, `own_procs` replaces them with instances of the tree's
 //! new PID and IPC namespaces, and makes the mounts on them again on the new instances (runc's
 //! and podman's read-only binds of `/proc/sys` and co., `/dev/null` or a read-only tmpfs over
 //! masked paths). Limits: two mounts stacked at one mount point on such an instance are refused;
