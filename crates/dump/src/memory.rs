@@ -385,9 +385,8 @@ pub(crate) fn dump_private(
         if inline {
             // At most INLINE_BYTES of pages: fewer batches than BUFFERS, so the reader never
             // waits for the writer (and the channel holds its error too).
-            // Called by value: the channel's sender goes with it, which ends the loop below.
-            let reader = reader;
             reader();
+            // The closure holds the channel's sender: dropping it ends the loop below.
             drop(reader);
         } else {
             scope.spawn(reader);

@@ -11,16 +11,46 @@ fn last_errno() -> Errno {
     )
 }
 
-/// `signal(sig, SIG_IGN)`: the calling process discards signal `sig` (1 to 64, not `SIGKILL`
-/// or `SIGSTOP`) from now on, and any instance of it already pending. See `man 2 signal`.
-pub fn ignore_signal(sig: i32) -> Result<(), Errno> {
-    // SAFETY: signal(2) with SIG_IGN installs no handler, so no code of ours can run from it;
-    // it takes no pointers.
-    let ret = unsafe { libc::signal(sig, libc::SIG_IGN) };
-    if ret == libc::SIG_ERR {
+/// The kernel's `struct sigaction` (x86_64) for `rt_sigaction`: no handler code of ours, so
+/// no restorer and an empty mask.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// `rt_sigaction(sig, {handler}, NULL, 8)` as a raw syscall: glibc's `signal` refuses the
+/// signals it keeps for itself (32 and 33), which a restored process may still have used.
+fn set_action(sig: i32, handler: usize) -> Result<(), Errno> {
+    let act = KernelSigaction {
+        handler,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: the kernel reads the struct at `&act`, which lives across the call, and writes
+    // nothing (oldact NULL); `handler` is SIG_IGN or SIG_DFL, never code to run.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &act as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        )
+    };
+    if ret < 0 {
         return Err(last_errno());
     }
     Ok(())
+}
+
+/// `signal(sig, SIG_IGN)`: the calling process discards signal `sig` (1 to 64, not `SIGKILL`
+/// or `SIGSTOP`) from now on, and any instance of it already pending. See `man 2 signal`.
+pub fn ignore_signal(sig: i32) -> Result<(), Errno> {
+    set_action(sig, libc::SIG_IGN)
 }
 
 /// Whether the default action of signal `sig` (1 to 64) ends the process: every signal but
@@ -54,9 +84,12 @@ pub fn die_by_signal(sig: i32) -> Errno {
     if !default_action_terminates(sig) {
         return Errno::INVAL;
     }
-    // SAFETY: SIG_DFL installs no handler and takes no pointers.
-    if unsafe { libc::signal(sig, libc::SIG_DFL) } == libc::SIG_ERR {
-        return last_errno();
+    // SIGKILL's action is always the default and it cannot be blocked (the kernel refuses
+    // any rt_sigaction of it, SIG_DFL too).
+    if sig != libc::SIGKILL {
+        if let Err(e) = set_action(sig, libc::SIG_DFL) {
+            return e;
+        }
     }
     let set: u64 = 1u64 << (sig - 1);
     // SAFETY: rt_sigprocmask reads the 8-byte kernel sigset at `&set`, which lives across the
@@ -99,11 +132,17 @@ mod tests {
         assert_eq!(die_by_signal(libc::SIGCHLD), Errno::INVAL);
     }
 
-    /// A forked child (raw syscalls only) dies by a real-time signal it had blocked and
-    /// ignored; the status says that signal, without the core-dump bit.
+    /// A forked child (raw syscalls only) dies by a signal it had blocked and ignored: a
+    /// real-time one, one glibc keeps for itself (33), and SIGKILL (whose action cannot be
+    /// set); the status says that signal, without the core-dump bit.
     #[test]
-    fn a_child_dies_by_a_blocked_real_time_signal() {
-        let sig = 40;
+    fn a_child_dies_by_a_blocked_signal() {
+        for sig in [40, 33, libc::SIGKILL] {
+            dies_by(sig);
+        }
+    }
+
+    fn dies_by(sig: i32) {
         // SAFETY: the child makes raw syscalls only (signal, rt_sigprocmask, kill, _exit), so
         // no lock held by another thread of this multi-threaded test process matters.
         let pid = unsafe { libc::fork() };
