@@ -381,6 +381,12 @@ pub(crate) fn check(img: &Image) -> Result<Index> {
                 p.pid, p.threads[0].tid
             )
         })?;
+        ctx.ensure(p.exit_signal <= 64, || {
+            format!(
+                "process {}: exit signal {} is not a signal",
+                p.pid, p.exit_signal
+            )
+        })?;
         for t in &p.threads {
             ctx.ensure(tids.insert(t.tid), || {
                 format!("thread id {} appears twice", t.tid)

@@ -531,13 +531,14 @@ fn propagation(ns: &MountNamespace, fds: &[Option<OwnedFd>]) -> Result<(), Resto
     for members in groups.values_mut() {
         members.sort_by_key(|&i| ns.mounts[i].root.as_bytes().len());
     }
-    let root_of = |i: usize| ns.mounts[i].root.as_bytes();
-    // A member of `among` (already in its group) whose root is at or above `to`'s.
+    let root_of = |i: usize| ns.mounts[i].root.as_path();
+    // A member of `among` (already in its group) whose root is at or above `to`'s (compared
+    // by path components: `/ab` is not below `/a`).
     let through = |among: &[usize], to: usize| -> Result<usize, RestoreError> {
         among
             .iter()
             .copied()
-            .find(|&f| under(root_of(to), root_of(f)))
+            .find(|&f| root_of(to).starts_with(root_of(f)))
             .ok_or_else(|| {
                 unsupported(
                     &ns.mounts[to],
@@ -643,12 +644,6 @@ fn fresh(m: &NsMount, fs_type: &str, options: &str) -> Result<OwnedFd, RestoreEr
         .map_err(|e| unsupported(m, &e.to_string()))?;
     fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(errno(m, "fsmount"))
-}
-
-/// Whether filesystem path `path` is `base` or below it (both absolute, as bytes).
-fn under(path: &[u8], base: &[u8]) -> bool {
-    let base = base.strip_suffix(b"/").unwrap_or(base);
-    path == base || (path.starts_with(base) && path.get(base.len()) == Some(&b'/'))
 }
 
 /// `path` relative to `base` (both absolute), `""` when equal.
@@ -1018,12 +1013,14 @@ mod tests {
 
     #[test]
     fn roots_at_or_below_another() {
-        assert!(under(b"/a/b", b"/"));
-        assert!(under(b"/", b"/"));
-        assert!(under(b"/a", b"/a"));
-        assert!(under(b"/a/b", b"/a"));
-        assert!(!under(b"/ab", b"/a"));
-        assert!(!under(b"/", b"/a"));
+        // What `propagation` relies on: `Path::starts_with` compares whole components.
+        let under = |p: &str, base: &str| Path::new(p).starts_with(base);
+        assert!(under("/a/b", "/"));
+        assert!(under("/", "/"));
+        assert!(under("/a", "/a"));
+        assert!(under("/a/b", "/a"));
+        assert!(!under("/ab", "/a"));
+        assert!(!under("/", "/a"));
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub(crate) struct Plan {
     pub(crate) root_held: Option<usize>,
     /// Shared anonymous objects that several processes of a tree map: crcli made each one
     /// (with its content) before the processes, which inherit it as this fd (at or above
-    /// `high_fd`); the tracer maps the process's views of it from the fd.
+    /// `high_fd`); the tracer maps the process's views of the ones it maps from the fd.
     pub(crate) shared_fds: BTreeMap<crcli_image::PagesId, i32>,
 }
 

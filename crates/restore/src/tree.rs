@@ -364,15 +364,8 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
                 z.pid
             )));
         }
-        let exit_signal = i32::try_from(z.exit_signal)
-            .ok()
-            .filter(|s| (0..=64).contains(s))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "zombie {}: exit signal {} out of range",
-                    z.pid, z.exit_signal
-                ))
-            })?;
+        // At most 64: the image's validation checked it.
+        let exit_signal = z.exit_signal as i32;
         if exit_signal == libc::SIGKILL || exit_signal == libc::SIGSTOP {
             // Its parent ignores the exit signal while the zombie is remade; these cannot be.
             return Err(unsupported(format!(
@@ -396,12 +389,6 @@ fn plan_tree<'a>(image: &'a Image, opts: &RestoreOptions) -> Result<TreePlan<'a>
     for (i, m) in members.iter().enumerate() {
         if i == root {
             continue;
-        }
-        if m.p.exit_signal > 64 {
-            return Err(invalid(format!(
-                "process {}: exit signal {} out of range",
-                m.p.pid, m.p.exit_signal
-            )));
         }
         let pi = *index.get(&m.p.ppid).ok_or_else(|| {
             invalid(format!(
@@ -1339,17 +1326,15 @@ pub(crate) fn restore(image: &Image, opts: &RestoreOptions) -> Result<Restored, 
     raise_nofile(t.high as u64 + 4 * t.opens.len() as u64 + 64);
     let started = std::time::Instant::now();
     let mut opened = open_all(image, &t)?;
+    let mut shared_fds = BTreeMap::new();
     for (id, fd) in shm {
         let fd = lift(fd, t.high, "a shared anonymous object")?;
-        for m in &mut t.members {
-            let maps_it = m.p.vmas.iter().any(|v| {
-                matches!(&v.backing, VmaBacking::SharedAnonymous { content, .. } if *content == id)
-            });
-            if maps_it {
-                m.plan.shared_fds.insert(id, fd.as_raw_fd());
-            }
-        }
+        shared_fds.insert(id, fd.as_raw_fd());
         opened.shm.insert(id, fd);
+    }
+    // Every member inherits them all; its tracer maps the ones the member maps.
+    for m in &mut t.members {
+        m.plan.shared_fds.clone_from(&shared_fds);
     }
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
