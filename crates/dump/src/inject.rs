@@ -219,14 +219,10 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
         .run_code(code_at, code_at + code.len() as u64)
         .map_err(err(pid, "rt_sigaction(1..64)"))?;
     if regs.r13 != 0 {
-        return Err(DumpError::Ptrace {
-            op: format!("rt_sigaction(1..64) in pid {pid} (injected code)"),
-            source: crcli_sys::ptrace::PtraceError::Injected {
-                pid,
-                nr: libc::SYS_rt_sigaction,
-                source: rustix::io::Errno::from_raw_os_error(-(regs.r13 as i64) as i32),
-            },
-        });
+        // r13 holds the first failed rt_sigaction's result (negative), else 0.
+        crcli_sys::ptrace::injected_result(pid, libc::SYS_rt_sigaction, regs.r13 as i64).map_err(
+            DumpError::ptrace(format!("rt_sigaction(1..64) in pid {pid} (injected code)")),
+        )?;
     }
     let mut buf = vec![0u8; NSIG * KSIGACTION_SIZE];
     process_vm::read_exact(pid, data as usize, &mut buf)
@@ -263,16 +259,9 @@ fn ask_at(tracee: &Tracee, scratch: u64) -> Result<Injected, DumpError> {
         "getitimer(ITIMER_PROF)",
     ];
     for ((&r, name), (nr, _, _)) in rax.iter().zip(names).zip(calls) {
-        if (-4095..0).contains(&r) {
-            return Err(DumpError::Ptrace {
-                op: format!("{name} in pid {pid} (injected code)"),
-                source: crcli_sys::ptrace::PtraceError::Injected {
-                    pid,
-                    nr,
-                    source: rustix::io::Errno::from_raw_os_error(-r as i32),
-                },
-            });
-        }
+        crcli_sys::ptrace::injected_result(pid, nr, r).map_err(DumpError::ptrace(format!(
+            "{name} in pid {pid} (injected code)"
+        )))?;
     }
     out.dumpable = rax[1] as u32;
     out.securebits = rax[2] as u32;

@@ -331,6 +331,20 @@ pub fn waitpid(pid: i32, nohang: bool) -> Result<Option<WaitStatus>, Errno> {
     }
 }
 
+/// The raw result `ret` of syscall `nr` injected into `pid` (by [`Tracee::inject_syscall`] or
+/// by code run with [`Tracee::run_code`]): a negative one (-4095..=-1) is turned into
+/// [`PtraceError::Injected`].
+pub fn injected_result(pid: i32, nr: i64, ret: i64) -> Result<u64, PtraceError> {
+    if (-4095..0).contains(&ret) {
+        return Err(PtraceError::Injected {
+            pid,
+            nr,
+            source: Errno::from_raw_os_error(-ret as i32),
+        });
+    }
+    Ok(ret as u64)
+}
+
 /// How long [`reap_all`] callers wait for tasks sent SIGKILL: far longer than a killed task
 /// takes to exit even in an emulated VM, short of forever (a task stuck in an uninterruptible
 /// sleep).
@@ -965,17 +979,9 @@ impl Tracee {
             .ok_or(PtraceError::NoSyscallSite { pid: self.pid, nr })
     }
 
-    /// An injected syscall's raw result, a negative one (-4095..=-1) turned into
-    /// [`PtraceError::Injected`].
+    /// [`injected_result`] for this tracee.
     fn checked(&self, nr: i64, ret: i64) -> Result<u64, PtraceError> {
-        if (-4095..0).contains(&ret) {
-            return Err(PtraceError::Injected {
-                pid: self.pid,
-                nr,
-                source: Errno::from_raw_os_error(-ret as i32),
-            });
-        }
-        Ok(ret as u64)
+        injected_result(self.pid, nr, ret)
     }
 
     /// Runs code already written into the stopped tracee, from `entry` until an `int3` that
