@@ -378,12 +378,10 @@ macro_rules! same_in_every_version {
     ($($t:ty),* $(,)?) => { $(impl Record for $t {})* };
 }
 same_in_every_version!(
-    crate::file::FileEntry,
     crate::file::PipeEntry,
     crate::mount::MountEntry,
     crate::fs::FsEntry,
     crate::common::Extent,
-    crate::process::Vma,
     crate::tree::Tree,
     crate::tree::Zombie,
 );
@@ -411,6 +409,34 @@ impl Record for crate::process::Process {
         match version {
             1 => decode_as::<crate::v1::Process>(raw, total).map(Into::into),
             2 => decode_as::<crate::v2::Process>(raw, total).map(Into::into),
+            3 => decode_as::<crate::v3::Process>(raw, total).map(Into::into),
+            _ => decode_as::<Self>(raw, total),
+        }
+    }
+}
+
+impl Record for crate::file::FileEntry {
+    fn decode_version(
+        version: u32,
+        raw: &[u8],
+        total: &mut usize,
+    ) -> std::result::Result<Self, String> {
+        match version {
+            1..=3 => decode_as::<crate::v3::FileEntry>(raw, total).map(Into::into),
+            _ => decode_as::<Self>(raw, total),
+        }
+    }
+}
+
+/// Never a record of an image file on its own (only inside a [`crate::process::Process`]).
+impl Record for crate::process::Vma {
+    fn decode_version(
+        version: u32,
+        raw: &[u8],
+        total: &mut usize,
+    ) -> std::result::Result<Self, String> {
+        match version {
+            1..=3 => decode_as::<crate::v3::Vma>(raw, total).map(Into::into),
             _ => decode_as::<Self>(raw, total),
         }
     }
@@ -424,10 +450,10 @@ impl Record for crate::process::Thread {
         raw: &[u8],
         total: &mut usize,
     ) -> std::result::Result<Self, String> {
-        if version <= 2 {
-            decode_as::<crate::v1::Thread>(raw, total).map(Into::into)
-        } else {
-            decode_as::<Self>(raw, total)
+        match version {
+            1 | 2 => decode_as::<crate::v1::Thread>(raw, total).map(Into::into),
+            3 => decode_as::<crate::v3::Thread>(raw, total).map(Into::into),
+            _ => decode_as::<Self>(raw, total),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! ([`pages`]). Since format version 2 an image holds a whole process tree: the inventory's
 //! [`Tree`] has the zombies and the namespaces of the tree (a PID namespace of which the root is
 //! PID 1, UTS names), and each [`Process`] its pid in the tree's PID namespace; since version 3
-//! each [`Thread`] its id there too (older versions are converted on load: [`v1`], [`v2`]).
+//! each [`Thread`] its id there too; version 4 adds state that version 3 did not keep (older
+//! versions are converted on load: [`v1`], [`v2`], [`v3`]).
 //!
 //! - **Encoding** ([`codec`]): serde + postcard. Every file starts with a magic naming its kind
 //!   and the format version; every record is length-prefixed and crc32c-checksummed; record
@@ -68,6 +69,7 @@ pub mod process;
 pub mod tree;
 pub mod v1;
 pub mod v2;
+pub mod v3;
 mod validate;
 
 #[cfg(test)]
@@ -95,7 +97,7 @@ pub use process::{
 pub use tree::{NamespaceId, NamespaceKind, Namespaces, Tree, UtsNames, Zombie};
 
 /// The format version this crate writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format version this crate reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;
 /// The page size of images (x86_64).

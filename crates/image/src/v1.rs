@@ -1,6 +1,6 @@
 //! The types of format version 1 that version 2 changed, kept to decode version-1 images and
 //! converted to the current types on load ([`crate::codec::decode_payload`]), through the
-//! version-2 types of [`crate::v2`].
+//! version-2 types of [`crate::v2`] and the version-3 types of [`crate::v3`].
 //!
 //! Version 2 added [`crate::Inventory::tree`] (namespaces and zombies) and
 //! [`crate::Process::ns_pid`]; version 3 added [`crate::Thread::ns_tid`]. A version-1 image
@@ -14,9 +14,10 @@ use crate::bytes::OsBytes;
 use crate::common::{FileId, PagesId, Timestamp};
 use crate::inventory::{Contents, KernelFeature};
 use crate::process::{
-    Creds, Fd, MmInfo, PendingSignals, Rlimit, RobustList, Rseq, SigAction, SigAltStack, TlsDesc,
-    UserRegs, Vma, XState, MAX_FDS, MAX_THREADS, MAX_TLS, MAX_VMAS, NSIG, RLIM_NLIMITS,
+    Fd, MmInfo, PendingSignals, Rlimit, RobustList, Rseq, SigAction, SigAltStack, TlsDesc,
+    UserRegs, XState, MAX_FDS, MAX_THREADS, MAX_TLS, MAX_VMAS, NSIG, RLIM_NLIMITS,
 };
+use crate::v3::{Creds, Vma};
 use crate::tree::Tree;
 
 /// The version-1 inventory: the current one without `tree`.
@@ -79,10 +80,10 @@ pub struct Thread {
 }
 
 impl Thread {
-    /// The current thread, with `ns_tid` given (it depends on the thread's process, see
+    /// The version-3 thread, with `ns_tid` given (it depends on the thread's process, see
     /// [`crate::v2::Process`]).
-    pub fn with_ns_tid(self, ns_tid: u32) -> crate::Thread {
-        crate::Thread {
+    pub fn with_ns_tid(self, ns_tid: u32) -> crate::v3::Thread {
+        crate::v3::Thread {
             tid: self.tid,
             ns_tid,
             comm: self.comm,
@@ -104,7 +105,7 @@ impl Thread {
 impl From<Thread> for crate::Thread {
     fn from(v: Thread) -> Self {
         let tid = v.tid;
-        v.with_ns_tid(tid)
+        v.with_ns_tid(tid).into()
     }
 }
 
@@ -173,6 +174,6 @@ impl From<Process> for crate::v2::Process {
 
 impl From<Process> for crate::Process {
     fn from(v: Process) -> Self {
-        crate::v2::Process::from(v).into()
+        crate::v3::Process::from(crate::v2::Process::from(v)).into()
     }
 }

@@ -1,5 +1,6 @@
 //! The types of format version 2 that version 3 changed, kept to decode version-2 images and
-//! converted to the current types on load ([`crate::codec::decode_payload`]).
+//! converted to the current types on load ([`crate::codec::decode_payload`]), through the
+//! version-3 types of [`crate::v3`].
 //!
 //! Version 3 added [`crate::Thread::ns_tid`] and [`crate::Process::itimers`] (converted to no
 //! timer armed), so the version-2 process holds threads without it
@@ -15,9 +16,10 @@ use serde::Deserialize;
 use crate::bytes::OsBytes;
 use crate::common::{FileId, PagesId};
 use crate::process::{
-    Creds, Fd, MmInfo, PendingSignals, Rlimit, SigAction, Vma, MAX_FDS, MAX_THREADS, MAX_VMAS,
-    NSIG, RLIM_NLIMITS,
+    Fd, MmInfo, PendingSignals, Rlimit, SigAction, MAX_FDS, MAX_THREADS, MAX_VMAS, NSIG,
+    RLIM_NLIMITS,
 };
+use crate::v3::{Creds, Vma};
 use crate::v1::Thread;
 
 /// The version-2 process: the current one with threads without `ns_tid`.
@@ -54,7 +56,7 @@ pub struct Process {
     pub fds: Vec<Fd>,
 }
 
-impl From<Process> for crate::Process {
+impl From<Process> for crate::v3::Process {
     fn from(v: Process) -> Self {
         let (pid, ns_pid) = (v.pid, v.ns_pid);
         Self {
@@ -90,5 +92,11 @@ impl From<Process> for crate::Process {
             fds: v.fds,
             itimers: crate::process::ITimers::default(),
         }
+    }
+}
+
+impl From<Process> for crate::Process {
+    fn from(v: Process) -> Self {
+        crate::v3::Process::from(v).into()
     }
 }

@@ -504,23 +504,23 @@ fn set_version(path: &Path, v: u32) {
 #[test]
 fn newer_and_unknown_versions_are_refused_by_name() {
     let (_d, img) = small_sample();
-    set_version(&img.join("inventory.img"), 4);
+    set_version(&img.join("inventory.img"), 5);
     assert_eq!(
         open_err(&img),
         format!(
-            "image {} has format version 4, this crcli reads versions 1 to 3",
+            "image {} has format version 5, this crcli reads versions 1 to 4",
             img.display()
         )
     );
     set_version(&img.join("inventory.img"), 0);
-    assert!(open_err(&img).contains("has format version 0, this crcli reads versions 1 to 3"));
-    set_version(&img.join("inventory.img"), 3);
+    assert!(open_err(&img).contains("has format version 0, this crcli reads versions 1 to 4"));
+    set_version(&img.join("inventory.img"), 4);
     Image::open(&img).unwrap();
-    set_version(&img.join("pagemap-2.img"), 4);
+    set_version(&img.join("pagemap-2.img"), 5);
     assert_eq!(
         open_err(&img),
         format!(
-            "image {} has format version 4, this crcli reads versions 1 to 3",
+            "image {} has format version 5, this crcli reads versions 1 to 4",
             img.join("pagemap-2.img").display()
         )
     );
