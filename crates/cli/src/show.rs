@@ -108,6 +108,24 @@ fn file_kind(k: &FileKind) -> &'static str {
     }
 }
 
+/// `s` with its control characters (ESC, CR, C1 controls, …) written as `\xNN`, so that a
+/// string from an image cannot drive the terminal it is printed to. Image names and paths
+/// ([`crcli_image::OsBytes`], [`crcli_image::ImagePath`]) escape themselves when displayed.
+fn term(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The human summary.
 pub fn summary(img: &Image) -> String {
     let inv = img.inventory();
@@ -117,15 +135,15 @@ pub fn summary(img: &Image) -> String {
         "image {} (format {}, written by crcli {})",
         img.dir().display(),
         img.format_version(),
-        inv.crcli_version
+        term(&inv.crcli_version)
     );
     let features: Vec<String> = inv.features.iter().map(|f| format!("{f:?}")).collect();
     let _ = writeln!(
         s,
         "dumped {} UTC on Linux {} {}; kernel features used: {}",
         utc(inv.dump_time.secs),
-        inv.kernel_release,
-        inv.arch,
+        term(&inv.kernel_release),
+        term(&inv.arch),
         if features.is_empty() {
             "none".to_string()
         } else {
@@ -199,7 +217,11 @@ pub fn summary(img: &Image) -> String {
         let _ = writeln!(
             s,
             "  mount {} {:?} {} root {}: {}",
-            m.id, m.kind, m.fs_type, m.root, how
+            m.id,
+            m.kind,
+            term(&m.fs_type),
+            m.root,
+            how
         );
     }
     let pages: u64 = img.page_streams().iter().map(|p| p.bytes).sum();
@@ -227,6 +249,15 @@ mod tests {
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(utc(1_763_800_000), "2025-11-22 08:26:40");
         assert_eq!(utc(-1), "1969-12-31 23:59:59");
+    }
+
+    #[test]
+    fn strings_from_an_image_cannot_drive_the_terminal() {
+        assert_eq!(
+            term("7.2\x1b]0;owned\x07\u{9b}2J"),
+            "7.2\\x1b]0;owned\\x07\\xc2\\x9b2J"
+        );
+        assert_eq!(term("tmpfs"), "tmpfs");
     }
 
     #[test]

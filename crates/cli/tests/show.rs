@@ -13,6 +13,11 @@ fn p(s: &str) -> ImagePath {
 }
 
 fn write_image(target: &Path) {
+    write_image_named(target, b"holder\xff", "7.2.13-test");
+}
+
+/// The sample image, with the second process's name and the kernel release given.
+fn write_image_named(target: &Path, comm: &[u8], release: &str) {
     let mut w = Image::create(target).unwrap();
     let mut pw = w.pages(PagesId(1)).unwrap();
     pw.add(0x7f00_0000_0000, &vec![0xcc; 3 * 4096]).unwrap();
@@ -181,7 +186,7 @@ fn write_image(target: &Path) {
         pgid: 42,
         sid: 42,
         ns_pid: 42,
-        comm: OsBytes::new(b"holder\xff".to_vec()).unwrap(),
+        comm: OsBytes::new(comm.to_vec()).unwrap(),
         threads: vec![thread],
         shared_pending: PendingSignals::default(),
         sigactions: vec![SigAction::default(); NSIG],
@@ -230,7 +235,7 @@ fn write_image(target: &Path) {
         secs: 1_763_800_000,
         nsecs: 7,
     };
-    inv.kernel_release = "7.2.13-test".into();
+    inv.kernel_release = release.into();
     inv.arch = "x86_64".into();
     w.commit(inv).unwrap();
 }
@@ -255,6 +260,23 @@ fn show_prints_a_summary() {
     let (ok, out, err) = crcli(&["show".as_ref(), img.as_os_str()]);
     assert!(ok, "{err}");
     insta::assert_snapshot!(out.replace(&img.display().to_string(), "[DIR]"));
+}
+
+/// Names and strings in an image are the image writer's: `show` must not let them drive the
+/// terminal (an ESC sequence that sets the title or clears the screen is printed as `\x1b`).
+#[test]
+fn show_escapes_control_characters_from_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("img");
+    write_image_named(&img, b"evil\x1b]0;owned\x07\r", "7.2\x1b[2J\u{9b}1m");
+    let (ok, out, err) = crcli(&["show".as_ref(), img.as_os_str()]);
+    assert!(ok, "{err}");
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+    assert!(out.contains(r#""evil\x1b]0;owned\x07\x0d""#), "{out}");
+    assert!(
+        out.contains("Linux 7.2\\x1b[2J\\xc2\\x9b1m x86_64"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -193,6 +193,16 @@ pub(crate) fn escape(bytes: &[u8]) -> String {
         for c in chunk.valid().chars() {
             if c == '\\' {
                 out.push_str("\\\\");
+            } else if c.is_ascii_control() {
+                // Control bytes (ESC, CR, BEL, …) would drive the terminal a name or path from an
+                // image is printed to: written as `\xNN`, which `unescape` reverses.
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            } else if c.is_control() {
+                // C1 controls (U+0080..U+009F; CSI is U+009B): their UTF-8 bytes as `\xNN`.
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
             } else {
                 out.push(c);
             }
@@ -485,6 +495,15 @@ mod tests {
         let raw = b"a\\b\xff\xfe\xc3\xa9z".to_vec();
         let e = escape(&raw);
         assert_eq!(e, "a\\\\b\\xff\\xfe\u{e9}z");
+        assert_eq!(unescape(&e).unwrap(), raw);
+    }
+
+    #[test]
+    fn escape_writes_control_characters_as_hex() {
+        let raw = "a\x1b[31mred\r\x07\u{9b}2Jz\x7f".as_bytes().to_vec();
+        let e = escape(&raw);
+        assert_eq!(e, "a\\x1b[31mred\\x0d\\x07\\xc2\\x9b2Jz\\x7f");
+        assert!(!e.chars().any(char::is_control));
         assert_eq!(unescape(&e).unwrap(), raw);
     }
 

@@ -17,8 +17,8 @@ use crate::process::{
     Fd, MmInfo, PendingSignals, Rlimit, RobustList, Rseq, SigAction, SigAltStack, TlsDesc,
     UserRegs, XState, MAX_FDS, MAX_THREADS, MAX_TLS, MAX_VMAS, NSIG, RLIM_NLIMITS,
 };
-use crate::v3::{Creds, Vma};
 use crate::tree::Tree;
+use crate::v3::{Creds, Vma};
 
 /// The version-1 inventory: the current one without `tree`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

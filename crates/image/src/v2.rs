@@ -19,8 +19,8 @@ use crate::process::{
     Fd, MmInfo, PendingSignals, Rlimit, SigAction, MAX_FDS, MAX_THREADS, MAX_VMAS, NSIG,
     RLIM_NLIMITS,
 };
-use crate::v3::{Creds, Vma};
 use crate::v1::Thread;
+use crate::v3::{Creds, Vma};
 
 /// The version-2 process: the current one with threads without `ns_tid`.
 #[allow(missing_docs)]
