@@ -28,6 +28,10 @@ pub struct Args {
     /// from: `mnt[KEY]:PATH`, KEY as given to `crcli dump --external` (repeatable).
     #[arg(long = "external", value_name = "mnt[KEY]:PATH")]
     pub external: Vec<ExternalPath>,
+    /// Restore the image even if another user owns it or group or others may write it (by
+    /// default such an image is refused: what it says becomes the restored process).
+    #[arg(long = "trust-image")]
+    pub trust_image: bool,
     /// Logging (`-v`, `-o LOGFILE`).
     #[command(flatten)]
     pub log: crate::logging::LogArgs,
@@ -38,6 +42,7 @@ pub fn run(args: Args) -> Result<()> {
     args.log.init()?;
     let opts = RestoreOptions::default()
         .with_shell_job(args.shell_job)
+        .with_trust_image(args.trust_image)
         .with_external_mounts(args.external);
     let restored = restore(&args.dir, &opts)
         .with_context(|| format!("restoring from {}", args.dir.display()))?;

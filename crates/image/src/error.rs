@@ -73,6 +73,15 @@ pub enum ImageError {
         /// What is wrong.
         problem: String,
     },
+    /// The image directory or one of its files could have been written by someone other than
+    /// the restoring user or root ([`crate::check_image_dir`]).
+    #[error("image file {} {problem}: refusing to restore what another user could have written (check the owner and mode, or pass --trust-image)", path.display())]
+    Untrusted {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong with its owner, mode or type.
+        problem: String,
+    },
     /// The writer was asked to write something the format cannot hold.
     #[error("writing {}: {problem}", path.display())]
     Refused {

@@ -25,6 +25,8 @@
 //!   sorted ranges, data extents inside their files) and every error names the file and the
 //!   record. Page and file data are read in chunks of at most [`MAX_CHUNK_LEN`] bytes, each
 //!   checked against its own crc32c, so memory stays bounded whatever the image size.
+//! - **Who wrote it** ([`check_image_dir`]): a restore believes an image only when the restoring
+//!   user or root owns it and nobody else can write it.
 //! - **Compatibility**: a reader accepts every format version from [`MIN_FORMAT_VERSION`] to
 //!   [`FORMAT_VERSION`] and refuses others with a message naming both; golden images of each
 //!   version live in `tests/fixtures/` and must keep decoding.
@@ -67,6 +69,7 @@ pub mod mountns;
 pub mod pages;
 pub mod process;
 pub mod tree;
+mod trust;
 pub mod v1;
 pub mod v2;
 pub mod v3;
@@ -82,6 +85,7 @@ pub use image::{
     MAX_FS_ENTRIES, MAX_METADATA_BYTES, MAX_PROCESSES, MOUNTS, PIPES, PROCESSES,
 };
 pub use pages::{PageChunk, PagesReader, PagesSummary, PagesWriter};
+pub use trust::check_image_dir;
 
 pub use bytes::{BytesError, ImagePath, OsBytes};
 pub use common::{Extent, FileId, FsContentId, MountId, PagesId, PipeId, Timestamp};

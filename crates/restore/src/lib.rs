@@ -112,12 +112,21 @@ pub struct RestoreOptions {
     /// `--external mnt[KEY]:PATH`: the paths that mounts dumped as binds from outside the
     /// tree's mount namespace (by key) are bound from.
     pub external_mounts: Vec<ExternalPath>,
+    /// `--trust-image`: restore an image directory even when it, or a file in it, is owned by
+    /// another user or writable by group or others ([`crcli_image::check_image_dir`]).
+    pub trust_image: bool,
 }
 
 impl RestoreOptions {
     /// Options with these `--external mnt[KEY]:PATH` mappings.
     pub fn with_external_mounts(mut self, external_mounts: Vec<ExternalPath>) -> Self {
         self.external_mounts = external_mounts;
+        self
+    }
+
+    /// Options with `--trust-image` set as given.
+    pub fn with_trust_image(mut self, trust_image: bool) -> Self {
+        self.trust_image = trust_image;
         self
     }
 
@@ -303,6 +312,9 @@ fn check_machine(image: &Image) -> Result<(), RestoreError> {
 /// For a tree it must also have no other children or tracees while this runs: crcli waits for
 /// any of them (`waitpid(-1)`), and reaps them all after a failure.
 pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<Restored, RestoreError> {
+    if !opts.trust_image {
+        crcli_image::check_image_dir(dir, rustix::process::geteuid().as_raw())?;
+    }
     let image = Image::open(dir)?;
     if tree::is_tree(&image) {
         return tree::restore(&image, opts);

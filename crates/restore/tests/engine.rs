@@ -69,6 +69,7 @@ fn main() {
         ("round_trip_anonymous_cwd", roundtrip::anonymous_cwd),
         ("round_trip_other_groups", || roundtrip::other_creds(false)),
         ("round_trip_as_nobody", || roundtrip::other_creds(true)),
+        ("round_trip_untrusted_image", roundtrip::untrusted_image),
         (
             "round_trip_sleeps_still_sleep",
             roundtrip::sleeps_still_sleep,

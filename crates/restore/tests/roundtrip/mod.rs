@@ -380,6 +380,77 @@ pub fn failed_restore_leaves_nothing() -> Result<(), String> {
     })
 }
 
+/// An image that someone other than the restoring user (root here) or root could have written
+/// is refused before anything is made: a directory or file writable by group or others, a file
+/// owned by another user, a symlink among its files. `--trust-image` restores it all the same.
+pub fn untrusted_image() -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    with_tools("round_trip_untrusted_image", |t| {
+        let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = work.path().join("w");
+        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
+        let (mut child, pid) = start(t, "fdtable", &dir, &[])?;
+        let img = work.path().join("img");
+        dump(t, pid, &img)?;
+        child.wait().map_err(|e| e.to_string())?;
+        let chmod = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| e.to_string())
+        };
+        let inventory = img.join("inventory.img");
+        let refused = |what: &str, expect: &str| -> Result<(), String> {
+            let out = Command::new(&t.crcli)
+                .args(["restore", "-D"])
+                .arg(&img)
+                .output()
+                .map_err(|e| e.to_string())?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            ensure(
+                !out.status.success(),
+                &format!("{what}: crcli restore must fail"),
+            )?;
+            ensure(
+                stderr.contains(expect) && stderr.contains("--trust-image"),
+                &format!("{what}: the error says {expect:?} and names --trust-image: {stderr}"),
+            )?;
+            ensure(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                &format!("{what}: no process has the dumped pid"),
+            )
+        };
+        chmod(&img, 0o777)?;
+        refused(
+            "a world-writable image directory",
+            "is writable by group or others (mode 0777)",
+        )?;
+        chmod(&img, 0o755)?;
+        chmod(&inventory, 0o664)?;
+        refused(
+            "a group-writable inventory",
+            "is writable by group or others (mode 0664)",
+        )?;
+        chmod(&inventory, 0o644)?;
+        std::os::unix::fs::chown(&inventory, Some(65534), None).map_err(|e| e.to_string())?;
+        refused("an inventory of uid 65534", "is owned by uid 65534")?;
+        std::os::unix::fs::chown(&inventory, Some(0), None).map_err(|e| e.to_string())?;
+        std::os::unix::fs::symlink("/etc/passwd", img.join("x.img")).map_err(|e| e.to_string())?;
+        refused("a symlink in the image", "x.img is not a regular file")?;
+        std::fs::remove_file(img.join("x.img")).map_err(|e| e.to_string())?;
+
+        chmod(&img, 0o777)?;
+        let err = std::fs::File::create(dir.join("restore.err")).map_err(|e| e.to_string())?;
+        let restorer = Command::new(&t.crcli)
+            .args(["restore", "--trust-image", "-D"])
+            .arg(&img)
+            .stdin(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .map(|c| KillOnDrop(Some(c)))
+            .map_err(|e| e.to_string())?;
+        finish(restorer, &dir).map(|_| ())
+    })
+}
+
 /// A process with other credentials comes back with them, not with crcli's. `crcli dump`
 /// cannot dump a process of another user on a machine that withholds CAP_SYS_RESOURCE (this
 /// one), so a root program is dumped and its image rewritten: gid 100 and supplementary
